@@ -1,0 +1,268 @@
+"""The meta-learner: a tiny recurrent network from features to a bounded log-scale LR correction.
+
+For each run, at each optimizer step,
+
+    x_t = mask ⊙ features_t                          (features.py, [F])
+    e_t = tanh(W_in x_t + b_in)                      ([H])
+    h_t = core(e_t, h_{t-1})                         (rnn | gru | lstm | transformer over the last W inputs)
+    δ_t = δ_max · tanh(w_out · h_t + b_out)          (w_out = 0, b_out = 0 at init: δ ≡ 0, exactly the prior)
+
+and the scheduler sets ``lr = base_lr · prior(t) · exp(δ_t)``. The recurrent state is one flat tensor per run so
+that it saves into a scheduler ``state_dict`` and batches over a population unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from .features import FEATURE_NAMES, SCHEMA_VERSION, feature_mask
+
+__all__ = ["CORES", "MetaLearner"]
+
+CORES = ("rnn", "gru", "lstm", "transformer")
+
+
+class MetaLearner(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="metalr-hf",
+    tags=["metalr-hf", "meta-lr", "learning-rate-scheduler"],
+    license="apache-2.0",
+    repo_url="https://github.com/metalr-hf/metalr-hf",
+):
+    """Recurrent meta-learner mapping scale-free training features to a bounded log-LR correction ``δ``.
+
+    Args:
+        core (`str`, *optional*, defaults to `"gru"`):
+            Recurrent core: one of `"rnn"`, `"gru"`, `"lstm"`, `"transformer"` (attention over the last
+            `window` inputs).
+        hidden_size (`int`, *optional*, defaults to 32):
+            Width ``H`` of the core. The learner is a few thousand parameters at the default.
+        num_layers (`int`, *optional*, defaults to 1):
+            Stacked cells (rnn/gru/lstm) or encoder layers (transformer).
+        window (`int`, *optional*, defaults to 16):
+            Attention window of the transformer core, in steps.
+        num_heads (`int`, *optional*, defaults to 2):
+            Attention heads of the transformer core.
+        max_delta (`float`, *optional*, defaults to 2.0):
+            Bound ``δ_max``: the learner can scale the prior by ``exp(±δ_max)`` at most.
+        disabled_features (`list[str]`, *optional*, defaults to `[]`):
+            Features or feature groups (see `features.FEATURE_GROUPS`) masked to zero, for ablations.
+        schema_version (`int`, *optional*, defaults to `features.SCHEMA_VERSION`):
+            Version of the feature schema this learner reads; any other version is refused.
+        feature_names (`list[str]`, *optional*):
+            Recorded for humans and checked on load; defaults to `features.FEATURE_NAMES`.
+
+    Example:
+
+    ```python
+    >>> learner = MetaLearner(core="lstm", hidden_size=64)
+    >>> state = learner.init_state(batch_size=4)
+    >>> delta, state = learner(torch.zeros(4, len(FEATURE_NAMES)), state)
+    >>> delta.abs().max().item()  # a fresh learner is exactly the prior schedule
+    0.0
+    ```
+    """
+
+    def __init__(
+        self,
+        core: str = "gru",
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        window: int = 16,
+        num_heads: int = 2,
+        max_delta: float = 2.0,
+        disabled_features: list[str] | None = None,
+        schema_version: int = SCHEMA_VERSION,
+        feature_names: list[str] | None = None,
+    ):
+        super().__init__()
+        if schema_version != SCHEMA_VERSION:
+            raise ValueError(
+                f"This meta-learner was built for feature schema version {schema_version}, but metalr-hf "
+                f"{_version()} reads schema version {SCHEMA_VERSION}. Use a learner trained for schema "
+                f"{SCHEMA_VERSION} (the bundled default is one), or install the metalr-hf release that matches it."
+            )
+        if feature_names is not None and list(feature_names) != list(FEATURE_NAMES):
+            raise ValueError(
+                f"The learner's feature_names {list(feature_names)} differ from this schema's {list(FEATURE_NAMES)}."
+            )
+        if core not in CORES:
+            raise ValueError(f"Unknown core {core!r}; valid cores: {list(CORES)}")
+        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), ("window", window)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not max_delta > 0:
+            raise ValueError(f"max_delta must be > 0, got {max_delta!r}")
+        if core == "transformer" and hidden_size % num_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+        self.config = {
+            "core": core,
+            "hidden_size": int(hidden_size),
+            "num_layers": int(num_layers),
+            "window": int(window),
+            "num_heads": int(num_heads),
+            "max_delta": float(max_delta),
+            "disabled_features": list(disabled_features or []),
+            "schema_version": SCHEMA_VERSION,
+            "feature_names": list(FEATURE_NAMES),
+        }
+        self.core, self.hidden_size, self.num_layers = core, int(hidden_size), int(num_layers)
+        self.window, self.max_delta = int(window), float(max_delta)
+        self.register_buffer("mask", feature_mask(self.config["disabled_features"]), persistent=False)
+        num_features = len(FEATURE_NAMES)
+        H = self.hidden_size
+        self.input = nn.Linear(num_features, H)
+        if core == "transformer":
+            self.pos = nn.Parameter(torch.zeros(self.window, H))
+            layer = nn.TransformerEncoderLayer(H, num_heads, 2 * H, dropout=0.0, batch_first=True)
+            self.cells = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        else:
+            cell = {"rnn": nn.RNNCell, "gru": nn.GRUCell, "lstm": nn.LSTMCell}[core]
+            self.cells = nn.ModuleList([cell(H, H) for _ in range(self.num_layers)])
+        self.head = nn.Linear(H, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.source: dict = {"name_or_path": None, "revision": None}
+
+    # -- recurrent state ----------------------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        H = self.hidden_size
+        if self.core == "transformer":
+            return self.window * H + 1  # the window of embedded inputs, then the number of valid entries
+        return self.num_layers * H * (2 if self.core == "lstm" else 1)
+
+    def init_state(self, batch_size: int = 1) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size, device=self.head.weight.device)
+
+    def forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for ``B`` runs: ``features [B, F]``, ``state [B, S]`` → ``(δ [B], new state [B, S])``."""
+        x = torch.tanh(self.input(features.to(self.head.weight.dtype) * self.mask))
+        B, H = x.shape[0], self.hidden_size
+        if self.core == "transformer":
+            W = self.window
+            buf = state[:, :-1].reshape(B, W, H)
+            count = state[:, -1:]
+            buf = torch.cat([buf[:, 1:], x[:, None]], dim=1)
+            count = (count + 1).clamp(max=W)
+            pad = torch.arange(W, device=x.device)[None, :] < (W - count)  # oldest slots not yet filled
+            out = self.cells(buf + self.pos, src_key_padding_mask=pad)
+            h = out[:, -1]
+            new_state = torch.cat([buf.reshape(B, W * H), count], dim=1)
+        else:
+            chunks, new_chunks = state.chunk(self.num_layers, dim=1), []
+            h = x
+            for cell, chunk in zip(self.cells, chunks):
+                if self.core == "lstm":
+                    h_prev, c_prev = chunk.chunk(2, dim=1)
+                    h, c = cell(h, (h_prev, c_prev))
+                    new_chunks.append(torch.cat([h, c], dim=1))
+                else:
+                    h = cell(h, chunk)
+                    new_chunks.append(h)
+            new_state = torch.cat(new_chunks, dim=1)
+        delta = self.max_delta * torch.tanh(self.head(h).squeeze(-1))
+        return delta, new_state
+
+    # -- identity ------------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A short hash of the config and weights: checkpoints record it and refuse to mix learners."""
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- persistence (safetensors only, strict) --------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_model
+
+        save_directory = Path(save_directory)
+        save_model(self, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
+        config = dict(self.config, metalr_hf_version=_version())
+        (save_directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        **kwargs,
+    ) -> MetaLearner:
+        """Load a learner from a local folder, a Hub repo id (pinned by ``revision``) or, for ``None``, the
+        default learner bundled in the package. Only ``config.json`` + ``model.safetensors`` are read; loading is
+        strict and refuses another feature schema, unknown config keys and damaged weights."""
+        from .hub import resolve_learner_files
+
+        files = resolve_learner_files(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            force_download=force_download,
+        )
+        return cls._from_files(files, **kwargs)
+
+    @classmethod
+    def _from_files(cls, files, **overrides) -> MetaLearner:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            config = json.loads(Path(files.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"Cannot read the learner config {files.config}: {e}") from None
+        config.pop("metalr_hf_version", None)
+        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"Unknown keys {unknown} in {files.config}; a MetaLearner config takes {sorted(known)}")
+        config.setdefault("schema_version", None)
+        if config["schema_version"] != SCHEMA_VERSION:
+            raise ValueError(
+                f"{files.name_or_path} was trained for feature schema version {config['schema_version']}, "
+                f"but metalr-hf {_version()} reads schema version {SCHEMA_VERSION}. Use a learner for schema "
+                f"{SCHEMA_VERSION}, or the metalr-hf release that matches the learner."
+            )
+        model = cls(**{**config, **overrides})
+        try:
+            weights = load_file(str(files.weights))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"The learner weights {files.weights} are damaged or not a safetensors file ({e}). "
+                "Delete the file and download or save the learner again."
+            ) from None
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise ValueError(
+                f"The weights in {files.weights} do not match the config in {files.config}: {e}"
+            ) from None
+        model.eval()
+        model.source = {"name_or_path": files.name_or_path, "revision": files.revision}
+        model._hub_mixin_config = dict(model.config)
+        return model
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

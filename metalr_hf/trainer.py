@@ -1,0 +1,289 @@
+"""``transformers.Trainer`` integration: ``MetaTrainingArguments``, ``MetaTrainer`` and ``MetaLRCallback``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+from transformers.utils.generic import ExplicitEnum
+
+from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler
+
+__all__ = ["MetaLRCallback", "MetaSchedulerType", "MetaTrainer", "MetaTrainingArguments", "VALID_SCHEDULER_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+
+class MetaSchedulerType(ExplicitEnum):
+    """``"meta"`` as an enum member, so that code reading ``args.lr_scheduler_type.value`` (model cards, logs,
+    ``to_dict``) works as for every stock scheduler."""
+
+    META = "meta"
+
+
+VALID_SCHEDULER_NAMES = tuple(sorted([s.value for s in SchedulerType] + [MetaSchedulerType.META.value]))
+
+
+def _scheduler_name(value) -> str:
+    return str(getattr(value, "value", value))
+
+
+@dataclass
+class MetaTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` that also accept ``lr_scheduler_type="meta"``.
+
+    Everything else is unchanged. With ``"meta"``, ``lr_scheduler_kwargs`` takes the options of
+    :class:`MetaLRScheduler`: ``meta_learner`` (folder or Hub repo id; unset = the bundled default), ``revision``,
+    ``prior``, ``min_lr_ratio``, ``guard``, ... (unknown keys are rejected here, before training starts).
+
+    ```bash
+    python train.py --lr_scheduler_type meta --lr_scheduler_kwargs '{"meta_learner": "org/learner", "revision": "v1"}'
+    ```
+    """
+
+    lr_scheduler_type: str = field(
+        default="linear",
+        metadata={
+            "help": "The learning rate scheduler: 'meta' (the meta-learned scheduler of metalr-hf) or any "
+            f"transformers scheduler. Valid: {', '.join(VALID_SCHEDULER_NAMES)}."
+        },
+    )
+
+    def __post_init__(self):
+        name = _scheduler_name(self.lr_scheduler_type)
+        if name not in VALID_SCHEDULER_NAMES:
+            raise ValueError(f"Unknown lr_scheduler_type {name!r}; valid names: {list(VALID_SCHEDULER_NAMES)}")
+        is_meta = name == MetaSchedulerType.META.value
+        if is_meta:
+            self.lr_scheduler_type = SchedulerType.LINEAR  # let the parent validate everything else
+        super().__post_init__()
+        if is_meta:
+            self.lr_scheduler_type = MetaSchedulerType.META
+            self._validate_meta_kwargs()
+
+    def _validate_meta_kwargs(self):
+        kwargs = self.lr_scheduler_kwargs
+        if kwargs is None or kwargs == {}:
+            self.lr_scheduler_kwargs = {}
+            return
+        if isinstance(kwargs, str):  # a JSON file path, as transformers allows for dict fields
+            if not os.path.isfile(kwargs):
+                raise ValueError(f"lr_scheduler_kwargs {kwargs!r} is neither a JSON object nor a JSON file")
+            with open(kwargs) as f:
+                kwargs = self.lr_scheduler_kwargs = json.load(f)
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"lr_scheduler_kwargs must be a dict for lr_scheduler_type='meta', got {kwargs!r}")
+        unknown = sorted(set(kwargs) - set(META_SCHEDULER_KWARGS))
+        if unknown:
+            raise ValueError(
+                f"Unknown key(s) {unknown} in lr_scheduler_kwargs for lr_scheduler_type='meta'; "
+                f"valid keys: {sorted(META_SCHEDULER_KWARGS)}"
+            )
+
+    def set_lr_scheduler(self, name="linear", **kwargs):
+        """As in ``TrainingArguments``, with ``"meta"`` accepted."""
+        if _scheduler_name(name) == MetaSchedulerType.META.value:
+            super().set_lr_scheduler("linear", **kwargs)
+            self.lr_scheduler_type = MetaSchedulerType.META
+            return self
+        return super().set_lr_scheduler(name, **kwargs)
+
+
+class MetaLRCallback(TrainerCallback):
+    """Feeds a :class:`MetaLRScheduler` the signals of each optimizer step and logs what it decides.
+
+    At every optimizer step ``t`` it hands the scheduler
+
+    - ``ℓ_t``, the loss of the step: the mean over its gradient-accumulation micro-batches, exactly the loss the
+      Trainer logs (a ``MetaTrainer`` reports it from ``training_step``; in a stock ``Trainer`` a forward hook on
+      the model reads ``outputs.loss``, summed when the model normalises by ``num_items_in_batch``, else averaged);
+    - ``‖g_t‖``, the gradient norm before clipping (``MetaTrainer``; a stock ``Trainer`` gives the scheduler only
+      the clipped gradients, from which it reads the norm itself).
+
+    The scheduler reduces these over all ranks before its learner sees them, so every rank sets the same LR.
+    It adds ``meta/lr_scale``, ``meta/delta`` and one ``meta/feature/<name>`` per feature to the training logs.
+
+    Args:
+        log_features (`bool`, *optional*, defaults to `True`): also log the feature vector.
+
+    Example:
+
+    ```python
+    scheduler = MetaLRScheduler(optimizer, num_training_steps=args.max_steps)
+    trainer = Trainer(model, args, train_dataset=ds, optimizers=(optimizer, scheduler), callbacks=[MetaLRCallback()])
+    ```
+    """
+
+    def __init__(self, log_features: bool = True):
+        self.log_features = log_features
+        self.fed_by_trainer = False  # set by MetaTrainer, which reports losses and grad norms itself
+        self._losses: list[torch.Tensor] = []
+        self._scaled: list[bool] = []
+        self._grad_norm = None
+        self._hook = None
+        self._epoch_at_observe = None
+        self._scheduler: MetaLRScheduler | None = None
+
+    # -- signal sources ------------------------------------------------------------------------------------
+    def add_loss(self, loss: torch.Tensor, scaled_for_accumulation: bool = True) -> None:
+        """Record the loss of one micro-batch (``scaled_for_accumulation``: micro-batch losses sum to the step's)."""
+        self._losses.append(loss.detach().float().reshape(()))
+        self._scaled.append(scaled_for_accumulation)
+
+    def set_grad_norm(self, grad_norm) -> None:
+        self._grad_norm = grad_norm
+
+    def _forward_hook(self, module, args, kwargs, output):
+        if not module.training or not torch.is_grad_enabled():
+            return
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if torch.is_tensor(loss):
+            self.add_loss(loss, scaled_for_accumulation=kwargs.get("num_items_in_batch") is not None)
+
+    def step_loss(self) -> torch.Tensor | None:
+        if not self._losses:
+            return None
+        stacked = torch.stack(self._losses)
+        return stacked.sum() if all(self._scaled) else stacked.mean()
+
+    # -- events --------------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        self._scheduler = lr_scheduler if isinstance(lr_scheduler, MetaLRScheduler) else None
+        if self._scheduler is None:
+            logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
+            return
+        if not self.fed_by_trainer and model is not None and self._hook is None:
+            self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
+        source = self._scheduler.learner.source
+        logger.info(
+            "metalr-hf: meta-learner %s (revision %s, fingerprint %s)",
+            source.get("name_or_path"),
+            source.get("revision"),
+            self._scheduler.learner.fingerprint(),
+        )
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._losses, self._scaled, self._grad_norm = [], [], None
+
+    def on_optimizer_step(self, args, state, control, lr_scheduler=None, **kwargs):
+        if self._scheduler is None:
+            return
+        loss = self.step_loss()
+        if loss is not None:
+            self._scheduler.observe(loss, grad_norm=self._grad_norm)
+        self._epoch_at_observe = self._scheduler.last_epoch
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # An optimizer step skipped by the Trainer (fp16 overflow) never calls scheduler.step(): count it as a
+        # non-finite step so that the learner never sees it and the LR backs off.
+        if self._scheduler is not None and self._scheduler.last_epoch == self._epoch_at_observe:
+            self._scheduler.skip_step()
+        self._losses, self._scaled, self._grad_norm = [], [], None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def meta_logs(self) -> dict[str, float]:
+        if self._scheduler is None:
+            return {}
+        c = self._scheduler.controller
+        logs = {
+            "meta/lr_scale": self._scheduler.last_scale,
+            "meta/delta": float(c.delta[0]),
+            "meta/backoff": float(c.backoff[0]),
+            "meta/guard": float(c.guard_scale[0]),
+        }
+        if self.log_features:
+            logs.update({f"meta/feature/{k}": v for k, v in self._scheduler.features_dict().items()})
+        return logs
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # In a stock Trainer this reaches the callbacks after this one; MetaTrainer adds them in `log` instead.
+        if logs is not None and "loss" in logs and not self.fed_by_trainer:
+            logs.update(self.meta_logs())
+
+
+class MetaTrainer(Trainer):
+    """A ``transformers.Trainer`` that understands ``lr_scheduler_type="meta"``.
+
+    It builds a :class:`MetaLRScheduler` in ``create_scheduler`` (every stock scheduler name still works), adds a
+    :class:`MetaLRCallback` itself, reports the exact step loss and pre-clipping gradient norm to it, puts the
+    scheduler's decisions in the training logs, and tags the model card with the learner it used.
+
+    ```python
+    args = MetaTrainingArguments("out", lr_scheduler_type="meta", max_steps=1000)
+    trainer = MetaTrainer(model=model, args=args, train_dataset=train_ds)
+    trainer.train()
+    ```
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        callbacks = [cb for cb in self.callback_handler.callbacks if isinstance(cb, MetaLRCallback)]
+        if not callbacks:
+            self.add_callback(MetaLRCallback())
+            callbacks = [cb for cb in self.callback_handler.callbacks if isinstance(cb, MetaLRCallback)]
+        self._meta_callback = callbacks[0]
+        self._meta_callback.fed_by_trainer = True
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None and _scheduler_name(self.args.lr_scheduler_type) == MetaSchedulerType.META.value:
+            self.lr_scheduler = get_scheduler(
+                "meta",
+                optimizer=optimizer if optimizer is not None else self.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        if isinstance(self.lr_scheduler, MetaLRScheduler):
+            self._meta_callback.add_loss(loss)  # scaled by the Trainer: micro-batch losses sum to the step loss
+        return loss
+
+    def _get_grad_norm(self, *args, **kwargs):
+        grad_norm = super()._get_grad_norm(*args, **kwargs)
+        if grad_norm is not None:
+            self._meta_callback.set_grad_norm(grad_norm)
+        return grad_norm
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and isinstance(self.lr_scheduler, MetaLRScheduler):
+            logs.update(self._meta_callback.meta_logs())
+        super().log(logs, *args, **kwargs)
+
+    def meta_learner_info(self) -> dict | None:
+        """Which learner (name, revision, fingerprint) drove this run, or ``None``."""
+        if not isinstance(self.lr_scheduler, MetaLRScheduler):
+            return None
+        learner = self.lr_scheduler.learner
+        return {**learner.source, "fingerprint": learner.fingerprint()}
+
+    def create_model_card(self, *args, **kwargs):
+        info = self.meta_learner_info()
+        if info is None:
+            return super().create_model_card(*args, **kwargs)
+        tags = kwargs.get("tags") or []
+        tags = [tags] if isinstance(tags, str) else list(tags)
+        kwargs["tags"] = tags + [t for t in ("metalr-hf", "meta-lr") if t not in tags]
+        super().create_model_card(*args, **kwargs)
+        path = os.path.join(self.args.output_dir, "README.md")
+        if self.is_world_process_zero() and os.path.isfile(path):
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(
+                    "\n## Learning-rate schedule\n\nTrained with the meta-learned scheduler of "
+                    "[metalr-hf](https://github.com/metalr-hf/metalr-hf) (`--lr_scheduler_type meta`): "
+                    f"meta-learner `{info.get('name_or_path')}`, revision `{info.get('revision') or 'local'}`, "
+                    f"fingerprint `{info['fingerprint']}`.\n"
+                )

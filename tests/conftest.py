@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny models built from configs, local data, perturbed learners. Nothing is downloaded."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_DISABLED", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from metalr_hf import MetaLearner  # noqa: E402
+
+
+def perturbed_learner(seed: int = 0, scale: float = 0.5, **config) -> MetaLearner:
+    """A learner whose weights (output layer included) are random, so that it really moves the LR."""
+    learner = MetaLearner(**config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return learner
+
+
+@pytest.fixture
+def learner():
+    return perturbed_learner()
+
+
+def tiny_bert(seed: int = 0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return BertForSequenceClassification(config)
+
+
+def toy_classification(n: int = 256, seq_len: int = 16, seed: int = 0):
+    """Label = which half of the vocabulary the tokens come from: learnable in a few dozen steps."""
+    from datasets import Dataset
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=gen)
+    ids = torch.randint(8, 36, (n, seq_len), generator=gen) + 28 * labels[:, None]
+    ids[:, 0] = 2
+    return Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": [[1] * seq_len] * n, "labels": labels.tolist()}
+    )
+
+
+def tiny_gpt2(seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
+    return GPT2LMHeadModel(config)
+
+
+def toy_lm(n: int = 320, seq_len: int = 16, seed: int = 0):
+    """Sequences counting up modulo 64 from a random start: next-token prediction is learnable."""
+    from datasets import Dataset
+
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, 64, (n, 1), generator=gen)
+    ids = (start + torch.arange(seq_len)) % 64
+    return Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})

@@ -1,0 +1,108 @@
+"""MetaLearner: cores, zero-initialised output, strict safetensors round trips, clear errors."""
+
+import json
+
+import pytest
+import torch
+from conftest import perturbed_learner
+
+from metalr_hf import MetaLearner
+from metalr_hf.features import FEATURE_NAMES, SCHEMA_VERSION
+from metalr_hf.hub import MetaLearnerNotFoundError
+
+CONFIGS = [
+    {"core": "rnn"},
+    {"core": "gru", "hidden_size": 16, "num_layers": 2},
+    {"core": "lstm", "hidden_size": 24},
+    {"core": "transformer", "hidden_size": 16, "window": 4, "num_heads": 2},
+    {"core": "gru", "disabled_features": ["loss", "grad_snr"], "max_delta": 1.0},
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c["core"])
+def test_fresh_learner_is_exactly_the_prior(config):
+    learner = MetaLearner(**config)
+    state = learner.init_state(3)
+    for _ in range(5):
+        delta, state = learner(torch.randn(3, len(FEATURE_NAMES)), state)
+        assert torch.equal(delta, torch.zeros(3))
+    assert state.shape == (3, learner.state_size)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c["core"])
+def test_save_load_round_trip_is_bit_exact(tmp_path, config):
+    learner = perturbed_learner(seed=5, **config)
+    learner.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = MetaLearner.from_pretrained(tmp_path)
+    assert loaded.config == learner.config
+    for (k, a), (_, b) in zip(sorted(learner.state_dict().items()), sorted(loaded.state_dict().items())):
+        assert torch.equal(a, b), k
+    x, s = torch.randn(2, len(FEATURE_NAMES)), learner.init_state(2)
+    assert torch.equal(learner(x, s)[0], loaded(x, s)[0])
+    assert loaded.fingerprint() == learner.fingerprint()
+    assert loaded.source["name_or_path"] == str(tmp_path)
+
+
+def test_bounded_output_and_mask():
+    learner = perturbed_learner(seed=0, scale=5.0, max_delta=0.7, disabled_features=["loss"])
+    delta, _ = learner(torch.randn(64, len(FEATURE_NAMES)) * 100, learner.init_state(64))
+    assert delta.abs().max() <= 0.7 and delta.abs().max() > 0.1
+    # a masked feature has no effect at all
+    x = torch.randn(4, len(FEATURE_NAMES))
+    y = x.clone()
+    y[:, FEATURE_NAMES.index("log_loss_rel")] += 10.0
+    s = learner.init_state(4)
+    assert torch.equal(learner(x, s)[0], learner(y, s)[0])
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    perturbed_learner().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        MetaLearner.from_pretrained(tmp_path)
+
+
+def test_corrupted_weights_are_refused(tmp_path):
+    perturbed_learner().save_pretrained(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[:40] + b"garbage" + data[60:200])
+    with pytest.raises(ValueError, match="damaged or not a safetensors file"):
+        MetaLearner.from_pretrained(tmp_path)
+
+
+def test_unknown_config_key_and_missing_files(tmp_path):
+    perturbed_learner().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "hiden_size": 3}))
+    with pytest.raises(ValueError, match="hiden_size"):
+        MetaLearner.from_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(MetaLearnerNotFoundError, match="model.safetensors"):
+        MetaLearner.from_pretrained(tmp_path)
+
+
+def test_pickle_weights_are_never_read(tmp_path):
+    learner = perturbed_learner()
+    learner.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(learner.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(MetaLearnerNotFoundError, match="lacks"):
+        MetaLearner.from_pretrained(tmp_path)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="Unknown core 'cnn'"):
+        MetaLearner(core="cnn")
+    with pytest.raises(ValueError, match="hidden_size"):
+        MetaLearner(hidden_size=0)
+    with pytest.raises(ValueError, match="Unknown feature or feature group 'los'"):
+        MetaLearner(disabled_features=["los"])
+
+
+def test_bundled_default_loads_offline():
+    learner = MetaLearner.from_pretrained(None)
+    assert learner.source["name_or_path"] == "metalr-default-v1"
+    assert learner.config["schema_version"] == SCHEMA_VERSION

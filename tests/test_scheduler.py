@@ -1,0 +1,253 @@
+"""MetaLRScheduler in a plain PyTorch loop, get_scheduler, and the batched controller used by meta-training."""
+
+import io
+import math
+import warnings
+
+import pytest
+import torch
+from conftest import perturbed_learner
+from transformers import get_scheduler as hf_get_scheduler
+from transformers.trainer_utils import SchedulerType
+
+from metalr_hf import MetaLRScheduler, get_scheduler
+from metalr_hf.features import Signals, optimizer_signals
+from metalr_hf.scheduler import MetaController
+from metalr_hf.schedules import cosine
+
+
+def _problem(seed=0, groups=False, opt="adamw", lr=1e-2):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    params = (
+        [{"params": model[0].parameters(), "lr": lr}, {"params": model[2].parameters(), "lr": lr / 10}]
+        if groups
+        else model.parameters()
+    )
+    if opt == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=lr)
+    else:
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    X = torch.randn(128, 8, generator=torch.Generator().manual_seed(1))
+    y = X.sum(1, keepdim=True).sin()
+    return model, optimizer, X, y
+
+
+def _run(scheduler_fn, steps=40, nan_at=(), observe=True, **kw):
+    model, optimizer, X, y = _problem(**kw)
+    scheduler = scheduler_fn(optimizer)
+    lrs, losses = [], []
+    for t in range(steps):
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        if observe:
+            # a NaN reading of the loss (the weights stay clean, so that recovery can be seen)
+            scheduler.observe(loss.detach() * float("nan") if t in nan_at else loss.detach())
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        lrs.append(scheduler.get_last_lr())
+        losses.append(loss.item())
+    return scheduler, lrs, losses, model
+
+
+def test_plain_loop_learns_and_respects_param_group_base_lrs():
+    learner = perturbed_learner(seed=7)
+    sched, lrs, losses, _ = _run(
+        lambda o: MetaLRScheduler(o, num_training_steps=40, num_warmup_steps=4, meta_learner=learner), groups=True
+    )
+    assert losses[-1] < losses[0]
+    # every group keeps its own base LR; the ratio between groups is exactly preserved
+    assert all(a == pytest.approx(10 * b) for a, b in lrs)
+    # get_last_lr is what the optimizer uses
+    assert sched.get_last_lr() == [g["lr"] for g in sched.optimizer.param_groups]
+    # the learner moved the LR away from the cosine prior
+    prior = [1e-2 * float(cosine(t + 1, 40, 4)) for t in range(39)]
+    assert max(abs(a[0] / p - 1) for a, p in zip(lrs[:39], prior) if p > 0) > 0.05
+
+
+def test_fresh_learner_reproduces_prior_exactly():
+    from metalr_hf import MetaLearner
+
+    _, lrs, _, _ = _run(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=MetaLearner()), steps=30)
+    model, opt, _, _ = _problem()
+    ref = hf_get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=30)
+    for t in range(30):
+        opt.step()
+        ref.step()
+        assert lrs[t][0] == pytest.approx(ref.get_last_lr()[0], rel=1e-9, abs=1e-12)
+
+
+def test_without_observe_warns_once_and_runs_on_gradients():
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        sched, lrs, _, _ = _run(
+            lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=perturbed_learner(seed=8)),
+            steps=20,
+            observe=False,
+        )
+    assert sum("received no loss" in str(r.message) for r in records) == 1
+    assert all(math.isfinite(x[0]) for x in lrs)
+    feats = sched.features_dict()
+    assert feats["loss_missing"] == 1.0 and feats["log_loss_rel"] == 0.0
+    assert feats["grad_norm_rel"] != 0.0  # the gradient statistics are live
+
+
+@pytest.mark.parametrize("opt", ["adamw", "sgd"])
+def test_nan_steps_skip_the_learner_back_off_and_recover(opt):
+    learner = perturbed_learner(seed=9)
+    with pytest.warns(UserWarning, match="non-finite") as records:
+        sched, lrs, _, _ = _run(
+            lambda o: MetaLRScheduler(o, num_training_steps=60, meta_learner=learner),
+            steps=60,
+            nan_at=(10, 11, 30),
+            opt=opt,
+        )
+    assert sum("non-finite" in str(r.message) for r in records) == 2  # one warning per incident
+    assert all(math.isfinite(x[0]) and x[0] >= 0 for x in lrs)
+    assert sched.controller.backoff.item() == pytest.approx(1.0)  # recovered
+    assert sched.controller.extractor.state["n_loss"].item() == 57  # the bad steps never reached the statistics
+
+
+def test_backoff_halves_the_lr_on_a_bad_step():
+    learner = perturbed_learner(seed=9)
+    _, clean, _, _ = _run(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=learner), steps=12)
+    with pytest.warns(UserWarning):
+        _, bad, _, _ = _run(
+            lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=learner), steps=12, nan_at=(10,)
+        )
+    # the step after the NaN runs at half the LR the learner would otherwise have kept (δ frozen)
+    assert bad[10][0] < 0.75 * clean[10][0]
+
+
+def test_state_dict_is_weights_only_and_resume_is_exact():
+    learner = perturbed_learner(seed=10)
+    make = lambda o: MetaLRScheduler(o, num_training_steps=40, meta_learner=learner)  # noqa: E731
+    _, full, _, _ = _run(make, steps=40)
+    # run 20 steps, save model, optimizer and scheduler, then continue in fresh objects
+    model, optimizer, X, y = _problem()
+    sched = make(optimizer)
+    for _ in range(20):
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        sched.observe(loss.detach())
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad()
+    buf = io.BytesIO()
+    torch.save({"m": model.state_dict(), "o": optimizer.state_dict(), "s": sched.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    model2, optimizer2, _, _ = _problem(seed=123)
+    model2.load_state_dict(ckpt["m"])
+    sched2 = make(optimizer2)
+    optimizer2.load_state_dict(ckpt["o"])
+    sched2.load_state_dict(ckpt["s"])
+    rest = []
+    for _ in range(20):
+        loss = torch.nn.functional.mse_loss(model2(X), y)
+        loss.backward()
+        sched2.observe(loss.detach())
+        optimizer2.step()
+        sched2.step()
+        optimizer2.zero_grad()
+        rest.append(sched2.get_last_lr()[0])
+    for a, b in zip(full[20:], rest):
+        assert a[0] == pytest.approx(b, rel=1e-6)
+
+
+def test_checkpoint_of_another_learner_is_refused():
+    _, opt, _, _ = _problem()
+    a = MetaLRScheduler(opt, num_training_steps=10, meta_learner=perturbed_learner(seed=1))
+    b = MetaLRScheduler(opt, num_training_steps=10, meta_learner=perturbed_learner(seed=2))
+    with pytest.raises(ValueError, match="fingerprint"):
+        b.load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("steps", [None, 0, -5])
+def test_num_training_steps_required(steps):
+    _, opt, _, _ = _problem()
+    with pytest.raises(ValueError, match="num_training_steps > 0"):
+        MetaLRScheduler(opt, num_training_steps=steps)
+
+
+def test_unknown_option_and_missing_learner(tmp_path):
+    _, opt, _, _ = _problem()
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['meta_lerner'\]"):
+        MetaLRScheduler(opt, num_training_steps=10, meta_lerner="x")
+    with pytest.raises(FileNotFoundError, match="missing-dir"):
+        MetaLRScheduler(opt, num_training_steps=10, meta_learner=str(tmp_path / "missing-dir"))
+    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+        MetaLRScheduler(opt, num_training_steps=10, meta_learner="no-such-org/no-such-learner")
+
+
+def _trajectory(sched, opt, n=25):
+    out = []
+    for _ in range(n):
+        opt.step()
+        sched.step()
+        out.append(sched.get_last_lr())
+    return out
+
+
+@pytest.mark.parametrize("name", [s.value for s in SchedulerType])
+def test_get_scheduler_equals_transformers_for_stock_names(name):
+    kwargs = {"min_lr_rate": 0.1} if "min_lr" in name else None
+    if name == "warmup_stable_decay":
+        kwargs = {"num_decay_steps": 5}
+    _, opt_a, _, _ = _problem()
+    _, opt_b, _, _ = _problem()
+    ours = get_scheduler(name, opt_a, num_warmup_steps=3, num_training_steps=25, scheduler_specific_kwargs=kwargs)
+    ref = hf_get_scheduler(name, opt_b, num_warmup_steps=3, num_training_steps=25, scheduler_specific_kwargs=kwargs)
+    assert type(ours) is type(ref)
+    if name in ("reduce_lr_on_plateau", "greedy"):
+        return  # driven by metrics, not steps
+    assert _trajectory(ours, opt_a) == _trajectory(ref, opt_b)
+
+
+def test_get_scheduler_meta():
+    _, opt, _, _ = _problem()
+    sched = get_scheduler(
+        "meta", opt, num_warmup_steps=2, num_training_steps=10, scheduler_specific_kwargs={"prior": "linear"}
+    )
+    assert isinstance(sched, MetaLRScheduler) and sched.controller.prior == "linear"
+
+
+def test_controller_batched_equals_single_runs():
+    """A population of runs in one controller gives the same LRs as each run alone (meta-training parity)."""
+    learner = perturbed_learner(seed=11)
+    B, T = 3, 15
+    gen = torch.Generator().manual_seed(0)
+    seq = [
+        {k: torch.rand(B, generator=gen) + 0.1 for k in ("loss", "grad_norm", "gg", "mm", "upd_sq", "ww", "vv")}
+        for _ in range(T)
+    ]
+    for s in seq:
+        s["gm"] = torch.randn(B, generator=gen)
+        s["g_upd"] = -torch.rand(B, generator=gen)
+        s["adaptive"] = torch.ones(B)
+        s["has_loss"] = torch.ones(B, dtype=torch.bool)
+    horizons = torch.tensor([15.0, 40.0, 100.0])
+    batched = MetaController(learner, horizons, batch_size=B)
+    singles = [MetaController(learner, horizons[i : i + 1]) for i in range(B)]
+    for t, s in enumerate(seq):
+        batched.update(Signals(**s))
+        for i, c in enumerate(singles):
+            c.update(Signals(**{k: v[i : i + 1] for k, v in s.items()}))
+        scale_b = batched.scale(t + 1)
+        for i, c in enumerate(singles):
+            assert float(scale_b[i]) == pytest.approx(float(c.scale(t + 1)[0]), rel=1e-5)
+
+
+def test_optimizer_signals_are_consistent():
+    model, opt, X, y = _problem(opt="sgd")
+    for _ in range(3):
+        torch.nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+    stats = optimizer_signals(opt)
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    bufs = torch.cat([opt.state[p]["momentum_buffer"].flatten() for p in model.parameters()])
+    assert float(stats["gg"]) == pytest.approx(float(grads @ grads), rel=1e-5)
+    assert float(stats["gm"]) == pytest.approx(float(grads @ bufs) * 0.1, rel=1e-5)
+    assert float(stats["g_upd"]) == pytest.approx(-1e-2 * float(grads @ bufs), rel=1e-5)
+    assert float(stats["adaptive"]) == 0.0

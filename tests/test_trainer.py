@@ -1,0 +1,277 @@
+"""MetaTrainer / MetaTrainingArguments / MetaLRCallback inside a real transformers.Trainer (tiny BERT on CPU)."""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import perturbed_learner, tiny_bert, tiny_gpt2, toy_classification, toy_lm
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from metalr_hf import MetaLRCallback, MetaLRScheduler, MetaTrainer, MetaTrainingArguments
+from metalr_hf.schedules import cosine
+
+
+def _args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=16,
+        learning_rate=3e-3,
+        max_steps=30,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        lr_scheduler_type="meta",
+        seed=0,
+        data_seed=0,
+        dataloader_num_workers=0,
+        use_cpu=True,
+    )
+    base.update(kw)
+    return MetaTrainingArguments(**base)
+
+
+def _lrs(trainer):
+    return [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+
+
+def _losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def test_meta_trainer_moves_lr_within_bounds_and_learns(tmp_path):
+    learner_dir = tmp_path / "learner"
+    perturbed_learner(seed=1).save_pretrained(learner_dir)
+    args = _args(tmp_path, lr_scheduler_kwargs={"meta_learner": str(learner_dir)}, warmup_steps=3)
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    trainer.train()
+    lrs = _lrs(trainer)
+    assert len(lrs) == 30
+    prior = [3e-3 * float(cosine(t, 30, 3)) for t in range(30)]
+    # the learner moves the LR away from the prior ...
+    assert max(abs(a - b) / max(b, 1e-12) for a, b in zip(lrs[4:], prior[4:])) > 0.05
+    # ... but within exp(±max_delta) of it
+    bound = math.exp(trainer.lr_scheduler.learner.max_delta)
+    assert all(a <= b * bound * (1 + 1e-6) for a, b in zip(lrs, prior))
+    assert all(a >= b / bound * (1 - 1e-6) for a, b in zip(lrs, prior))
+    losses = _losses(trainer)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    logged = [h for h in trainer.state.log_history if "meta/lr_scale" in h]
+    assert len(logged) == 30 and "meta/feature/log_loss_rel" in logged[-1]
+    assert trainer.meta_learner_info()["name_or_path"] == str(learner_dir)
+
+
+def test_resume_from_checkpoint_gives_same_lr_trajectory(tmp_path):
+    learner_dir = tmp_path / "learner"
+    perturbed_learner(seed=2).save_pretrained(learner_dir)
+    kwargs = {"meta_learner": str(learner_dir)}
+    full = MetaTrainer(
+        model=tiny_bert(),
+        args=_args(tmp_path / "a", lr_scheduler_kwargs=kwargs, max_steps=20),
+        train_dataset=toy_classification(),
+    )
+    full.train()
+    # same run, checkpointed at step 10 and "killed" after 12 steps
+    args = _args(tmp_path / "b", lr_scheduler_kwargs=kwargs, max_steps=20, save_strategy="steps", save_steps=10)
+    first = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+
+    class Kill(MetaLRCallback.__mro__[1]):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 12:
+                control.should_training_stop = True
+
+    first.add_callback(Kill())
+    first.train()
+    resumed = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-10"))
+    a = _lrs(full)[10:]
+    b = [h["learning_rate"] for h in resumed.state.log_history if "learning_rate" in h and h["step"] > 10]
+    assert len(a) == len(b) == 10
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, rel=1e-6)
+    # and the learner really moved the LR, so the equality says something
+    assert trainer_scale_varies(full)
+
+
+def trainer_scale_varies(trainer):
+    scales = [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h]
+    return max(scales) - min(scales) > 0.01
+
+
+def _bert_loss_averaged_by_trainer():
+    # BERT's classification loss ignores `num_items_in_batch`; tell the Trainer so that it averages
+    # micro-batch losses itself (transformers otherwise sums them under gradient accumulation).
+    model = tiny_bert()
+    model.accepts_loss_kwargs = False
+    return model, toy_classification(n=320)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: (tiny_gpt2(), toy_lm()), _bert_loss_averaged_by_trainer], ids=["gpt2-num-items", "bert-mean"]
+)
+def test_gradient_accumulation_equals_large_batch(tmp_path, make):
+    learner_dir = tmp_path / "learner"
+    perturbed_learner(seed=3).save_pretrained(learner_dir)
+    kwargs = {"meta_learner": str(learner_dir)}
+    runs = {}
+    for name, bs, ga in (("big", 32, 1), ("acc", 8, 4)):
+        model, ds = make()
+        args = _args(
+            tmp_path / name,
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            lr_scheduler_kwargs=kwargs,
+            max_steps=10,
+        )
+        trainer = MetaTrainer(model=model, args=args, train_dataset=ds)
+        observed = []
+        original = trainer._meta_callback.step_loss
+
+        def spy(original=original, observed=observed):
+            loss = original()
+            observed.append(float(loss))
+            return loss
+
+        trainer._meta_callback.step_loss = spy
+        trainer.train()
+        runs[name] = (observed, _lrs(trainer))
+    (loss_a, lr_a), (loss_b, lr_b) = runs["big"], runs["acc"]
+    assert len(loss_a) == len(loss_b) == 10
+    for x, y in zip(loss_a, loss_b):
+        assert x == pytest.approx(y, rel=1e-4)
+    for x, y in zip(lr_a, lr_b):
+        assert x == pytest.approx(y, rel=1e-3)
+    assert max(lr_a) != min(lr_a)
+
+
+def test_stock_trainer_with_scheduler_and_callback(tmp_path):
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    scheduler = MetaLRScheduler(optimizer, num_training_steps=15, meta_learner=perturbed_learner(seed=4))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=15,
+        per_device_train_batch_size=16,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=toy_classification(),
+        optimizers=(optimizer, scheduler),
+        callbacks=[MetaLRCallback()],
+    )
+    with _no_missing_loss_warning():
+        trainer.train()
+    # the forward hook fed the real loss: the loss features are live
+    assert scheduler.controller.extractor.state["n_loss"].item() == 15
+    assert scheduler.features_dict()["loss_missing"] == 0.0
+    assert scheduler.last_epoch == 15
+
+
+class _no_missing_loss_warning:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings(record=True)
+        self.records = self._cm.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._cm.__exit__(*exc)
+        assert not [r for r in self.records if "received no loss" in str(r.message)]
+
+
+def test_nan_loss_mid_run_does_not_crash(tmp_path):
+    args = _args(tmp_path, lr_scheduler_kwargs={}, max_steps=12)
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    original = trainer.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        loss = original(*a, **k)
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    trainer.compute_loss = poisoned
+    with pytest.warns(UserWarning, match="non-finite"):
+        trainer.train()
+    lrs = _lrs(trainer)
+    assert len(lrs) == 12 and all(math.isfinite(x) for x in lrs)
+    assert trainer.lr_scheduler.controller.backoff.item() <= 1.0
+    assert all(math.isfinite(v) for v in trainer.lr_scheduler.features_dict().values())
+
+
+def test_every_stock_scheduler_name_still_works(tmp_path):
+    for name in SchedulerType:
+        if name.value in ("reduce_lr_on_plateau", "greedy"):
+            kw = dict(eval_strategy="steps", eval_steps=5)
+        else:
+            kw = {}
+        args = _args(tmp_path, lr_scheduler_type=name.value, **kw)
+        assert args.lr_scheduler_type == name
+        assert args.to_dict()["lr_scheduler_type"] == name.value
+
+
+def test_arguments_round_trip_and_parser(tmp_path):
+    args = _args(tmp_path, lr_scheduler_kwargs={"meta_learner": "org/learner", "revision": "v1"})
+    d = args.to_dict()
+    assert d["lr_scheduler_type"] == "meta"
+    assert args.lr_scheduler_type.value == "meta"
+    again = MetaTrainingArguments(**d)
+    assert again.lr_scheduler_type.value == "meta"
+    assert again.lr_scheduler_kwargs == {"meta_learner": "org/learner", "revision": "v1"}
+    json.dumps(d)
+
+    parser = HfArgumentParser((MetaTrainingArguments,))
+    (parsed,) = parser.parse_args_into_dataclasses(
+        args=[
+            "--output_dir",
+            str(tmp_path),
+            "--lr_scheduler_type",
+            "meta",
+            "--lr_scheduler_kwargs",
+            '{"meta_learner": "org/x", "prior": "linear"}',
+            "--report_to",
+            "none",
+        ]
+    )
+    assert parsed.lr_scheduler_type.value == "meta"
+    assert parsed.lr_scheduler_kwargs == {"meta_learner": "org/x", "prior": "linear"}
+    (parsed,) = parser.parse_args_into_dataclasses(
+        args=["--output_dir", str(tmp_path), "--lr_scheduler_type", "cosine"]
+    )
+    assert parsed.lr_scheduler_type == SchedulerType.COSINE
+
+
+def test_unknown_scheduler_name_lists_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown lr_scheduler_type 'metal'.*'cosine'.*'meta'"):
+        _args(tmp_path, lr_scheduler_type="metal")
+
+
+def test_unknown_lr_scheduler_kwargs_key(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['meta_lerner'\].*valid keys"):
+        _args(tmp_path, lr_scheduler_kwargs={"meta_lerner": "x"})
+
+
+def test_missing_learner_folder_is_named(tmp_path):
+    args = _args(tmp_path, lr_scheduler_kwargs={"meta_learner": str(tmp_path / "nope")})
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    with pytest.raises(FileNotFoundError, match="nope"):
+        trainer.train()
+
+
+def test_model_card_records_learner(tmp_path):
+    args = _args(tmp_path, max_steps=3)
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    trainer.train()
+    trainer.create_model_card(model_name="tiny")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "metalr-hf" in card and "meta-lr" in card
+    assert "metalr-default-v1" in card
+    assert "lr_scheduler_type: meta" in card
