@@ -37,6 +37,9 @@ def make_parser() -> argparse.ArgumentParser:
     show.add_argument("learner", nargs="?", default="default", help="folder, Hub repo id, or 'default'")
     show.add_argument("--revision", default=None, help="branch, tag or commit sha of a Hub learner")
     show.set_defaults(func=_cmd_show)
+    from .metatrain import cli as metatrain_cli
+
+    metatrain_cli.register(sub)
     return parser
 
 

@@ -141,6 +141,10 @@ class MetaLearner(
             return self.window * H + 1  # the window of embedded inputs, then the number of valid entries
         return self.num_layers * H * (2 if self.core == "lstm" else 1)
 
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
     def init_state(self, batch_size: int = 1) -> torch.Tensor:
         return torch.zeros(batch_size, self.state_size, device=self.head.weight.device)
 

@@ -125,7 +125,7 @@ class MetaController:
         ok = signals.finite().reshape(-1)
         step = self.step_count if step is None else step
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
-        device = self.learner.head.weight.device
+        device = self.learner.device
         delta, state = self.learner(feats.to(device), self.learner_state.to(device))
         delta, state = delta.float().cpu(), state.cpu()
         self.delta = torch.where(ok, delta, self.delta)

@@ -1,0 +1,58 @@
+"""``metalr-hf collect`` and ``metalr-hf meta-train``."""
+
+from __future__ import annotations
+
+import json
+
+
+def _cmd_collect(args) -> None:
+    from .collect import collect
+
+    path = collect(args.preset, args.output_dir, seed=args.seed, progress=not args.no_progress)
+    print(f"wrote {path}")
+
+
+def _cmd_meta_train(args) -> None:
+    from .es import PRESETS, meta_train
+
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; valid presets: {sorted(PRESETS)}")
+    overrides = {}
+    for key in ("iterations", "core", "hidden_size", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.disable:
+        overrides["disabled_features"] = tuple(args.disable)
+    summary = meta_train(
+        args.preset,
+        args.output_dir,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        evaluate_at_end=not args.no_eval,
+        **overrides,
+    )
+    if "eval" in summary:
+        print(json.dumps({k: v for k, v in summary["eval"].items() if k != "cells_detail"}, indent=2))
+    print(f"learner written to {args.output_dir}/learner")
+
+
+def register(sub) -> None:
+    c = sub.add_parser("collect", help="Record zoo runs under many schedules into a Parquet run collection.")
+    c.add_argument("--preset", default="smoke", help="smoke | default")
+    c.add_argument("--output-dir", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=_cmd_collect)
+
+    m = sub.add_parser("meta-train", help="Meta-train a learner by evolution strategies on the task zoo.")
+    m.add_argument("--preset", default="smoke", help="smoke (under a minute) | default (the shipped learner)")
+    m.add_argument("--output-dir", required=True)
+    m.add_argument("--iterations", type=int, default=None)
+    m.add_argument("--core", default=None, choices=["rnn", "gru", "lstm", "transformer"])
+    m.add_argument("--hidden-size", type=int, default=None)
+    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--disable", nargs="*", default=None, help="feature groups or features to switch off (ablation)")
+    m.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    m.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(func=_cmd_meta_train)

@@ -1,0 +1,280 @@
+"""Meta-training by evolution strategies over full training runs.
+
+Each iteration samples ``K`` tasks from the meta-training families and evaluates, on all of them at once (one
+batched population), the prior schedule (``δ ≡ 0``), the current learner ``θ`` and ``N`` antithetic pairs
+``θ ± σε_i``. Every run is a *full* unroll to its horizon — no truncation, so no short-horizon bias. The
+fitness of a learner on task ``k`` (lower is better) is
+
+    r_k = clip(log(L_val / L_val^prior), ±2) + λ · clip(log(AUC / AUC^prior), ±2)
+
+where ``L_val`` is the final validation loss, ``AUC`` the mean training loss over the run, and the prior run
+shares the task's data, initialisation, data order and base LR (common random numbers). A run that diverges
+scores +2. Fitnesses are rank-shaped (centred ranks), and ``θ`` moves with Adam along
+
+    g = Σ_i (u(θ+σε_i) - u(θ-σε_i)) ε_i / (2Nσ).
+
+Under ``torch.distributed`` (``torchrun``/``accelerate launch``) the perturbations are split across ranks and
+the fitness matrix is summed with one all-reduce; every rank draws the same ``ε`` from the same seed, so the
+result does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from ..learner import MetaLearner
+from .evaluate import EvalConfig, evaluate, format_eval_table
+from .simulate import meta_policy, simulate
+from .zoo import META_TRAIN, make_population, sample_specs
+
+__all__ = ["PRESETS", "Preset", "meta_train"]
+
+
+@dataclass
+class Preset:
+    name: str
+    iterations: int
+    pairs: int  # N antithetic pairs
+    tasks: int  # K tasks per iteration
+    horizon: tuple[int, int]
+    sigma: float = 0.05
+    lr: float = 0.02
+    auc_weight: float = 0.25
+    core: str = "gru"
+    hidden_size: int = 32
+    max_delta: float = 2.0
+    disabled_features: tuple[str, ...] = ()
+    batch_size: int = 32
+    families: tuple[str, ...] = META_TRAIN
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+
+PRESETS = {
+    "smoke": Preset(
+        "smoke",
+        iterations=3,
+        pairs=2,
+        tasks=3,
+        horizon=(30, 50),
+        eval=EvalConfig(
+            families=("wine",),
+            optimizers=("adam",),
+            eval_lrs=(1e-3,),
+            seeds=(0,),
+            horizon=40,
+            lr_grid={"adam": (1e-3, 1e-2), "sgd": (1e-2,)},
+        ),
+    ),
+    "default": Preset("default", iterations=120, pairs=8, tasks=8, horizon=(100, 400)),
+}
+
+
+class PopulationLearner:
+    """``G`` learners (one flat parameter vector each) acting on ``G`` groups of ``K`` runs: runs ``[gK, (g+1)K)``
+    are driven by ``thetas[g]``. Presents the interface ``MetaController`` expects of a ``MetaLearner``."""
+
+    def __init__(self, learner: MetaLearner, thetas: torch.Tensor, group_size: int):
+        self.learner, self.thetas, self.K = learner, thetas, group_size
+        self.shapes = [(n, p.shape, p.numel()) for n, p in learner.named_parameters()]
+        self.device = learner.device
+
+    def _params(self, theta):
+        out, i = {}, 0
+        for name, shape, n in self.shapes:
+            out[name] = theta[i : i + n].view(shape)
+            i += n
+        return out
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        return self.learner.init_state(batch_size)
+
+    @torch.no_grad()
+    def __call__(self, features: torch.Tensor, state: torch.Tensor):
+        deltas, states = [], []
+        for g, theta in enumerate(self.thetas):
+            sl = slice(g * self.K, (g + 1) * self.K)
+            d, s = functional_call(self.learner, self._params(theta), (features[sl], state[sl]))
+            deltas.append(d)
+            states.append(s)
+        return torch.cat(deltas), torch.cat(states)
+
+
+def _flat(learner: MetaLearner) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(learner.parameters()).detach().clone()
+
+
+@torch.no_grad()
+def _load_flat(learner: MetaLearner, theta: torch.Tensor) -> None:
+    i = 0
+    for p in learner.parameters():
+        p.copy_(theta[i : i + p.numel()].view_as(p))
+        i += p.numel()
+
+
+def _head_mask(learner: MetaLearner) -> torch.Tensor:
+    """True at the entries of θ that belong to the output layer."""
+    return torch.cat([torch.full((p.numel(),), n.startswith("head.")) for n, p in learner.named_parameters()])
+
+
+def _task_scores(val, auc, val0, auc0, auc_weight):
+    def logratio(a, b):
+        r = torch.log(a / b)
+        r = torch.where(torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)  # both diverged: a tie
+        r = torch.where(~torch.isfinite(a) & torch.isfinite(b), torch.full_like(r, 2.0), r)
+        r = torch.where(torch.isfinite(a) & ~torch.isfinite(b), torch.full_like(r, -2.0), r)
+        r = torch.where(~torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)
+        return r.nan_to_num(0.0).clamp(-2.0, 2.0)
+
+    return logratio(val, val0) + auc_weight * logratio(auc, auc0)
+
+
+def _centered_ranks(x: torch.Tensor) -> torch.Tensor:
+    ranks = torch.empty_like(x)
+    ranks[x.argsort()] = torch.arange(len(x), dtype=x.dtype)
+    return ranks / max(len(x) - 1, 1) - 0.5
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_gen: torch.Generator):
+    """One ES step's fitness evaluation; returns (ε [N, P], fitness of every group [2 + 2N], extra stats)."""
+    N = preset.pairs
+    eps = torch.randn(N, theta.numel(), generator=eps_gen)
+    zero = theta.masked_fill(_head_mask(learner), 0.0)  # the prior: a zero output layer gives δ ≡ 0
+    thetas = torch.stack([zero, theta] + [theta + s * preset.sigma * e for e in eps for s in (1.0, -1.0)])
+    G, K = thetas.shape[0], preset.tasks
+    specs = sample_specs(K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size)
+    dist, rank, world = _dist()
+    # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
+    mine = [0] + [g for g in range(1, G) if g % world == rank]
+    pop = make_population([s for _g in mine for s in specs])
+    policy = meta_policy(PopulationLearner(learner, thetas[mine], K), pop, guard=True)
+    res = simulate(pop, policy, seed=int(rng.integers(0, 2**31 - 1)))
+    val = res.final_val_loss.view(len(mine), K)
+    auc = res.mean_train_loss.view(len(mine), K)
+    scores = torch.zeros(G, K)
+    for j, g in enumerate(mine):
+        if g > 0:
+            scores[g] = _task_scores(val[j], auc[j], val[0], auc[0], preset.auc_weight)
+    if dist is not None and world > 1:
+        dist.all_reduce(scores)
+    return eps, scores.mean(1), {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
+
+
+def meta_train(
+    preset: Preset | str = "smoke",
+    output_dir: str | Path = "runs/meta-train",
+    resume: bool = True,
+    progress: bool = True,
+    evaluate_at_end: bool = True,
+    **overrides,
+) -> dict:
+    """Meta-train a learner; writes ``learner/`` (loadable by ``MetaLearner.from_pretrained``), ``history.json``,
+    ``eval.json`` and ``eval.md`` under ``output_dir``; checkpoints every iteration and resumes from it."""
+    from tqdm.auto import tqdm
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    preset = replace(preset, **overrides)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(preset.seed)
+    learner = MetaLearner(
+        core=preset.core,
+        hidden_size=preset.hidden_size,
+        max_delta=preset.max_delta,
+        disabled_features=list(preset.disabled_features),
+    )
+    theta = _flat(learner)
+    adam_m, adam_v = torch.zeros_like(theta), torch.zeros_like(theta)
+    history, start = [], 0
+    rng = np.random.default_rng(preset.seed)
+    eps_gen = torch.Generator().manual_seed(preset.seed)
+    ckpt_path = out / "checkpoint.pt"
+    preset_dict = json.loads(json.dumps(asdict(preset), default=list))
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        if ckpt["preset"] != preset_dict:
+            raise ValueError(
+                f"{ckpt_path} was written by another preset or settings; pass another --output-dir or --no-resume"
+            )
+        theta, adam_m, adam_v = ckpt["theta"], ckpt["adam_m"], ckpt["adam_v"]
+        history, start = ckpt["history"], ckpt["iteration"]
+        rng.bit_generator.state = ckpt["rng"]
+        eps_gen.set_state(ckpt["eps_gen"])
+    _, rank, _ = _dist()
+    bar = tqdm(total=preset.iterations, initial=start, desc=f"meta-train[{preset.name}]", disable=not progress or rank)
+    for it in range(start, preset.iterations):
+        t0 = time.time()
+        _load_flat(learner, theta)
+        eps, fitness, stats = es_iteration(learner, theta, preset, rng, eps_gen)
+        pert = fitness[2:]
+        u = _centered_ranks(pert).view(preset.pairs, 2)
+        grad = ((u[:, 0] - u[:, 1])[:, None] * eps).sum(0) / (2 * preset.pairs * preset.sigma)
+        # Adam on θ (minimising the fitness)
+        b1, b2, step = 0.9, 0.999, it + 1
+        adam_m = b1 * adam_m + (1 - b1) * grad
+        adam_v = b2 * adam_v + (1 - b2) * grad * grad
+        theta = theta - preset.lr * (adam_m / (1 - b1**step)) / ((adam_v / (1 - b2**step)).sqrt() + 1e-8)
+        record = {
+            "iteration": it + 1,
+            "fitness_current": float(fitness[1]),
+            "fitness_perturbed_mean": float(pert.mean()),
+            "fitness_perturbed_best": float(pert.min()),
+            "seconds": round(time.time() - t0, 2),
+            **stats,
+        }
+        history.append(record)
+        if rank == 0:
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "theta": theta,
+                    "adam_m": adam_m,
+                    "adam_v": adam_v,
+                    "history": history,
+                    "iteration": it + 1,
+                    "rng": rng.bit_generator.state,
+                    "eps_gen": eps_gen.get_state(),
+                    "preset": preset_dict,
+                },
+                tmp,
+            )
+            tmp.replace(ckpt_path)  # atomic: a kill never leaves a half-written checkpoint
+        bar.set_postfix(fit=f"{record['fitness_current']:+.4f}", best=f"{record['fitness_perturbed_best']:+.4f}")
+        bar.update(1)
+    bar.close()
+    _load_flat(learner, theta)
+    summary = {"preset": preset_dict, "history": history}
+    if rank == 0:
+        learner.save_pretrained(out / "learner")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        if evaluate_at_end:
+            result = evaluate(learner, preset.eval)
+            (out / "eval.json").write_text(json.dumps(result, indent=1, default=_json_default))
+            (out / "eval.md").write_text(format_eval_table(result["summary"]) + "\n")
+            summary["eval"] = result["summary"]
+    return summary
+
+
+def _json_default(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    return str(o)

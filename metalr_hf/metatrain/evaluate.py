@@ -1,0 +1,168 @@
+"""Held-out evaluation of a learner against tuned prior schedules, on the simulated zoo.
+
+For every held-out family, optimizer and seed, every schedule (``meta`` and the priors ``cosine``, ``linear``,
+``wsd``, ``constant``) runs over a base-LR grid. Reported:
+
+- ``win_rate_vs_cosine``: fraction of cells (family, optimizer, seed, base LR ∈ ``eval_lrs``) where meta's final
+  validation loss ≤ cosine's at the same base LR;
+- ``regret``: per cell, meta's final validation loss over the best tuned baseline (best over the four priors and
+  the whole LR grid) minus 1; the worst and the median cell;
+- ``steps_ratio``: at cosine's best LR, the fraction of the horizon meta needs to reach cosine's final validation
+  loss (1.0 or more = never faster; ``inf`` = never reached).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from .simulate import PriorPolicy, meta_policy, simulate
+from .zoo import HELD_OUT, TaskSpec, make_population
+
+__all__ = ["EvalConfig", "evaluate", "format_eval_table"]
+
+BASELINES = ("cosine", "linear", "wsd", "constant")
+LR_GRID = {
+    "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    "sgd": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
+}
+
+
+@dataclass
+class EvalConfig:
+    families: tuple[str, ...] = HELD_OUT
+    optimizers: tuple[str, ...] = ("adam", "sgd")
+    eval_lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    horizon: int = 300
+    batch_size: int = 64
+    hidden: int = 32
+    lr_grid: dict = field(default_factory=lambda: dict(LR_GRID))
+
+
+def _specs(cfg: EvalConfig) -> list[TaskSpec]:
+    specs = []
+    for family in cfg.families:
+        for opt in cfg.optimizers:
+            for seed in cfg.seeds:
+                for lr in sorted(set(cfg.lr_grid[opt]) | set(cfg.eval_lrs)):
+                    specs.append(
+                        TaskSpec(
+                            family, 1000 + seed, cfg.hidden, opt, lr, cfg.horizon, cfg.horizon // 20, cfg.batch_size
+                        )
+                    )
+    return specs
+
+
+def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
+    """Run the held-out comparison; returns a JSON-serialisable dict (per-run results and the aggregates)."""
+    cfg = cfg or EvalConfig()
+    specs = _specs(cfg)
+    pop = make_population(specs)
+    eval_every = max(1, cfg.horizon // 30)
+    results = {}
+    for name in ("meta",) + BASELINES:
+        policy = meta_policy(learner, pop) if name == "meta" else PriorPolicy(name, pop)
+        results[name] = simulate(pop, policy, seed=0, eval_every=eval_every)
+        if progress is not None:
+            progress.update(1)
+    runs = []
+    for b, spec in enumerate(specs):
+        for name, res in results.items():
+            curve = res.val_curve[:, b].tolist()
+            runs.append(
+                {
+                    **spec.to_dict(),
+                    "schedule": name,
+                    "final_val_loss": _num(res.final_val_loss[b]),
+                    "final_val_metric": _num(res.final_val_metric[b]),
+                    "mean_train_loss": _num(res.mean_train_loss[b]),
+                    "diverged": bool(res.diverged[b]),
+                    "val_curve": [_num(x) for x in curve],
+                }
+            )
+    summary = summarise(runs, cfg, results["meta"].eval_steps)
+    return {"config": {**cfg.__dict__}, "summary": summary, "runs": runs}
+
+
+def _num(x) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else float("inf")
+
+
+def summarise(runs: list[dict], cfg: EvalConfig, eval_steps: list[int]) -> dict:
+    by = defaultdict(dict)  # (family, opt, seed) -> {(schedule, lr): run}
+    for r in runs:
+        by[(r["family"], r["optimizer"], r["seed"])][(r["schedule"], r["base_lr"])] = r
+    wins, cells, regrets, steps_ratios, per_cell = 0, 0, [], [], []
+    for (family, opt, seed), table in sorted(by.items()):
+        best = min(
+            (r["final_val_loss"], s, lr) for (s, lr), r in table.items() if s in BASELINES and lr in cfg.lr_grid[opt]
+        )
+        for lr in cfg.eval_lrs:
+            meta, cos = table[("meta", lr)]["final_val_loss"], table[("cosine", lr)]["final_val_loss"]
+            win = meta <= cos * (1 + 1e-9)
+            wins += win
+            cells += 1
+            regret = meta / best[0] - 1 if math.isfinite(meta) else float("inf")
+            regrets.append(regret)
+            per_cell.append(
+                {
+                    "family": family,
+                    "optimizer": opt,
+                    "seed": seed,
+                    "base_lr": lr,
+                    "meta": meta,
+                    "cosine": cos,
+                    "best_tuned": best[0],
+                    "best_tuned_schedule": f"{best[1]}@{best[2]:g}",
+                    "regret": regret,
+                }
+            )
+        # speed at cosine's best LR
+        cos_best_lr = min(
+            (table[("cosine", lr)]["final_val_loss"], lr) for lr in cfg.lr_grid[opt] if ("cosine", lr) in table
+        )[1]
+        target = table[("cosine", cos_best_lr)]["final_val_loss"]
+        curve = table[("meta", cos_best_lr)]["val_curve"]
+        hit = next((eval_steps[i] for i, v in enumerate(curve) if v <= target), None)
+        steps_ratios.append(hit / cfg.horizon if hit is not None else float("inf"))
+    finite = [r for r in regrets if math.isfinite(r)]
+    return {
+        "cells": cells,
+        "win_rate_vs_cosine": wins / max(cells, 1),
+        "worst_regret": max(regrets) if regrets else float("nan"),
+        "median_regret": float(np.median(finite)) if finite else float("nan"),
+        "median_steps_ratio_at_best_lr": float(np.median(steps_ratios)) if steps_ratios else float("nan"),
+        "cells_detail": per_cell,
+    }
+
+
+def format_eval_table(summary: dict) -> str:
+    """Markdown: the aggregates, then meta vs cosine vs the best tuned baseline per family/optimizer/base LR."""
+    lines = [
+        "| metric | value |",
+        "|---|---|",
+        f"| cells (family × optimizer × seed × base LR) | {summary['cells']} |",
+        f"| meta ≤ cosine at the same base LR | {summary['win_rate_vs_cosine']:.0%} |",
+        f"| worst-cell regret to the best tuned baseline | {summary['worst_regret']:+.1%} |",
+        f"| median-cell regret to the best tuned baseline | {summary['median_regret']:+.1%} |",
+        f"| steps to cosine's final loss at its best LR (median, fraction of horizon) | "
+        f"{summary['median_steps_ratio_at_best_lr']:.2f} |",
+        "",
+        "| family | optimizer | base LR | meta | cosine | best tuned | meta ≤ cosine (seeds) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups = defaultdict(list)
+    for c in summary["cells_detail"]:
+        groups[(c["family"], c["optimizer"], c["base_lr"])].append(c)
+    for (family, opt, lr), cs in sorted(groups.items()):
+        med = lambda k: float(np.median([c[k] for c in cs]))  # noqa: E731
+        won = sum(c["meta"] <= c["cosine"] * (1 + 1e-9) for c in cs)
+        lines.append(
+            f"| {family} | {opt} | {lr:g} | {med('meta'):.4f} | {med('cosine'):.4f} | {med('best_tuned'):.4f} "
+            f"| {won}/{len(cs)} |"
+        )
+    return "\n".join(lines)

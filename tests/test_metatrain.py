@@ -1,0 +1,93 @@
+"""Meta-training: simulator/scheduler parity, ES determinism and resume, the smoke preset, run collection."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import perturbed_learner
+
+from metalr_hf import MetaLearner, MetaLRScheduler
+from metalr_hf.cli import main
+from metalr_hf.metatrain.es import meta_train
+from metalr_hf.metatrain.simulate import _forward, _losses, batch_indices, init_params, meta_policy, simulate
+from metalr_hf.metatrain.zoo import HELD_OUT, META_TRAIN, TaskSpec, make_population, sample_specs
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_simulator_and_scheduler_set_the_same_lrs(optimizer):
+    """The batched simulator and MetaLRScheduler on a torch optimizer: same signals in, same LRs out."""
+    learner = perturbed_learner(seed=21)
+    spec = TaskSpec("wine", 5, 32, optimizer, 3e-3 if optimizer == "adam" else 3e-2, 40, 4, 32)
+    pop = make_population([spec])
+    sim = simulate(pop, meta_policy(learner, pop), seed=0, record_lrs=True)
+
+    params = [torch.nn.Parameter(p.detach().clone()) for p in init_params(pop, torch.Generator())]
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=spec.base_lr)
+    else:
+        opt = torch.optim.SGD(params, lr=spec.base_lr, momentum=0.9)
+    sched = MetaLRScheduler(opt, num_training_steps=40, num_warmup_steps=4, meta_learner=learner)
+    idx = batch_indices(pop, 40, 0)
+    lrs = []
+    for t in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        xb, yb = pop.x_train[:, idx[t, 0]], pop.y_train[:, idx[t, 0]]
+        loss = _losses(_forward(params, xb, pop), yb, pop)[0]
+        loss.backward()
+        sched.observe(loss.detach())
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    np.testing.assert_allclose(np.array(lrs), sim.lrs[:, 0].double().numpy(), rtol=2e-4)
+    assert np.ptp(np.array(lrs[5:]) / spec.base_lr) > 0.01  # the learner is active: the check has teeth
+
+
+def test_families_are_split():
+    assert not set(META_TRAIN) & set(HELD_OUT)
+    specs = sample_specs(200, np.random.default_rng(0))
+    assert {s.family for s in specs} <= set(META_TRAIN)
+    adam = [s.base_lr for s in specs if s.optimizer == "adam"]
+    sgd = [s.base_lr for s in specs if s.optimizer == "sgd"]
+    assert 1e-5 <= min(adam) and max(adam) <= 1e-1 and 1e-3 <= min(sgd) and max(sgd) <= 1.0
+
+
+def test_es_is_deterministic_and_resumes(tmp_path):
+    kw = dict(progress=False, evaluate_at_end=False, iterations=3)
+    straight = meta_train("smoke", tmp_path / "a", **kw)
+    meta_train("smoke", tmp_path / "b", **{**kw, "iterations": 2})
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    ckpt["preset"]["iterations"] = 3  # "kill" after 2 iterations, then continue the same run to 3
+    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
+    resumed = meta_train("smoke", tmp_path / "b", **kw)
+    assert [h["fitness_current"] for h in straight["history"]] == [h["fitness_current"] for h in resumed["history"]]
+    a = MetaLearner.from_pretrained(tmp_path / "a" / "learner")
+    b = MetaLearner.from_pretrained(tmp_path / "b" / "learner")
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != MetaLearner().fingerprint()  # it moved away from the fresh learner
+
+
+def test_smoke_preset_cli_writes_a_loadable_learner_and_eval(tmp_path):
+    assert main(["meta-train", "--preset", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    learner = MetaLearner.from_pretrained(tmp_path / "learner")
+    assert learner.head.weight.abs().sum() > 0
+    summary = json.loads((tmp_path / "eval.json").read_text())["summary"]
+    assert summary["cells"] == 1 and 0.0 <= summary["win_rate_vs_cosine"] <= 1.0
+    assert "| wine | adam |" in (tmp_path / "eval.md").read_text()
+
+
+def test_bad_preset_exits_2(tmp_path, capsys):
+    assert main(["meta-train", "--preset", "huge", "--output-dir", str(tmp_path)]) == 2
+    assert "valid presets" in capsys.readouterr().err
+
+
+def test_collect_smoke_writes_parquet_with_signals(tmp_path):
+    from datasets import Dataset
+
+    assert main(["collect", "--preset", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    ds = Dataset.from_parquet(str(tmp_path / "runs.parquet"))
+    assert set(ds["schedule"]) == {"cosine", "linear", "wsd", "constant", "random"}
+    row = ds[0]
+    assert len(row["lr"]) == row["horizon"] == len(row["loss"]) == len(row["features"])
+    assert len(row["features"][0]) == 16
+    assert "metalr-hf" in (tmp_path / "README.md").read_text()
