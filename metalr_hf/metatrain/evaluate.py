@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from .simulate import PriorPolicy, meta_policy, simulate
 from .zoo import HELD_OUT, TaskSpec, make_population
 
@@ -159,7 +160,7 @@ def format_eval_table(summary: dict) -> str:
     for c in summary["cells_detail"]:
         groups[(c["family"], c["optimizer"], c["base_lr"])].append(c)
     for (family, opt, lr), cs in sorted(groups.items()):
-        med = lambda k: float(np.median([c[k] for c in cs]))  # noqa: E731
+        med = lambda k, cs=cs: float(np.median([c[k] for c in cs]))  # noqa: E731
         won = sum(c["meta"] <= c["cosine"] * (1 + 1e-9) for c in cs)
         lines.append(
             f"| {family} | {opt} | {lr:g} | {med('meta'):.4f} | {med('cosine'):.4f} | {med('best_tuned'):.4f} "
