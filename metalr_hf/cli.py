@@ -18,16 +18,33 @@ class CliError(Exception):
 
 
 def _cmd_show(args) -> None:
+    from .hub import resolve_learner_files
     from .learner import MetaLearner
 
-    learner = MetaLearner.from_pretrained(None if args.learner == "default" else args.learner, revision=args.revision)
+    files = resolve_learner_files(None if args.learner == "default" else args.learner, revision=args.revision)
+    learner = MetaLearner._from_files(files)
+    readme = files.config.parent / "README.md"
+    card = readme.read_text() if readme.is_file() else ""
+    if args.card:
+        print(card or "(no model card next to this learner)")
+        return
     info = {
         "source": learner.source,
         "fingerprint": learner.fingerprint(),
         "parameters": learner.num_parameters(),
         "config": learner.config,
+        "card": _card_summary(card),
     }
     print(json.dumps(info, indent=2))
+
+
+def _card_summary(card: str) -> dict:
+    """The title and the held-out results section of a model card."""
+    title = next((line[2:] for line in card.splitlines() if line.startswith("# ")), None)
+    results = (
+        card.split("## Held-out results", 1)[1].split("\n## ", 1)[0].strip() if "## Held-out results" in card else None
+    )
+    return {"title": title, "held_out_results": results}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -36,11 +53,20 @@ def make_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="Print a learner's config, features, source and fingerprint.")
     show.add_argument("learner", nargs="?", default="default", help="folder, Hub repo id, or 'default'")
     show.add_argument("--revision", default=None, help="branch, tag or commit sha of a Hub learner")
+    show.add_argument("--card", action="store_true", help="print the learner's model card instead")
     show.set_defaults(func=_cmd_show)
+    from . import hub_cli
     from .metatrain import cli as metatrain_cli
 
     metatrain_cli.register(sub)
+    hub_cli.register(sub)
     return parser
+
+
+def _hub_error():
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return HfHubHTTPError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (CliError, ValueError, FileNotFoundError, TypeError) as e:
+    except (CliError, ValueError, FileNotFoundError, TypeError, _hub_error()) as e:
         print(f"metalr-hf {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -147,3 +147,123 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
         except HFValidationError as e:
             raise MetaLearnerNotFoundError(f"meta_learner {repo_id!r} is not a valid Hub repo id: {e}") from None
     return LearnerFiles(repo_id, paths["config.json"], paths["model.safetensors"], _revision_of(paths["config.json"]))
+
+
+# -- model cards -----------------------------------------------------------------------------------------------
+CARD_CONTEXT_FILE = "card.json"  # optional, next to a learner: training notes and the tables for its card
+
+
+def render_card(template: str, **context) -> str:
+    """Render ``model_cards/<template>.md.j2`` (shipped inside the package) with ``context``."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "model_cards")),
+        keep_trailing_newline=True,
+    )
+    return env.get_template(f"{template}.md.j2").render(**context)
+
+
+def learner_card(learner, repo_id: str | None = None, revision: str | None = None, folder: Path | None = None) -> str:
+    """The model card of a learner; tables and training notes come from ``card.json`` in its folder, if any."""
+    import json
+
+    extra = {}
+    if folder is not None and (Path(folder) / CARD_CONTEXT_FILE).is_file():
+        extra = json.loads((Path(folder) / CARD_CONTEXT_FILE).read_text())
+    name = repo_id or learner.source.get("name_or_path") or "metalr-hf learner"
+    return render_card(
+        "learner",
+        name=str(name).split("/")[-1],
+        repo_id=repo_id or "<org>/<learner>",
+        revision=revision,
+        num_parameters=learner.num_parameters(),
+        num_features=len(learner.config["feature_names"]),
+        **learner.config,
+        **extra,
+    )
+
+
+# -- publishing ------------------------------------------------------------------------------------------------
+LEARNER_PATTERNS = ["config.json", "model.safetensors", "README.md"]
+RUNS_PATTERNS = ["runs.parquet", "collection.json", "README.md"]
+
+
+def _api(api, token):
+    if api is not None:
+        return api
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def push_learner(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    branch: str | None = None,
+    commit_message: str = "Upload metalr-hf meta-learner",
+    api=None,
+) -> str:
+    """Validate a learner folder, render its card and push config, weights and card; returns the commit sha."""
+    import shutil
+    import tempfile
+
+    from .learner import MetaLearner
+
+    folder = Path(folder)
+    learner = MetaLearner.from_pretrained(folder)  # refuses anything that would not load back
+    api = _api(api, token)
+    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy2(folder / name, Path(tmp) / name)
+        (Path(tmp) / "README.md").write_text(learner_card(learner, repo_id=repo_id, folder=folder))
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=tmp,
+            allow_patterns=LEARNER_PATTERNS,
+            commit_message=commit_message,
+            revision=branch,
+            token=token,
+        )
+    return info.oid
+
+
+def push_runs(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    branch: str | None = None,
+    commit_message: str = "Upload metalr-hf run collection",
+    api=None,
+) -> str:
+    """Push a run collection written by ``metalr-hf collect`` as a Hub dataset; returns the commit sha."""
+    folder = Path(folder)
+    if not (folder / "runs.parquet").is_file():
+        raise MetaLearnerNotFoundError(f"{str(folder)!r} holds no runs.parquet: write one with `metalr-hf collect`")
+    api = _api(api, token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(folder),
+        allow_patterns=RUNS_PATTERNS,
+        commit_message=commit_message,
+        revision=branch,
+        token=token,
+    )
+    return info.oid
+
+
+def pull_learner(repo_id: str, *, revision: str | None = None, cache_dir=None, token=None) -> LearnerFiles:
+    """Download a learner into the HF cache (for offline use later) and check that it loads."""
+    from .learner import MetaLearner
+
+    files = resolve_learner_files(repo_id, revision=revision, cache_dir=cache_dir, token=token)
+    MetaLearner._from_files(files)
+    return files

@@ -189,6 +189,14 @@ class MetaLearner(
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def generate_model_card(self, *args, **kwargs):
+        """The card written by ``save_pretrained``/``push_to_hub``, from ``model_cards/learner.md.j2``."""
+        from huggingface_hub import ModelCard
+
+        from .hub import learner_card
+
+        return ModelCard(learner_card(self, repo_id=kwargs.get("repo_id")))
+
     # -- persistence (safetensors only, strict) --------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_model

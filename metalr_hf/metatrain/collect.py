@@ -132,16 +132,15 @@ def collect(
 
 
 def _card(ds, preset: str, seed: int) -> str:
-    fams = sorted(set(ds["family"]))
-    return f"""---
-license: apache-2.0
-tags: [metalr-hf, meta-lr, learning-rate-schedules, training-runs]
----
-# metalr-hf run collection ({preset})
+    from ..hub import render_card
 
-{len(ds)} simulated training runs (MLPs of the metalr-hf task zoo) under the schedules {list(SCHEDULES)}.
-Families: {fams}. One row per run; per-step list columns `lr`, `loss`, `grad_norm` and `features`
-(feature schema {SCHEMA_VERSION}: {list(FEATURE_NAMES)}).
-
-Reproduce: `metalr-hf collect --preset {preset} --seed {seed} --output-dir DIR`.
-"""
+    return render_card(
+        "runs",
+        name=f"metalr-hf-runs-{preset}",
+        num_runs=len(ds),
+        schedules=list(SCHEDULES),
+        families=sorted(set(ds["family"])),
+        schema_version=SCHEMA_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        command=f"metalr-hf collect --preset {preset} --seed {seed} --output-dir DIR",
+    )

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
 from .evaluate import EvalConfig, evaluate, format_eval_table
 from .simulate import meta_policy, simulate
@@ -266,11 +267,29 @@ def meta_train(
     if rank == 0:
         learner.save_pretrained(out / "learner")
         (out / "history.json").write_text(json.dumps(history, indent=1))
+        seconds = sum(h["seconds"] for h in history)
+        card = {
+            "training": (
+                f"Evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
+                f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)}, full unrolls of "
+                f"{preset.horizon[0]}–{preset.horizon[1]} steps; objective: final validation loss (+{preset.auc_weight}"
+                f" × area under the training loss) as a log-ratio to the cosine prior on the same task. "
+                f"Compute: {seconds / 60:.0f} minutes on the CPU. Reproduce: "
+                f"`metalr-hf meta-train --preset {preset.name} --output-dir DIR`."
+            )
+        }
         if evaluate_at_end:
             result = evaluate(learner, preset.eval)
             (out / "eval.json").write_text(json.dumps(result, indent=1, default=_json_default))
-            (out / "eval.md").write_text(format_eval_table(result["summary"]) + "\n")
+            table = format_eval_table(result["summary"])
+            (out / "eval.md").write_text(table + "\n")
             summary["eval"] = result["summary"]
+            card["results_table"] = (
+                f"Held-out families {list(preset.eval.families)}, horizon {preset.eval.horizon}, seeds "
+                f"{list(preset.eval.seeds)}; baselines tuned over the LR grid {preset.eval.lr_grid}.\n\n{table}"
+            )
+        (out / "learner" / CARD_CONTEXT_FILE).write_text(json.dumps(card, indent=2))
+        (out / "learner" / "README.md").write_text(learner_card(learner, folder=out / "learner"))
     return summary
 
 

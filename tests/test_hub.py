@@ -1,0 +1,163 @@
+"""Hub round trip with only the transport faked: push → HF cache layout → load by repo id + revision offline."""
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import perturbed_learner
+from huggingface_hub import constants
+
+from metalr_hf import MetaLearner, MetaLRScheduler
+from metalr_hf.cli import main
+from metalr_hf.features import FEATURE_NAMES
+from metalr_hf.hub import MetaLearnerNotFoundError, push_learner
+
+
+class FakeHubApi:
+    """Stands in for HfApi at the network boundary: a commit writes the uploaded files into the real HF cache
+    layout (``models--org--name/snapshots/<sha>/`` and ``refs/<branch>``), as a download would have."""
+
+    instances = []
+
+    def __init__(self, token=None, cache=None, fail_with=None):
+        self.token, self.cache, self.fail_with = token, Path(cache or constants.HF_HUB_CACHE), fail_with
+        self.commits = []
+        FakeHubApi.instances.append(self)
+
+    def create_repo(self, repo_id, repo_type=None, private=None, exist_ok=False, token=None):
+        if self.fail_with:
+            raise self.fail_with
+
+    def upload_folder(self, repo_id, folder_path, allow_patterns=None, repo_type=None, revision=None, **kw):
+        prefix = {"dataset": "datasets"}.get(repo_type, "models")
+        repo = self.cache / f"{prefix}--{repo_id.replace('/', '--')}"
+        files = sorted(p for p in Path(folder_path).iterdir() if p.name in (allow_patterns or [p.name]))
+        h = hashlib.sha1(str(len(self.commits)).encode())
+        for p in files:
+            h.update(p.read_bytes())
+        sha = h.hexdigest()
+        snap = repo / "snapshots" / sha
+        snap.mkdir(parents=True)
+        for p in files:
+            shutil.copy2(p, snap / p.name)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / (revision or "main")).write_text(sha)
+        self.commits.append((repo_id, sha, [p.name for p in files]))
+        return SimpleNamespace(oid=sha)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FakeHubApi(token=token, cache=cache))
+    assert constants.HF_HUB_OFFLINE  # every load below is from the cache only
+    return cache
+
+
+def test_push_pull_round_trip_bit_exact(tmp_path, hub_cache, capsys):
+    learner = perturbed_learner(seed=31, core="lstm", hidden_size=16)
+    learner.save_pretrained(tmp_path / "learner")
+    assert main(["push", str(tmp_path / "learner"), "--repo-id", "org/meta-v1"]) == 0
+    out = capsys.readouterr().out
+    sha1 = FakeHubApi.instances[-1].commits[-1][1]
+    assert sha1 in out and '"revision"' in out
+    # a second version on main
+    perturbed_learner(seed=32, core="lstm", hidden_size=16).save_pretrained(tmp_path / "v2")
+    sha2 = push_learner(tmp_path / "v2", "org/meta-v1", api=FakeHubApi(cache=hub_cache))
+
+    pinned = MetaLearner.from_pretrained("org/meta-v1", revision=sha1)
+    latest = MetaLearner.from_pretrained("org/meta-v1")
+    assert pinned.source == {"name_or_path": "org/meta-v1", "revision": sha1}
+    assert latest.source["revision"] == sha2
+    for k, v in learner.state_dict().items():
+        assert torch.equal(v, pinned.state_dict()[k])
+    x, s = torch.randn(3, len(FEATURE_NAMES)), learner.init_state(3)
+    assert torch.equal(learner(x, s)[0], pinned(x, s)[0])
+    assert not torch.equal(latest(x, s)[0], pinned(x, s)[0])
+
+    # through the scheduler, as lr_scheduler_kwargs would pass it
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    sched = MetaLRScheduler(opt, num_training_steps=5, meta_learner="org/meta-v1", revision=sha1)
+    assert sched.learner.fingerprint() == learner.fingerprint()
+    state = sched.state_dict()
+    assert state["learner_source"] == {"name_or_path": "org/meta-v1", "revision": sha1}
+
+    # the pushed card holds the usage line with the repo id
+    card = (hub_cache / "models--org--meta-v1" / "snapshots" / sha1 / "README.md").read_text()
+    assert '"meta_learner": "org/meta-v1"' in card and "library_name: metalr-hf" in card
+    assert main(["show", "org/meta-v1", "--revision", sha1]) == 0
+    assert sha1 in capsys.readouterr().out
+
+
+def test_unknown_revision_and_repo_offline(hub_cache):
+    perturbed_learner().save_pretrained(hub_cache.parent / "l")
+    push_learner(hub_cache.parent / "l", "org/x", api=FakeHubApi(cache=hub_cache))
+    with pytest.raises(MetaLearnerNotFoundError, match="revision 'nope'.*metalr-hf pull"):
+        MetaLearner.from_pretrained("org/x", revision="nope")
+    with pytest.raises(MetaLearnerNotFoundError, match="'org/missing'"):
+        MetaLearner.from_pretrained("org/missing")
+
+
+def test_corrupted_and_wrong_schema_from_cache(hub_cache):
+    perturbed_learner().save_pretrained(hub_cache.parent / "l")
+    sha = push_learner(hub_cache.parent / "l", "org/bad", api=FakeHubApi(cache=hub_cache))
+    snap = hub_cache / "models--org--bad" / "snapshots" / sha
+    (snap / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="damaged"):
+        MetaLearner.from_pretrained("org/bad")
+    (snap / "config.json").write_text(
+        (snap / "config.json").read_text().replace('"schema_version": 1', '"schema_version": 99')
+    )
+    with pytest.raises(ValueError, match="schema version 99"):
+        MetaLearner.from_pretrained("org/bad")
+
+
+def test_push_refuses_a_broken_folder(tmp_path, hub_cache, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["push", str(tmp_path / "empty"), "--repo-id", "org/x"]) == 2
+    assert "lacks" in capsys.readouterr().err
+    assert not list(hub_cache.glob("models--*"))  # nothing was half-pushed
+
+
+def test_token_never_in_errors_or_logs(tmp_path, monkeypatch, caplog, capsys):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    token = "hf_SECRETtoken123"
+    err = HfHubHTTPError.__new__(HfHubHTTPError)  # built without an HTTP response: none is ever made here
+    Exception.__init__(err, "401 Client Error: Unauthorized for url: https://huggingface.co/api/repos/create")
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FakeHubApi(token=token, fail_with=err))
+    perturbed_learner().save_pretrained(tmp_path / "l")
+    with caplog.at_level(logging.DEBUG):
+        assert main(["push", str(tmp_path / "l"), "--repo-id", "org/x", "--token", token]) == 2
+    captured = capsys.readouterr()
+    assert "401" in captured.err
+    assert token not in captured.err + captured.out + caplog.text
+
+
+def test_push_runs_as_dataset(tmp_path, hub_cache):
+    from metalr_hf.metatrain.collect import collect
+
+    collect("smoke", tmp_path / "runs", progress=False)
+    assert main(["push-runs", str(tmp_path / "runs"), "--repo-id", "org/runs"]) == 0
+    snap = next((hub_cache / "datasets--org--runs" / "snapshots").iterdir())
+    assert sorted(p.name for p in snap.iterdir()) == ["README.md", "collection.json", "runs.parquet"]
+    assert "metalr-hf" in (snap / "README.md").read_text()
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("HF_TOKEN") and os.environ.get("METALR_HF_TEST_REPO")),
+    reason="opt-in: set HF_TOKEN and METALR_HF_TEST_REPO (and HF_HUB_OFFLINE=0) to test against the real Hub",
+)
+def test_real_hub_round_trip(tmp_path):
+    repo = os.environ["METALR_HF_TEST_REPO"]
+    learner = perturbed_learner(seed=40)
+    learner.save_pretrained(tmp_path)
+    sha = push_learner(tmp_path, repo, token=os.environ["HF_TOKEN"], private=True)
+    loaded = MetaLearner.from_pretrained(repo, revision=sha, token=os.environ["HF_TOKEN"])
+    assert loaded.fingerprint() == learner.fingerprint()
