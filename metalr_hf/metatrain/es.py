@@ -273,7 +273,8 @@ def meta_train(
                 f"Evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
                 f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)}, full unrolls of "
                 f"{preset.horizon[0]}–{preset.horizon[1]} steps; objective: final validation loss "
-                f"(+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior on the same task. "
+                f"(+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior "
+                "on the same task. "
                 f"Compute: {seconds / 60:.0f} minutes on the CPU. Reproduce: "
                 f"`metalr-hf meta-train --preset {preset.name} --output-dir DIR`."
             )
