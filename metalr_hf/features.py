@@ -140,10 +140,11 @@ class Signals:
         return cls(**values)
 
     def finite(self) -> torch.Tensor:
-        """``[B]`` bool: the loss (where observed) and the gradient statistics are finite."""
-        loss_ok = torch.isfinite(self.loss) | ~self.has_loss
-        grad_ok = torch.isfinite(self.grad_norm) & torch.isfinite(self.gg) & torch.isfinite(self.g_upd)
-        return loss_ok & grad_ok
+        """``[B]`` bool: the loss (where observed) and every gradient and optimizer statistic are finite."""
+        ok = torch.isfinite(self.loss) | ~self.has_loss
+        for name in _SIGNAL_FLOATS[1:]:
+            ok = ok & torch.isfinite(torch.as_tensor(getattr(self, name)))
+        return ok
 
 
 def _momentum_and_update(optimizer: torch.optim.Optimizer, group: dict, p: torch.Tensor):

@@ -43,6 +43,7 @@ META_SCHEDULER_KWARGS = (
     "guard",
     "guard_ratio",
     "recovery",
+    "decision_lag",
 )
 
 
@@ -183,6 +184,9 @@ class MetaLRScheduler(LRScheduler):
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
         prior (`str`, defaults to `"cosine"`): one of `constant`, `cosine`, `linear`, `wsd`.
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery: see `MetaController`.
+        decision_lag (`int` or `None`, defaults to `None`): 1 applies the learner's decision one step later, so
+            the statistics stay on the accelerator and the host never waits for it; 0 applies it at once (what
+            meta-training simulates). `None` picks 1 when the parameters live on an accelerator, else 0.
         last_epoch (`int`, defaults to -1): as in every PyTorch scheduler.
 
     Use it as any PyTorch scheduler, handing it the loss of each optimizer step before ``step()``:
@@ -224,6 +228,14 @@ class MetaLRScheduler(LRScheduler):
         if num_warmup_steps is None or int(num_warmup_steps) < 0:
             raise ValueError(f"num_warmup_steps must be >= 0, got {num_warmup_steps!r}")
         hub = {k: options.pop(k, None) for k in ("revision", "cache_dir", "token", "local_files_only")}
+        lag = options.pop("decision_lag", None)
+        if lag is None:  # auto: lag on accelerators (no host-device sync per step), none on the CPU
+            on_cpu = all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"])
+            lag = 0 if on_cpu else 1
+        if lag not in (0, 1):
+            raise ValueError(f"decision_lag must be 0, 1 or None (auto), got {lag!r}")
+        self.decision_lag = int(lag)
+        self._held: tuple[torch.Tensor, int] | None = None
         self.learner = load_learner(meta_learner, **hub)
         self.num_training_steps, self.num_warmup_steps = int(num_training_steps), int(num_warmup_steps)
         self.controller = MetaController(self.learner, self.num_training_steps, self.num_warmup_steps, **options)
@@ -252,7 +264,11 @@ class MetaLRScheduler(LRScheduler):
             warnings.warn(message, stacklevel=3)
             logger.warning(message)
 
-    def _collect_signals(self) -> Signals:
+    def _collect_signals(self) -> torch.Tensor:
+        """The ``[1, S]`` signal vector of this step, reduced over ranks, still on the parameters' device.
+
+        On an accelerator a non-blocking copy to host memory starts here; it is read one step later
+        (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
         stats = optimizer_signals(self.optimizer)
         device = stats["gg"].device
         if self._pending_loss is None:
@@ -267,30 +283,48 @@ class MetaLRScheduler(LRScheduler):
             has_loss = torch.tensor(1.0, device=device)
         grad_norm = self._pending_grad_norm
         grad_norm = stats["gg"].sqrt() if grad_norm is None else grad_norm.to(device)
-        if float(stats["gg"]) == 0.0 and "no_grad" not in self._warned:
-            self._warn_once(
-                "no_grad",
-                "MetaLRScheduler found no gradients at `step()` (zero_grad before step, or a sharded backend); "
-                "gradient features fall back to what the Trainer reports.",
-            )
         values = {"loss": loss, "has_loss": has_loss, "grad_norm": grad_norm, **stats}
         vec = Signals(**{k: v.reshape(1).to(device) for k, v in values.items()}).to_vector()
         vec = _all_reduce_mean(vec)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        return Signals.from_vector(vec.cpu())
+        if vec.device.type == "cpu":
+            return vec
+        host = torch.empty(vec.shape, dtype=vec.dtype, pin_memory=vec.device.type == "cuda")
+        return host.copy_(vec, non_blocking=True)
+
+    def _consume(self, vec: torch.Tensor, step: int) -> None:
+        """Feed one step's signals to the controller (the learner sees only finite ones)."""
+        signals = Signals.from_vector(vec.cpu())
+        if float(signals.gg[0]) == 0.0:
+            self._warn_once(
+                "no_grad",
+                "MetaLRScheduler found no gradients at `step()` (zero_grad before step, or a sharded backend); "
+                "the gradient features use the gradient norm the Trainer reports, the others stay neutral.",
+            )
+        self.last_signals = signals
+        self._report(self.controller.update(signals, step=step))
 
     # -- LRScheduler API -----------------------------------------------------------------------------------
     def step(self, epoch: int | None = None) -> None:
         if not self._is_initial and epoch is None:
-            signals = self._collect_signals()
-            ok = self.controller.update(signals, step=self.last_epoch)
-            self.last_signals = signals
-            self._report(ok)
+            vec, step = self._collect_signals(), self.last_epoch
+            if self.decision_lag == 0:
+                if self._held is not None:  # resumed from a checkpoint written with decision_lag=1
+                    held, self._held = self._held, None
+                    self._consume(*held)
+                self._consume(vec, step)
+            else:  # apply the decision one step later: the copy started last step has long arrived
+                held, self._held = self._held, (vec, step)
+                if held is not None:
+                    self._consume(*held)
         super().step(epoch)
 
     def skip_step(self) -> None:
         """The optimizer skipped this step (an fp16 overflow): a non-finite step for the learner and the back-off.
         The step counter does not move, as for the stock schedulers; the backed-off LR applies at once."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._consume(*held)
         nan = torch.tensor([float("nan")])
         values = {f: nan for f in ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")}
         signals = Signals(has_loss=torch.tensor([True]), **values)
@@ -339,6 +373,9 @@ class MetaLRScheduler(LRScheduler):
             "learner_fingerprint": self.learner.fingerprint(),
             "learner_source": {k: v for k, v in self.learner.source.items() if v is not None},
             "controller": self.controller.state_dict(),
+            "decision_lag": self.decision_lag,
+            "held_signals": None if self._held is None else self._held[0].cpu().clone(),
+            "held_step": None if self._held is None else self._held[1],
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -361,6 +398,8 @@ class MetaLRScheduler(LRScheduler):
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
         self.controller.load_state_dict(state_dict["controller"])
+        held = state_dict.get("held_signals")
+        self._held = None if held is None else (held, int(state_dict["held_step"]))
 
 
 def _all_reduce_mean(vec: torch.Tensor) -> torch.Tensor:

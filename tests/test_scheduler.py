@@ -251,3 +251,80 @@ def test_optimizer_signals_are_consistent():
     assert float(stats["gm"]) == pytest.approx(float(grads @ bufs) * 0.1, rel=1e-5)
     assert float(stats["g_upd"]) == pytest.approx(-1e-2 * float(grads @ bufs), rel=1e-5)
     assert float(stats["adaptive"]) == 0.0
+
+
+def _scripted(scheduler, vectors):
+    """Feed the scheduler a fixed sequence of signal vectors (so that they do not depend on the LR)."""
+    it = iter(vectors)
+    scheduler._collect_signals = lambda: next(it).clone()
+    out = []
+    for _ in vectors:
+        scheduler.optimizer.step()
+        scheduler.step()
+        prior = float(scheduler.controller.prior_at(scheduler.last_epoch)[0])
+        assert scheduler.get_last_lr()[0] == pytest.approx(scheduler.base_lrs[0] * prior * scheduler.last_scale)
+        out.append(scheduler.last_scale)
+    return out
+
+
+def _signal_vectors(n, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    vecs = []
+    for t in range(n):
+        v = torch.rand(11, generator=gen, dtype=torch.float64) + 0.1
+        v[0] = 2.0 * 0.97**t  # a decreasing loss
+        v[1] = 1.0  # has_loss
+        v[6] = -v[6]  # g·Δw < 0
+        v[10] = 1.0  # adaptive
+        vecs.append(v[None])
+    return vecs
+
+
+def test_decision_lag_applies_the_same_decisions_one_step_later():
+    learner = perturbed_learner(seed=12)
+    vecs = _signal_vectors(20)
+    _, o1, _, _ = _problem()
+    _, o2, _, _ = _problem()
+    now = _scripted(MetaLRScheduler(o1, num_training_steps=30, meta_learner=learner, decision_lag=0), vecs)
+    later = _scripted(MetaLRScheduler(o2, num_training_steps=30, meta_learner=learner, decision_lag=1), vecs)
+    assert later[0] == pytest.approx(1.0)  # nothing decided yet
+    for a, b in zip(now[:-1], later[1:]):
+        assert b == pytest.approx(a, rel=1e-9)
+    assert max(now) - min(now) > 0.05
+
+
+def test_decision_lag_state_round_trip():
+    learner = perturbed_learner(seed=13)
+    vecs = _signal_vectors(16, seed=1)
+    _, o1, _, _ = _problem()
+    full = _scripted(MetaLRScheduler(o1, num_training_steps=30, meta_learner=learner, decision_lag=1), vecs)
+    _, o2, _, _ = _problem()
+    first = MetaLRScheduler(o2, num_training_steps=30, meta_learner=learner, decision_lag=1)
+    _scripted(first, vecs[:8])
+    state = torch.load(io.BytesIO(_save(first.state_dict())), weights_only=True)
+    _, o3, _, _ = _problem()
+    second = MetaLRScheduler(o3, num_training_steps=30, meta_learner=learner, decision_lag=1)
+    second.load_state_dict(state)
+    assert _scripted(second, vecs[8:]) == pytest.approx(full[8:], rel=1e-9)
+
+
+def _save(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_divergence_guard_overrides_a_learner_that_boosts():
+    from metalr_hf import MetaLearner
+
+    learner = MetaLearner(max_delta=1.0)
+    torch.nn.init.constant_(learner.head.bias, 10.0)  # always δ = +δ_max
+    vecs = _signal_vectors(40)
+    for t, v in enumerate(vecs):
+        v[0, 0] = 1.0 if t < 10 else 1.0 * 1.5 ** (t - 9)  # the loss blows up from step 10 on
+    _, opt, _, _ = _problem()
+    sched = MetaLRScheduler(opt, num_training_steps=40, meta_learner=learner)
+    scales = _scripted(sched, vecs)
+    assert scales[5] == pytest.approx(math.e, rel=1e-6)  # the learner's boost, before the blow-up
+    assert scales[-1] < 0.05  # the guard drove the LR down whatever the learner says
+    assert sched.controller.guard_scale.item() < 0.05

@@ -1,0 +1,57 @@
+"""Launched by tests/test_distributed.py under torchrun: a MetaTrainer job on gloo; writes each rank's LRs."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from conftest import tiny_bert, toy_classification  # noqa: E402
+
+from metalr_hf import MetaLRCallback, MetaTrainer, MetaTrainingArguments  # noqa: E402
+
+
+def main():
+    out_dir, grad_acc = sys.argv[1], int(sys.argv[2])
+    rank = int(os.environ["RANK"])
+    learner_dir = os.path.join(out_dir, "learner")
+    args = MetaTrainingArguments(
+        output_dir=os.path.join(out_dir, "trainer"),
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=grad_acc,
+        learning_rate=3e-3,
+        max_steps=12,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        lr_scheduler_type="meta",
+        lr_scheduler_kwargs={"meta_learner": learner_dir},
+        use_cpu=True,
+        ddp_backend="gloo",
+        seed=0,
+        disable_tqdm=True,
+    )
+    local_losses = []
+
+    class Spy(MetaLRCallback):
+        def on_optimizer_step(self, args, state, control, **kw):
+            local_losses.append(float(self.step_loss()))  # this rank's own loss, before the all-reduce
+            return super().on_optimizer_step(args, state, control, **kw)
+
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification(n=512), callbacks=[Spy()])
+    lrs, priors = [], []
+
+    class Record(MetaLRCallback.__mro__[1]):
+        def on_step_end(self, args, state, control, optimizer=None, **kw):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            sched = trainer.lr_scheduler
+            priors.append(sched.base_lrs[0] * float(sched.controller.prior_at(sched.last_epoch)[0]))
+
+    trainer.add_callback(Record())
+    trainer.train()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses}, f)
+
+
+if __name__ == "__main__":
+    main()

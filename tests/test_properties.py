@@ -1,0 +1,65 @@
+"""Hostile inputs: whatever the signals, the LR stays finite and within its bounds, the state stays finite."""
+
+import math
+
+import torch
+from conftest import perturbed_learner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metalr_hf import MetaLRScheduler
+
+LEARNER = perturbed_learner(seed=50, scale=2.0)
+
+magnitude = st.one_of(
+    st.just(0.0),
+    st.floats(min_value=-12, max_value=12).map(lambda e: 10.0**e),
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
+signal_vec = st.tuples(
+    st.floats(min_value=-12, max_value=12).map(lambda e: 10.0**e) | st.sampled_from([float("nan"), float("inf")]),
+    st.sampled_from([0.0, 1.0]),
+    magnitude,  # grad norm
+    magnitude,  # gg
+    magnitude.map(lambda x: -x) | magnitude,  # gm
+    magnitude,  # mm
+    magnitude.map(lambda x: -x) | magnitude,  # g_upd
+    magnitude,  # upd_sq
+    magnitude,  # ww
+    magnitude,  # vv
+    st.sampled_from([0.0, 1.0]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    vectors=st.lists(signal_vec, min_size=1, max_size=25),
+    horizon=st.sampled_from([1, 2, 7, 100, 10**6]),
+    warmup=st.sampled_from([0, 1, 5]),
+    groups=st.integers(min_value=1, max_value=6),
+    lag=st.sampled_from([0, 1]),
+)
+def test_lr_always_finite_and_bounded(vectors, horizon, warmup, groups, lag):
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(groups)]
+    opt = torch.optim.AdamW([{"params": [p], "lr": 10.0 ** -(i + 1)} for i, p in enumerate(params)])
+    sched = MetaLRScheduler(
+        opt, num_training_steps=horizon, num_warmup_steps=min(warmup, horizon), meta_learner=LEARNER, decision_lag=lag
+    )
+    it = iter(vectors)
+    sched._collect_signals = lambda: torch.tensor([next(it)], dtype=torch.float64)
+    hi = math.exp(LEARNER.max_delta)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in vectors:
+            opt.step()
+            sched.step()
+            prior = float(sched.controller.prior_at(sched.last_epoch)[0])
+            for base, lr in zip(sched.base_lrs, sched.get_last_lr()):
+                assert math.isfinite(lr) and 0.0 <= lr <= base * prior * hi * (1 + 1e-9)
+    c = sched.controller
+    for name, value in {**c.state_dict(), **c.extractor.state_dict()}.items():
+        if torch.is_tensor(value):
+            assert torch.isfinite(value).all() or name == "best", name
+    assert torch.isfinite(c.features).all() and c.features.abs().max() <= 5.0
