@@ -56,9 +56,11 @@ def make_parser() -> argparse.ArgumentParser:
     show.add_argument("--card", action="store_true", help="print the learner's model card instead")
     show.set_defaults(func=_cmd_show)
     from . import hub_cli
+    from .bench import cli as bench_cli
     from .metatrain import cli as metatrain_cli
 
     metatrain_cli.register(sub)
+    bench_cli.register(sub)
     hub_cli.register(sub)
     return parser
 

@@ -1,0 +1,209 @@
+"""Aggregates, tables and plots from ``results.json``.
+
+- win rate of meta against each baseline at equal task, optimizer, base LR and seed (final eval loss, ties
+  count as wins, a diverged run loses to one that did not);
+- regret: meta's final eval loss at each base LR over the best tuned baseline (best over every other scheduler
+  and every base LR, and the LR-free optimizers) of the same task, optimizer and seed, minus 1;
+- an AlgoPerf-style performance profile: a *workload* is (task, optimizer, seed); its target is the tuned
+  cosine's final eval loss; each scheduler, at its best base LR, needs some steps to reach the target; ρ(τ) is
+  the fraction of workloads it solves within τ× the fastest scheduler's steps, and the score is the mean of ρ
+  over τ ∈ [1, 4];
+- overhead: meta's median wall time per step over cosine's, measured in the same process.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+__all__ = ["aggregate", "write_report"]
+
+TAU_MAX = 4.0
+
+
+def _loss(r) -> float:
+    x = r["final_eval_loss"]
+    return float("inf") if r["diverged"] or not math.isfinite(x) else x
+
+
+def _steps_to(r, target) -> float:
+    for s, v in zip(r["eval_steps"] + [r["steps"]], r["eval_loss"] + [r["final_eval_loss"]]):
+        if math.isfinite(v) and v <= target * (1 + 1e-9):
+            return float(s)
+    return float("inf")
+
+
+def aggregate(results: list[dict]) -> dict:
+    by_workload = defaultdict(list)
+    for r in results:
+        opts = [r["optimizer"]] if r["optimizer"] != "-" else sorted({x["optimizer"] for x in results} - {"-"})
+        for opt in opts:  # LR-free runs compete in every optimizer's workload
+            by_workload[(r["task"], opt, r["seed"])].append(r)
+    schedulers = sorted({r["scheduler"] for r in results})
+    wins = defaultdict(lambda: [0, 0])
+    regrets, profile_steps = [], defaultdict(dict)
+    for (task, opt, seed), runs in sorted(by_workload.items()):
+        cell = {(r["scheduler"], r["base_lr"]): r for r in runs}
+        for (s, lr), r in cell.items():
+            if s == "meta" or ("meta", lr) not in cell:
+                continue
+            w = wins[s]
+            w[0] += _loss(cell[("meta", lr)]) <= _loss(r)
+            w[1] += 1
+        others = [_loss(r) for (s, _lr), r in cell.items() if s != "meta"]
+        best = min(others, default=float("inf"))
+        for (s, lr), r in cell.items():
+            if s == "meta":
+                regrets.append(
+                    {"task": task, "optimizer": opt, "seed": seed, "base_lr": lr, "regret": _loss(r) / best - 1}
+                )
+        cos = [_loss(r) for (s, _lr), r in cell.items() if s == "cosine"]
+        if not cos or not math.isfinite(min(cos)):
+            continue
+        target = min(cos)
+        for s in schedulers:
+            tuned = [r for (name, _lr), r in cell.items() if name == s]
+            if tuned:
+                best_run = min(tuned, key=_loss)
+                profile_steps[(task, opt, seed)][s] = _steps_to(best_run, target)
+    profile = {}
+    taus = [1.0 + 0.05 * i for i in range(int((TAU_MAX - 1) / 0.05) + 1)]
+    for s in schedulers:
+        ratios = []
+        for steps in profile_steps.values():
+            fastest = min(steps.values())
+            ratios.append(steps.get(s, float("inf")) / fastest if math.isfinite(fastest) else float("inf"))
+        rho = [sum(r <= t for r in ratios) / max(len(ratios), 1) for t in taus]
+        profile[s] = {"tau": taus, "rho": rho, "score": statistics.mean(rho) if rho else 0.0}
+    wall = defaultdict(list)
+    for r in results:
+        wall[r["scheduler"]].append(r["wall_per_step"])
+    overhead = (
+        statistics.median(wall["meta"]) / statistics.median(wall["cosine"]) - 1
+        if wall.get("meta") and wall.get("cosine")
+        else None
+    )
+    finite = [x["regret"] for x in regrets if math.isfinite(x["regret"])]
+    return {
+        "runs": len(results),
+        "diverged": sum(r["diverged"] for r in results),
+        "win_rate_vs": {s: w[0] / w[1] for s, w in sorted(wins.items()) if w[1]},
+        "comparisons_vs": {s: w[1] for s, w in sorted(wins.items()) if w[1]},
+        "regret": regrets,
+        "median_regret": statistics.median(finite) if finite else None,
+        "worst_regret": max((x["regret"] for x in regrets), default=None),
+        "profile": profile,
+        "overhead_wall_per_step": overhead,
+    }
+
+
+def _fmt(x, pct=False) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "diverged" if x > 0 else "-inf"
+    return f"{x:+.1%}" if pct else f"{x:.4g}"
+
+
+def write_report(results: list[dict], output_dir, title: str = "metalr-hf bench", command: str = "") -> dict:
+    out = Path(output_dir)
+    agg = aggregate(results)
+    lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [
+        f"{agg['runs']} runs, {agg['diverged']} diverged (recorded, not dropped). Overhead of meta vs cosine "
+        f"(median wall time per step, same process): {_fmt(agg['overhead_wall_per_step'], pct=True)}.",
+        "",
+        "## Meta against each baseline at the same base LR",
+        "",
+        "| baseline | meta wins (final eval loss ≤) | comparisons |",
+        "|---|---|---|",
+    ]
+    for s, rate in agg["win_rate_vs"].items():
+        lines.append(f"| {s} | {rate:.0%} | {agg['comparisons_vs'][s]} |")
+    lines += [
+        "",
+        f"## Regret to the best tuned baseline (median {_fmt(agg['median_regret'], True)}, "
+        f"worst {_fmt(agg['worst_regret'], True)})",
+        "",
+        "| task | optimizer | base LR | median regret over seeds |",
+        "|---|---|---|---|",
+    ]
+    cells = defaultdict(list)
+    for x in agg["regret"]:
+        cells[(x["task"], x["optimizer"], x["base_lr"])].append(x["regret"])
+    for (task, opt, lr), vals in sorted(cells.items()):
+        lines.append(f"| {task} | {opt} | {lr:g} | {_fmt(statistics.median(vals), True)} |")
+    lines += ["", "## Performance profile (steps to the tuned cosine's final eval loss)", ""]
+    lines += ["| scheduler | score (mean ρ over τ∈[1,4]) | ρ(1) | ρ(2) |", "|---|---|---|---|"]
+    for s, p in sorted(agg["profile"].items(), key=lambda kv: -kv[1]["score"]):
+        lines.append(f"| {s} | {p['score']:.3f} | {p['rho'][0]:.2f} | {p['rho'][20]:.2f} |")
+    lines += ["", "## Final metric per run (median over seeds)", ""]
+    lines += ["| task | scheduler | optimizer | base LR | final eval loss | metric |", "|---|---|---|---|---|---|"]
+    groups = defaultdict(list)
+    for r in results:
+        groups[(r["task"], r["scheduler"], r["optimizer"], r["base_lr"])].append(r)
+    for (task, s, opt, lr), rs in sorted(groups.items()):
+        loss = statistics.median(_loss(r) for r in rs)
+        metric = statistics.median(r["primary"] for r in rs)
+        lines.append(f"| {task} | {s} | {opt} | {lr:g} | {_fmt(loss)} | {rs[0]['primary_metric']} {_fmt(metric)} |")
+    lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in _plots(results, agg, out))]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return agg
+
+
+def _plots(results, agg, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    tasks = sorted({r["task"] for r in results})
+    for task in tasks:
+        runs = [r for r in results if r["task"] == task and r["seed"] == min(x["seed"] for x in results)]
+        lrs = sorted({r["base_lr"] for r in runs if r["base_lr"] > 0})
+        lr_pick = 1e-3 if 1e-3 in lrs else (lrs[len(lrs) // 2] if lrs else 0.0)
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for r in runs:
+            if r["base_lr"] not in (lr_pick, 0.0) or r["optimizer"] not in ("adam", "-"):
+                continue
+            style = dict(lw=2.2, color="black") if r["scheduler"] == "meta" else dict(lw=1, alpha=0.8)
+            ax1.plot(r["train_loss"], label=r["scheduler"], **style)
+            ax2.plot(r["lr"], label=r["scheduler"], **style)
+        ax1.set(title=f"{task}: training loss (adam, base LR {lr_pick:g})", xlabel="step", yscale="log")
+        ax2.set(title="learning rate", xlabel="step", yscale="log")
+        ax2.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / f"curves_{task}.png", dpi=110)
+        plt.close(fig)
+        written.append(f"curves_{task}.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s, p in sorted(agg["profile"].items()):
+        style = dict(lw=2.5, color="black") if s == "meta" else dict(lw=1)
+        ax.step(p["tau"], p["rho"], where="post", label=f"{s} ({p['score']:.2f})", **style)
+    ax.set(xlabel="τ (steps / fastest)", ylabel="fraction of workloads", title="performance profile", ylim=(0, 1.02))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "performance_profile.png", dpi=110)
+    plt.close(fig)
+    written.append("performance_profile.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by = defaultdict(list)
+    for x in agg["regret"]:
+        if math.isfinite(x["regret"]):
+            by[(x["optimizer"], x["base_lr"])].append(x["regret"])
+    for opt in sorted({k[0] for k in by}):
+        pts = sorted((lr, statistics.median(v)) for (o, lr), v in by.items() if o == opt)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=opt)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xscale="log", xlabel="base LR", ylabel="regret to best tuned (median)", title="meta: regret vs base LR")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "regret_vs_lr.png", dpi=110)
+    plt.close(fig)
+    written.append("regret_vs_lr.png")
+    return written

@@ -1,0 +1,242 @@
+"""Run a benchmark suite: every (task, scheduler, optimizer, base LR, seed) through ``MetaTrainer``.
+
+Each finished run is appended to ``results.json`` at once; rerunning the command skips the finished runs, so
+a killed suite resumes where it stopped. ``report.py`` turns the results into tables and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .schedulers import EVAL_DRIVEN, LR_FREE, SCHEDULERS, build_optimizer_and_scheduler
+from .tasks import TASKS
+
+__all__ = ["SUITES", "Suite", "run_suite"]
+
+
+@dataclass
+class Suite:
+    tasks: tuple[str, ...]
+    schedulers: tuple[str, ...]
+    lrs: tuple[float, ...]
+    optimizers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | None = None  # None: each task's default
+    evals: int = 6  # evaluations per run (steps to target, plateau schedulers)
+    extra: dict = field(default_factory=dict)
+
+
+QUICK_SCHEDULERS = (
+    "meta",
+    "cosine",
+    "linear",
+    "warmup_stable_decay",
+    "constant_with_warmup",
+    "one_cycle",
+    "schedulefree_adamw",
+    "prodigy",
+)
+SUITES = {
+    "smoke": Suite(("bert_cls",), SCHEDULERS, (1e-3,), ("adam",), (0,), steps=8, evals=2),
+    "quick": Suite(
+        ("bert_cls", "gpt2_lm", "vit_digits", "forecaster"),
+        QUICK_SCHEDULERS,
+        (1e-4, 1e-3, 1e-2),
+        ("adam", "sgd"),
+        (0, 1),
+    ),  # fmt: skip
+    "full": Suite(tuple(TASKS), SCHEDULERS, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), ("adam", "sgd"), (0, 1, 2)),
+}
+
+
+def run_key(task, scheduler, optimizer, lr, seed) -> str:
+    return f"{task}|{scheduler}|{optimizer}|{lr:g}|{seed}"
+
+
+def plan(suite: Suite) -> list[tuple]:
+    runs = []
+    for task in suite.tasks:
+        for seed in suite.seeds:
+            for scheduler in suite.schedulers:
+                if scheduler in LR_FREE:  # their own recommended LR and optimizer: once per task and seed
+                    runs.append((task, scheduler, "-", 0.0, seed))
+                    continue
+                for optimizer in suite.optimizers:
+                    for lr in suite.lrs:
+                        runs.append((task, scheduler, optimizer, lr, seed))
+    return runs
+
+
+def _recorder():
+    from transformers import TrainerCallback
+
+    class Record(TrainerCallback):
+        def __init__(self):
+            self.train_loss, self.lr, self.eval_steps, self.eval_loss = [], [], [], []
+            self.step_times, self._t0 = [], None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.step_times.append(time.perf_counter() - self._t0)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.train_loss.append(float(logs["loss"]))
+                self.lr.append(float(logs.get("learning_rate", float("nan"))))
+            if logs and "eval_loss" in logs:
+                self.eval_steps.append(state.global_step)
+                self.eval_loss.append(float(logs["eval_loss"]))
+
+    return Record()
+
+
+def run_one(task_name, scheduler, optimizer, lr, seed, steps=None, evals=6, meta_learner=None) -> dict:
+    """One training run through the real Trainer; returns its record (diverged runs are recorded, not dropped)."""
+    from transformers import PrinterCallback, set_seed
+    from transformers.utils import logging as hf_logging
+
+    from ..trainer import MetaTrainer, MetaTrainingArguments
+
+    hf_logging.set_verbosity_error()
+    task = TASKS[task_name]
+    steps = steps or task.steps
+    set_seed(seed)
+    model, train_ds, eval_ds = task.build(seed)
+    warmup = max(1, steps // 20)
+    opt, sched, lr_type, lr_kwargs = build_optimizer_and_scheduler(scheduler, model, optimizer, lr, steps, warmup)
+    if lr_type == "meta" and meta_learner is not None:
+        lr_kwargs = {"meta_learner": meta_learner}
+    eval_steps = max(1, steps // evals)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = MetaTrainingArguments(
+            output_dir=tmp,
+            max_steps=steps,
+            per_device_train_batch_size=task.batch_size,
+            per_device_eval_batch_size=128,
+            learning_rate=lr if lr > 0 else opt.param_groups[0]["lr"],
+            warmup_steps=warmup if sched is None else 0,
+            lr_scheduler_type=lr_type,
+            lr_scheduler_kwargs=lr_kwargs,
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available(),
+            label_names=["future_values"] if task_name == "forecaster" else None,
+            metric_for_best_model="eval_loss" if scheduler in EVAL_DRIVEN else None,
+        )
+        rec = _recorder()
+        trainer = MetaTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            optimizers=(opt, sched),
+            compute_metrics=task.compute_metrics,
+            callbacks=[rec],
+        )
+        trainer.remove_callback(PrinterCallback)
+        t0 = time.perf_counter()
+        error = None
+        try:
+            trainer.train()
+            metrics = trainer.evaluate()
+        except (RuntimeError, ValueError, FloatingPointError) as e:  # a blow-up is a result, not a crash
+            metrics, error = {"eval_loss": float("nan")}, f"{type(e).__name__}: {e}"[:300]
+        wall = time.perf_counter() - t0
+    final = float(metrics.get("eval_loss", float("nan")))
+    primary = (
+        math.exp(min(final, 50.0))
+        if task.primary_metric == "perplexity"
+        else metrics.get(f"eval_{task.primary_metric}")
+    )
+    first = rec.eval_loss[0] if rec.eval_loss else final
+    diverged = (
+        error is not None
+        or not math.isfinite(final)
+        or any(not math.isfinite(x) for x in rec.train_loss)
+        or final > 3.0 * max(first, 1e-12)
+    )
+    return {
+        "task": task_name,
+        "scheduler": scheduler,
+        "optimizer": optimizer,
+        "base_lr": lr,
+        "seed": seed,
+        "steps": steps,
+        "final_eval_loss": final,
+        "best_eval_loss": min([x for x in rec.eval_loss + [final] if math.isfinite(x)], default=float("nan")),
+        "primary_metric": task.primary_metric,
+        "primary": float(primary) if primary is not None else float("nan"),
+        "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        "diverged": bool(diverged),
+        "error": error,
+        "wall_per_step": statistics.median(rec.step_times) if rec.step_times else wall / steps,
+        "wall_seconds": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "train_loss": rec.train_loss,
+        "lr": rec.lr,
+        "eval_steps": rec.eval_steps,
+        "eval_loss": rec.eval_loss,
+    }
+
+
+def _validate(suite: Suite):
+    bad = [t for t in suite.tasks if t not in TASKS]
+    if bad:
+        raise ValueError(f"Unknown task(s) {bad}; valid tasks: {list(TASKS)}")
+    bad = [s for s in suite.schedulers if s not in SCHEDULERS]
+    if bad:
+        raise ValueError(f"Unknown scheduler(s) {bad}; valid schedulers: {list(SCHEDULERS)}")
+
+
+def run_suite(
+    suite: str | Suite,
+    output_dir: str | os.PathLike,
+    tasks=None,
+    schedulers=None,
+    meta_learner=None,
+    progress: bool = True,
+) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    if isinstance(suite, str):
+        if suite not in SUITES:
+            raise ValueError(f"Unknown suite {suite!r}; valid suites: {list(SUITES)}")
+        suite = SUITES[suite]
+    if tasks:
+        suite = Suite(**{**suite.__dict__, "tasks": tuple(tasks)})
+    if schedulers:
+        suite = Suite(**{**suite.__dict__, "schedulers": tuple(schedulers)})
+    _validate(suite)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else []
+    done = {run_key(r["task"], r["scheduler"], r["optimizer"], r["base_lr"], r["seed"]) for r in results}
+    todo = [r for r in plan(suite) if run_key(*r) not in done]
+    bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="bench", disable=not progress)
+    for task, scheduler, optimizer, lr, seed in todo:
+        bar.set_postfix_str(f"{task} {scheduler} {optimizer} {lr:g} s{seed}")
+        results.append(run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(path)  # atomic: a kill never leaves a half-written results file
+        bar.update(1)
+    bar.close()
+    return results

