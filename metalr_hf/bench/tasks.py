@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 __all__ = ["TASKS", "Task"]
 
@@ -131,37 +130,10 @@ def _vit(seed):
 
 
 # -- LSTM forecaster --------------------------------------------------------------------------------------------
-class LSTMForecaster(nn.Module):
-    """Reads ``past_values [B, L]``, predicts ``future_values [B, H]``; returns loss and logits as HF models."""
-
-    def __init__(self, horizon: int = 8, hidden: int = 32):
-        super().__init__()
-        self.lstm = nn.LSTM(1, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, horizon)
-
-    def forward(self, past_values, future_values=None):
-        scale = past_values.abs().mean(1, keepdim=True) + 1e-6  # mean scaling, as in HF time-series models
-        h, _ = self.lstm((past_values / scale)[..., None])
-        pred = self.head(h[:, -1]) * scale
-        out = {"logits": pred}
-        if future_values is not None:
-            out["loss"] = nn.functional.mse_loss(pred / scale, future_values / scale)
-        return out
-
-
-def m4_like_series(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Trend + seasonality + noise, positive, with a random level: a stand-in for M4 series offline."""
-    t = np.arange(length)
-    level = rng.uniform(10, 1000, (n, 1))
-    trend = rng.normal(0, 0.01, (n, 1)) * t
-    period = rng.choice([4, 7, 12], (n, 1))
-    season = rng.uniform(0, 0.3, (n, 1)) * np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3, (n, 1)))
-    noise = rng.normal(0, 0.05, (n, length))
-    return level * np.exp(trend + season + noise)
-
-
 def _forecaster(seed):
     from datasets import Dataset
+
+    from .forecasters import LSTMForecaster, m4_like_series
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(4000 + seed)
@@ -170,7 +142,7 @@ def _forecaster(seed):
         s = m4_like_series(n, 40, rng).astype(np.float32)
         return Dataset.from_dict({"past_values": s[:, :32].tolist(), "future_values": s[:, 32:].tolist()})
 
-    return LSTMForecaster(), data(512), data(128)
+    return LSTMForecaster(prediction_length=8), data(512), data(128)
 
 
 def _forecast_metrics(eval_pred):

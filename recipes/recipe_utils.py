@@ -1,0 +1,122 @@
+"""What every recipe shares: argument parsing (CLI or one JSON file), checkpoint detection, offline-safe metrics.
+
+Kept beside the scripts (not in the package) so that each recipe still reads like a Hugging Face example.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+from transformers import HfArgumentParser
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(*dataclass_types):
+    """``HfArgumentParser`` over the dataclasses, from the command line or from a single ``.json`` file."""
+    parser = HfArgumentParser(dataclass_types)
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    import transformers
+
+    transformers.utils.logging.set_verbosity(level)
+
+
+def last_checkpoint(training_args):
+    """The checkpoint to resume from, as in the HF examples; refuses a non-empty output dir without one."""
+    if not (os.path.isdir(training_args.output_dir) and training_args.do_train):
+        return None
+    found = get_last_checkpoint(training_args.output_dir)
+    if (
+        found is None
+        and os.listdir(training_args.output_dir)
+        and not getattr(training_args, "overwrite_output_dir", False)
+    ):
+        raise ValueError(
+            f"Output directory ({training_args.output_dir}) already exists and is not empty, and holds no checkpoint "
+            "to resume from. Pass another --output_dir."
+        )
+    return found
+
+
+def require_columns(dataset, columns, source: str) -> None:
+    """A clear error naming the missing field and the file it should be in (before anything is written)."""
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{source} lacks the column(s) {missing}; it has {dataset.column_names}")
+
+
+def classification_metrics(logits, labels) -> dict:
+    """Accuracy, macro F1 and (with ≥ 5 classes) top-5 accuracy: through `evaluate` when its modules load,
+    computed identically with scikit-learn otherwise, so that a recipe never fails offline."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    pred = logits.argmax(-1)
+    try:
+        import evaluate
+
+        out = {
+            "accuracy": evaluate.load("accuracy").compute(predictions=pred, references=labels)["accuracy"],
+            "f1": evaluate.load("f1").compute(predictions=pred, references=labels, average="macro")["f1"],
+        }
+    except Exception:  # no `evaluate`, or its metric scripts cannot be fetched offline
+        from sklearn.metrics import accuracy_score, f1_score
+
+        out = {"accuracy": accuracy_score(labels, pred), "f1": f1_score(labels, pred, average="macro")}
+    if logits.shape[-1] >= 5:
+        top5 = np.argsort(-logits, -1)[:, :5]
+        out["top5_accuracy"] = float((top5 == labels[:, None]).any(-1).mean())
+    return {k: float(v) for k, v in out.items()}
+
+
+def word_error_rate(predictions: list[str], references: list[str]) -> float:
+    """WER: word-level edit distance over reference words (``jiwer`` when installed, the same formula otherwise)."""
+    try:
+        import jiwer
+
+        return float(jiwer.wer(references, predictions))
+    except ImportError:
+        errors = words = 0
+        for hyp, ref in zip(predictions, references):
+            h, r = hyp.split(), ref.split()
+            d = list(range(len(h) + 1))
+            for i, rw in enumerate(r, 1):
+                prev, d[0] = d[0], i
+                for j, hw in enumerate(h, 1):
+                    prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
+            errors += d[len(h)]
+            words += len(r)
+        return errors / max(words, 1)
+
+
+def finish(trainer, training_args, train_result, metrics: dict, model_card_kwargs: dict) -> None:
+    """Save model, metrics and state, and write the model card / push, as the HF examples do."""
+    if train_result is not None:
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+    if metrics:
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**model_card_kwargs)
+    elif hasattr(trainer.model, "config"):  # transformers' card needs a config; plain nn.Modules get none
+        trainer.create_model_card(**model_card_kwargs)
+    with open(os.path.join(training_args.output_dir, "metalr_hf_learner.json"), "w") as f:
+        json.dump(trainer.meta_learner_info(), f, indent=2)

@@ -1,0 +1,203 @@
+#!/usr/bin/env python
+"""Wav2Vec2 CTC fine-tuning on LibriSpeech or a local audio folder/CSV, with any LR scheduler; reports WER.
+
+Wav2Vec 2.0 base on LibriSpeech clean-100, the plan's setting:
+
+    python recipes/run_speech_recognition_ctc.py --model_name_or_path facebook/wav2vec2-base \
+        --dataset_name openslr/librispeech_asr --dataset_config_name clean --train_split_name train.100 \
+        --eval_split_name validation --per_device_train_batch_size 16 --learning_rate 1e-4 --max_steps 20000 \
+        --warmup_steps 500 --lr_scheduler_type meta --do_train --do_eval --output_dir out/w2v2-meta
+
+Local data: ``--train_file train.csv --validation_file dev.csv`` with columns ``audio`` (path to a 16 kHz WAV,
+relative to the CSV) and ``text``. A character vocabulary is built from the training transcripts unless
+``--tokenizer_name_or_path`` is given. Multi-GPU: ``torchrun --nproc_per_node 8 ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import wave
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+from recipe_utils import finish, last_checkpoint, parse_args, require_columns, setup_logging, word_error_rate  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCTC,
+    Wav2Vec2CTCTokenizer,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Processor,
+    set_seed,
+)
+
+from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
+
+logger = logging.getLogger(__name__)
+SAMPLING_RATE = 16_000
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "A Wav2Vec2 checkpoint on the Hub or a local folder."})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "A CTC tokenizer; else built."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models from the Hub."})
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "e.g. openslr/librispeech_asr"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. clean"})
+    train_split_name: str = field(default="train", metadata={"help": "Training split of the Hub dataset."})
+    eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Local CSV with `audio` and `text` columns."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local CSV for evaluation."})
+    audio_column: str = field(default="audio", metadata={"help": "The column with the audio (path or array)."})
+    text_column: str = field(default="text", metadata={"help": "The column with the transcript."})
+    max_duration_s: float = field(default=20.0, metadata={"help": "Longer clips are dropped."})
+
+    def __post_init__(self):
+        if self.dataset_name is None and self.train_file is None:
+            raise ValueError("Pass --dataset_name or --train_file.")
+
+
+def read_wav(path: str) -> np.ndarray:
+    """A mono float32 array at 16 kHz; a clear error naming the file when it cannot be decoded."""
+    try:
+        with wave.open(path, "rb") as w:
+            if w.getframerate() != SAMPLING_RATE:
+                raise ValueError(f"sampled at {w.getframerate()} Hz, expected {SAMPLING_RATE}")
+            if w.getsampwidth() != 2:
+                raise ValueError("not 16-bit PCM")
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768.0
+            return data.reshape(-1, w.getnchannels()).mean(1)
+    except (wave.Error, EOFError, ValueError, OSError) as e:
+        raise ValueError(f"Cannot decode audio file {path}: {e}") from None
+
+
+def load_data(data_args, cache_dir):
+    if data_args.dataset_name is not None:
+        raw = datasets.DatasetDict(
+            train=datasets.load_dataset(
+                data_args.dataset_name, data_args.dataset_config_name, split=data_args.train_split_name
+            ),
+            validation=datasets.load_dataset(
+                data_args.dataset_name, data_args.dataset_config_name, split=data_args.eval_split_name
+            ),
+        ).cast_column(data_args.audio_column, datasets.Audio(sampling_rate=SAMPLING_RATE))
+        return raw
+    files = {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file)) if v}
+    raw = datasets.load_dataset("csv", data_files=files, cache_dir=cache_dir)
+    for split, source in files.items():
+        require_columns(raw[split], [data_args.audio_column, data_args.text_column], source)
+        base = os.path.dirname(os.path.abspath(source))
+        raw[split] = raw[split].map(
+            lambda ex, base=base: {"path": os.path.join(base, ex[data_args.audio_column])}, desc="paths"
+        )
+        for p in raw[split]["path"]:  # decode every file now: a broken one fails before anything is written
+            read_wav(p)
+    return raw
+
+
+def build_tokenizer(texts, output_dir: str) -> Wav2Vec2CTCTokenizer:
+    chars = sorted(set("".join(texts).lower()) - {" "})
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "vocab.json")
+    with open(path, "w") as f:
+        json.dump(vocab, f)
+    return Wav2Vec2CTCTokenizer(path, unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+
+
+@dataclass
+class CTCCollator:
+    processor: Wav2Vec2Processor
+
+    def __call__(self, features):
+        batch = self.processor.feature_extractor.pad(
+            [{"input_values": f["input_values"]} for f in features], padding=True, return_tensors="pt"
+        )
+        labels = self.processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], return_tensors="pt")
+        batch["labels"] = labels["input_ids"].masked_fill(labels["attention_mask"].ne(1), -100)
+        return batch
+
+
+def main():
+    model_args, data_args, training_args = parse_args(ModelArguments, DataTrainingArguments, MetaTrainingArguments)
+    setup_logging(training_args)
+    checkpoint = last_checkpoint(training_args)
+    set_seed(training_args.seed)
+    raw = load_data(data_args, model_args.cache_dir)
+    if model_args.tokenizer_name_or_path:
+        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+    else:
+        tokenizer = build_tokenizer(raw["train"][data_args.text_column], training_args.output_dir)
+    try:
+        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_args.model_name_or_path)
+    except OSError:
+        feature_extractor = Wav2Vec2FeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True)
+    processor = Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    model = AutoModelForCTC.from_pretrained(
+        model_args.model_name_or_path,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        ctc_loss_reduction="mean",
+        ignore_mismatched_sizes=True,
+        cache_dir=model_args.cache_dir,
+    )
+
+    def prepare(ex):
+        audio = ex[data_args.audio_column]
+        array = audio["array"] if isinstance(audio, dict) else read_wav(ex["path"])
+        values = feature_extractor(array, sampling_rate=SAMPLING_RATE).input_values[0]
+        return {
+            "input_values": values,
+            "labels": tokenizer(ex[data_args.text_column].lower()).input_ids,
+            "seconds": len(array) / SAMPLING_RATE,
+        }
+
+    with training_args.main_process_first(desc="feature extraction"):
+        ds = raw.map(prepare, remove_columns=raw["train"].column_names)
+        ds = ds.filter(lambda s: s <= data_args.max_duration_s, input_columns="seconds").remove_columns("seconds")
+
+    def compute_metrics(p):
+        pred_ids = np.argmax(p.predictions, axis=-1)
+        label_ids = np.where(p.label_ids == -100, tokenizer.pad_token_id, p.label_ids)
+        preds = tokenizer.batch_decode(pred_ids)
+        refs = tokenizer.batch_decode(label_ids, group_tokens=False)
+        return {"wer": word_error_rate(preds, refs)}
+
+    trainer = MetaTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=ds["train"] if training_args.do_train else None,
+        eval_dataset=ds["validation"] if training_args.do_eval and "validation" in ds else None,
+        processing_class=processor,
+        data_collator=CTCCollator(processor),
+        compute_metrics=compute_metrics,
+    )
+    result = None
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    if training_args.do_train:
+        processor.save_pretrained(training_args.output_dir)
+    finish(
+        trainer,
+        training_args,
+        result,
+        metrics,
+        {
+            "finetuned_from": model_args.model_name_or_path,
+            "tasks": "automatic-speech-recognition",
+            "dataset": data_args.dataset_name or data_args.train_file,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Every recipe end to end, offline: tiny models from configs, local data, a few steps with --lr_scheduler_type meta."""
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "b", "c", "d"]
+
+
+def run(script, *args, expect_ok=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
+    common = ["--report_to", "none", "--use_cpu", "--max_steps", "4", "--lr_scheduler_type", "meta",
+              "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--save_strategy", "no"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(RECIPES / script), *args, *common], env=env, capture_output=True, text=True, timeout=300
+    )
+    if expect_ok:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _tokenizer_dir(path: Path):
+    from transformers import BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+    tok.save_pretrained(path)
+    return tok
+
+
+def _metrics(out: Path) -> dict:
+    return json.loads((out / "eval_results.json").read_text())
+
+
+def _sentences(n, rng):
+    labels = rng.integers(0, 2, n)
+    text = [" ".join(["the", "movie", "was", rng.choice(WORDS[:3] if y else WORDS[3:6])]) for y in labels]
+    return text, labels
+
+
+def test_run_glue_local_csv(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model_dir = tmp_path / "model"
+    tok = _tokenizer_dir(model_dir)
+    BertForSequenceClassification(
+        BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64, num_labels=2)
+    ).save_pretrained(model_dir)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 48), ("dev", 24)):
+        text, labels = _sentences(n, rng)
+        (tmp_path / f"{name}.csv").write_text("sentence,label\n" + "\n".join(f"{t},{y}" for t, y in zip(text, labels)))
+    out = tmp_path / "out"
+    run("run_glue.py", "--model_name_or_path", str(model_dir), "--train_file", str(tmp_path / "train.csv"),
+        "--validation_file", str(tmp_path / "dev.csv"), "--do_train", "--do_eval", "--max_seq_length", "16",
+        "--output_dir", str(out))  # fmt: skip
+    m = _metrics(out)
+    assert {"eval_loss", "eval_accuracy", "eval_f1"} <= set(m)
+    info = json.loads((out / "metalr_hf_learner.json").read_text())
+    assert info["name_or_path"] == "metalr-default-v1"
+    assert "metalr-hf" in (out / "README.md").read_text()
+
+
+def test_run_glue_bad_input_names_the_culprit(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\nhello,1\n")
+    out = tmp_path / "out"
+    proc = run("run_glue.py", "--model_name_or_path", "none", "--train_file", str(tmp_path / "train.csv"),
+               "--do_train", "--output_dir", str(out), expect_ok=False)  # fmt: skip
+    assert proc.returncode != 0 and "lacks the column(s) ['sentence']" in proc.stderr and "train.csv" in proc.stderr
+    assert not out.exists()  # nothing half-written
+    proc = run("run_glue.py", "--model_name_or_path", "none", "--task_name", "sst3", "--output_dir", str(out),
+               expect_ok=False)  # fmt: skip
+    assert "Unknown task 'sst3'" in proc.stderr and "sst2" in proc.stderr
+
+
+def test_run_clm_local_text(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model_dir = tmp_path / "model"
+    tok = _tokenizer_dir(model_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(
+        model_dir
+    )
+    rng = np.random.default_rng(1)
+    for name in ("train", "valid"):
+        (tmp_path / f"{name}.txt").write_text("\n".join(" ".join(rng.choice(WORDS, 12)) for _ in range(40)))
+    out = tmp_path / "out"
+    run("run_clm.py", "--model_name_or_path", str(model_dir), "--train_file", str(tmp_path / "train.txt"),
+        "--validation_file", str(tmp_path / "valid.txt"), "--block_size", "16", "--do_train", "--do_eval",
+        "--output_dir", str(out))  # fmt: skip
+    m = _metrics(out)
+    assert {"eval_loss", "perplexity"} <= set(m) and m["perplexity"] > 1
+
+
+def _wav(path: Path, freq: float, seconds=0.4, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    data = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(data.tobytes())
+
+
+def _speech_data(tmp_path: Path, n=12):
+    (tmp_path / "clips").mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        _wav(tmp_path / "clips" / f"{i}.wav", 200 + 50 * i)
+        rows.append(f"clips/{i}.wav,{'a b' if i % 2 else 'c d'}")
+    (tmp_path / "train.csv").write_text("audio,text\n" + "\n".join(rows))
+    (tmp_path / "dev.csv").write_text("audio,text\n" + "\n".join(rows[:4]))
+
+
+def _wav2vec2_dir(path: Path):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(
+        vocab_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, do_stable_layer_norm=True, feat_extract_norm="layer",
+    )  # fmt: skip
+    Wav2Vec2ForCTC(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True).save_pretrained(path)
+
+
+def test_run_speech_recognition_ctc_local_audio(tmp_path):
+    _wav2vec2_dir(tmp_path / "model")
+    _speech_data(tmp_path)
+    out = tmp_path / "out"
+    run("run_speech_recognition_ctc.py", "--model_name_or_path", str(tmp_path / "model"),
+        "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+        "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
+    m = _metrics(out)
+    assert {"eval_loss", "eval_wer"} <= set(m) and m["eval_wer"] >= 0
+
+
+def test_undecodable_audio_is_named(tmp_path):
+    _speech_data(tmp_path, n=3)
+    (tmp_path / "clips" / "1.wav").write_bytes(b"RIFF....garbage")
+    out = tmp_path / "out"
+    proc = run("run_speech_recognition_ctc.py", "--model_name_or_path", "none", "--train_file",
+               str(tmp_path / "train.csv"), "--do_train", "--output_dir", str(out), expect_ok=False)  # fmt: skip
+    assert proc.returncode != 0 and "Cannot decode audio file" in proc.stderr and "1.wav" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+def test_run_image_classification_local_folder(tmp_path, arch):
+    from PIL import Image
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
+
+    if arch == "vit":
+        ViTForImageClassification(
+            ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, num_labels=6)
+        ).save_pretrained(tmp_path / "model")  # fmt: skip
+    else:
+        ResNetForImageClassification(
+            ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=6)
+        ).save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 3)):
+        for c in range(6):  # six classes: top-5 accuracy is meaningful
+            d = tmp_path / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = (rng.random((16, 16, 3)) * 60 + c * 30).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.png")
+    out = tmp_path / "out"
+    run("run_image_classification.py", "--model_name_or_path", str(tmp_path / "model"), "--train_dir",
+        str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"), "--image_size", "16", "--do_train",
+        "--do_eval", "--output_dir", str(out))  # fmt: skip
+    assert {"eval_loss", "eval_accuracy", "eval_top5_accuracy"} <= set(_metrics(out))
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "transformer"])
+def test_run_time_series_local_csv(tmp_path, model_type):
+    from metalr_hf.bench.forecasters import m4_like_series
+
+    series = m4_like_series(10, 60, np.random.default_rng(0))
+    rows = [f"s{i},{v:.4f}" for i, s in enumerate(series) for v in s]
+    (tmp_path / "series.csv").write_text("series_id,value\n" + "\n".join(rows))
+    out = tmp_path / "out"
+    run("run_time_series.py", "--train_file", str(tmp_path / "series.csv"), "--model_type", model_type,
+        "--context_length", "24", "--prediction_length", "6", "--hidden_size", "16", "--do_train", "--do_eval",
+        "--output_dir", str(out))  # fmt: skip
+    m = _metrics(out)
+    assert {"eval_mae", "eval_rmse"} <= set(m) and m["eval_rmse"] >= m["eval_mae"] > 0
