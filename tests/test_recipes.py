@@ -1,4 +1,4 @@
-"""Every recipe end to end, offline: tiny models from configs, local data, a few steps with --lr_scheduler_type meta."""
+"""Every recipe end to end, offline: tiny models from configs, local data, a few steps with the meta scheduler."""
 
 import json
 import os
@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "b", "c", "d"]
 
 
 def run(script, *args, expect_ok=True):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
-    common = ["--report_to", "none", "--use_cpu", "--max_steps", "4", "--lr_scheduler_type", "meta",
-              "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--save_strategy", "no"]  # fmt: skip
+    common = [
+        "--report_to", "none", "--use_cpu", "--max_steps", "4", "--lr_scheduler_type", "meta",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--save_strategy", "no",
+    ]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(RECIPES / script), *args, *common], env=env, capture_output=True, text=True, timeout=300
     )
