@@ -8,7 +8,8 @@ The plan's settings (one GPU each; prefix ``torchrun --nproc_per_node 8`` for mo
         --dataset_name uoft-cs/cifar10 --image_size 224 --per_device_train_batch_size 64 \
         --learning_rate 1e-4 \
         --num_train_epochs 10 --lr_scheduler_type meta --do_train --do_eval --output_dir out/vit-cifar10-meta
-    # ResNet-50: --model_name_or_path microsoft/resnet-50 ; EfficientNet-B0: --model_name_or_path google/efficientnet-b0
+    # ResNet-50:       --model_name_or_path microsoft/resnet-50
+    # EfficientNet-B0: --model_name_or_path google/efficientnet-b0
     # CIFAR-100: --dataset_name uoft-cs/cifar100 --label_column_name fine_label
 
 Local data: ``--train_dir DIR --validation_dir DIR`` with one sub-folder per class (``DIR/cat/1.png``). Any model
