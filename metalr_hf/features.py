@@ -147,59 +147,93 @@ class Signals:
         return ok
 
 
-def _momentum_and_update(optimizer: torch.optim.Optimizer, group: dict, p: torch.Tensor):
-    """The optimizer's first moment ``m`` and update direction ``u`` for ``p`` (views, never copies kept)."""
-    state = optimizer.state.get(p, {})
-    if "exp_avg" in state:  # Adam, AdamW and friends, read after their step
-        m = state["exp_avg"]
-        v = state.get("exp_avg_sq")
-        step = state.get("step", 1)
-        step = float(step.item() if torch.is_tensor(step) else step)
-        beta1, beta2 = group.get("betas", (0.9, 0.999))
-        if v is None:
-            return m, m, None
-        bc1 = 1.0 - beta1**step if step > 0 else 1.0
-        bc2 = 1.0 - beta2**step if step > 0 else 1.0
-        u = (m / bc1) / ((v / bc2).sqrt() + group.get("eps", 1e-8))
-        return m, u, v / bc2
-    if state.get("momentum_buffer") is not None:  # SGD with momentum
-        buf = state["momentum_buffer"]
-        beta = group.get("momentum", 0.0)
-        return buf * (1.0 - beta), buf, None
-    return p.grad, p.grad, None  # plain SGD or an optimizer we do not know: the gradient itself
+_BLOCK = 256
+SAMPLE_ELEMENTS = 1 << 18  # parameters read per step, about (see `optimizer_signals`)
+
+
+def _kind(state: dict) -> str:
+    if "exp_avg" in state and state.get("exp_avg_sq") is not None:
+        return "adam"
+    if state.get("momentum_buffer") is not None:
+        return "sgd"
+    return "plain"
 
 
 @torch.no_grad()
-def optimizer_signals(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def optimizer_signals(
+    optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS, offset: int = 0
+) -> dict[str, torch.Tensor]:
     """Σ g², g·m, m², g·Δw, Δw², w², v over every parameter with a gradient, read after ``optimizer.step()``.
 
-    Returns 0-d tensors on the parameters' device (no host synchronisation). ``Δw`` is the update this step
-    took, ``-lr·u`` per parameter group (weight decay left out).
+    ``m`` is the first moment (Adam ``exp_avg``; SGD ``(1-β)·momentum_buffer``; the gradient otherwise), ``Δw``
+    the update this step took (``-lr·m̂/(√v̂+ε)`` for Adam, ``-lr·buffer`` for SGD, weight decay left out), ``v``
+    Adam's bias-corrected second moment. Returns 0-d tensors on the parameters' device (no host
+    synchronisation).
+
+    Cost and memory do not grow with the model: models with more than ``max_elements`` parameters are read in
+    blocks of 256 contiguous elements, one block in every ``s`` (``s`` the smallest stride that fits the budget;
+    the first block rotates with ``offset`` so that every block takes its turn), and those sums are scaled by
+    ``s`` — unbiased estimates within a fraction of a percent of the exact sums; parameters of at most 256
+    elements and models within the budget are read whole (exact sums). The sampled elements of each parameter
+    group are gathered into flat buffers of about ``max_elements`` in all, and about twenty vector operations
+    per group do the rest; no copy of a whole gradient, moment or weight is ever kept.
     """
-    acc = None
-    adaptive = 0.0
+    total = sum(p.numel() for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+    stride = 1 if not max_elements or total <= max_elements else -(-total // max_elements)
+    start = offset % stride
+    acc, adaptive = None, 0.0
+
+    def sample(t: torch.Tensor, sampled: bool) -> torch.Tensor:
+        """A view: the whole flat tensor, or its sampled blocks as ``[k, 256]`` (gathered later by one cat)."""
+        t = t.detach().reshape(-1)
+        if sampled:
+            nb = t.numel() // _BLOCK
+            t = t[: nb * _BLOCK].view(nb, _BLOCK)[start::stride]
+        return t
+
     for group in optimizer.param_groups:
-        lr = float(group.get("lr", 0.0))
+        buckets: dict[tuple, dict] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
-            g = p.grad.detach().float()
-            m, u, v = _momentum_and_update(optimizer, group, p)
-            m, u = m.float(), u.float()
-            w = p.detach().float()
-            if v is not None:
+            state = optimizer.state.get(p, {})
+            kind = _kind(state)
+            sampled = stride > 1 and p.numel() > _BLOCK
+            b = buckets.setdefault((kind, sampled), {"g": [], "w": [], "m": [], "v": [], "step": 1.0})
+            b["g"].append(sample(p.grad, sampled))
+            b["w"].append(sample(p, sampled))
+            if kind == "adam":
+                b["m"].append(sample(state["exp_avg"], sampled))
+                b["v"].append(sample(state["exp_avg_sq"], sampled))
+                step = state.get("step", 1)
+                b["step"] = max(float(step.item() if torch.is_tensor(step) else step), 1.0)
+            elif kind == "sgd":
+                b["m"].append(sample(state["momentum_buffer"], sampled))
+        lr = float(group.get("lr", 0.0))
+        for (kind, sampled), b in buckets.items():
+
+            def cat(key, b=b):
+                return torch.cat(b[key]).reshape(-1).float()
+
+            g, w = cat("g"), cat("w")
+            gg, ww = torch.dot(g, g), torch.dot(w, w)
+            if kind == "adam":
                 adaptive = 1.0
-            stats = torch.stack(
-                [
-                    (g * g).sum(),
-                    (g * m).sum(),
-                    (m * m).sum(),
-                    -lr * (g * u).sum(),
-                    lr * lr * (u * u).sum(),
-                    (w * w).sum(),
-                    v.float().sum() if v is not None else g.new_zeros(()),
-                ]
-            )
+                m, v = cat("m"), cat("v")
+                beta1, beta2 = group.get("betas", (0.9, 0.999))
+                bc1, bc2 = 1.0 - beta1 ** b["step"], 1.0 - beta2 ** b["step"]
+                d = v.sqrt().mul_(1.0 / bc2**0.5).add_(group.get("eps", 1e-8))
+                u = torch.div(m, d, out=d)  # m / (√v̂ + ε) = bc1 · update direction
+                vals = [gg, torch.dot(g, m), torch.dot(m, m), -lr / bc1 * torch.dot(g, u),
+                        (lr / bc1) ** 2 * torch.dot(u, u), ww, v.sum() / bc2]  # fmt: skip
+            elif kind == "sgd":
+                buf = cat("m")
+                c = 1.0 - group.get("momentum", 0.0)
+                gb, bb = torch.dot(g, buf), torch.dot(buf, buf)
+                vals = [gg, c * gb, c * c * bb, -lr * gb, lr * lr * bb, ww, torch.zeros_like(gg)]
+            else:  # plain SGD or an optimizer we do not know: the gradient itself
+                vals = [gg, gg, gg, -lr * gg, lr * lr * gg, ww, torch.zeros_like(gg)]
+            stats = torch.stack(vals) * (stride if sampled else 1)
             acc = stats if acc is None else acc + stats
     if acc is None:
         acc = torch.zeros(7)

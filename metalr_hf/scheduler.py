@@ -269,7 +269,7 @@ class MetaLRScheduler(LRScheduler):
 
         On an accelerator a non-blocking copy to host memory starts here; it is read one step later
         (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
-        stats = optimizer_signals(self.optimizer)
+        stats = optimizer_signals(self.optimizer, offset=max(self.last_epoch, 0))
         device = stats["gg"].device
         if self._pending_loss is None:
             self._warn_once(

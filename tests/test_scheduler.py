@@ -328,3 +328,25 @@ def test_divergence_guard_overrides_a_learner_that_boosts():
     assert scales[5] == pytest.approx(math.e, rel=1e-6)  # the learner's boost, before the blow-up
     assert scales[-1] < 0.05  # the guard drove the LR down whatever the learner says
     assert sched.controller.guard_scale.item() < 0.05
+
+
+def test_sampled_signals_estimate_the_exact_sums():
+    """Above the element budget the statistics are read on sampled blocks: estimates close to the exact sums."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(300, 300), torch.nn.Linear(300, 10))
+    for kind in ("adamw", "sgd"):
+        opt = (
+            torch.optim.AdamW(model.parameters(), lr=1e-3)
+            if kind == "adamw"
+            else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+        )
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn_like(p) + 0.5 * p.detach()
+            opt.step()
+        exact = optimizer_signals(opt, max_elements=None)
+        for offset in (0, 7):
+            est = optimizer_signals(opt, max_elements=20_000, offset=offset)  # ~1 element in 5
+            for k in ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv"):
+                if float(exact[k]) != 0:
+                    assert float(est[k]) == pytest.approx(float(exact[k]), rel=0.05), (kind, k)
