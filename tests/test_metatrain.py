@@ -91,3 +91,16 @@ def test_collect_smoke_writes_parquet_with_signals(tmp_path):
     assert len(row["lr"]) == row["horizon"] == len(row["loss"]) == len(row["features"])
     assert len(row["features"][0]) == 16
     assert "metalr-hf" in (tmp_path / "README.md").read_text()
+
+
+def test_ablation_runner_writes_the_table(tmp_path):
+    from metalr_hf.metatrain.ablation import run_ablations
+    from metalr_hf.metatrain.es import PRESETS
+
+    table = run_ablations(
+        tmp_path, ["full", "no loss features"], iterations=1, progress=False, base=PRESETS["smoke"], score_horizon=30
+    )
+    assert "| full |" in table and "| no loss features |" in table
+    assert (tmp_path / "ablation.md").read_text().strip() == table.strip()
+    masked = MetaLearner.from_pretrained(tmp_path / "no_loss_features" / "learner")
+    assert "loss" in masked.config["disabled_features"]

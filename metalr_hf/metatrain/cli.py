@@ -15,8 +15,13 @@ def _cmd_collect(args) -> None:
 def _cmd_meta_train(args) -> None:
     from .es import PRESETS, meta_train
 
+    if args.preset == "ablation":
+        from .ablation import run_ablations
+
+        print(run_ablations(args.output_dir, iterations=args.iterations, progress=not args.no_progress))
+        return
     if args.preset not in PRESETS:
-        raise ValueError(f"unknown preset {args.preset!r}; valid presets: {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {args.preset!r}; valid presets: {sorted(PRESETS) + ['ablation']}")
     overrides = {}
     for key in ("iterations", "core", "hidden_size", "seed"):
         if getattr(args, key) is not None:
@@ -45,7 +50,11 @@ def register(sub) -> None:
     c.set_defaults(func=_cmd_collect)
 
     m = sub.add_parser("meta-train", help="Meta-train a learner by evolution strategies on the task zoo.")
-    m.add_argument("--preset", default="smoke", help="smoke (under a minute) | default (the shipped learner)")
+    m.add_argument(
+        "--preset",
+        default="smoke",
+        help="smoke (under a minute) | default (the shipped learner) | ablation (the ablation table)",
+    )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)
     m.add_argument("--core", default=None, choices=["rnn", "gru", "lstm", "transformer"])
