@@ -168,7 +168,8 @@ def make_population(specs: list[TaskSpec]) -> Population:
         n_val = min(N_VAL, len(x) // 4)
         x_va, y_va = np.resize(x[:n_val], (N_VAL, x.shape[1])), np.resize(y[:n_val], N_VAL)
         x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, x.shape[1])), np.resize(y[n_val:], N_TRAIN)
-        mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
+        mu, sd = x_tr.mean(0), x_tr.std(0)
+        sd = np.where(sd > 1e-6, sd, 1.0)  # features constant on the training split (digits' border pixels)
         x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
         if c == 0:  # standardise regression targets on the training split
             ym, ys = y_tr.mean(), y_tr.std() + 1e-8
