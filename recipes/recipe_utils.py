@@ -104,6 +104,20 @@ def word_error_rate(predictions: list[str], references: list[str]) -> float:
         return errors / max(words, 1)
 
 
+def train_evaluate_save(trainer, training_args, checkpoint, model_card_kwargs: dict, extra_metrics=None) -> dict:
+    """Train (resuming from ``checkpoint``), evaluate, then save and write the card as the HF examples do.
+
+    ``extra_metrics(metrics) -> dict`` adds derived evaluation metrics (perplexity, for instance)."""
+    result = None
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    if metrics and extra_metrics is not None:
+        metrics.update(extra_metrics(metrics))
+    finish(trainer, training_args, result, metrics, model_card_kwargs)
+    return metrics
+
+
 def finish(trainer, training_args, train_result, metrics: dict, model_card_kwargs: dict) -> None:
     """Save model, metrics and state, and write the model card / push, as the HF examples do."""
     if train_result is not None:

@@ -24,7 +24,7 @@ from itertools import chain
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
-from recipe_utils import finish, last_checkpoint, parse_args, require_columns, setup_logging  # noqa: E402
+from recipe_utils import last_checkpoint, parse_args, require_columns, setup_logging, train_evaluate_save  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator, set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
@@ -103,23 +103,16 @@ def main():
         processing_class=tokenizer,
         data_collator=default_data_collator,
     )
-    result = None
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
-    metrics = {}
-    if training_args.do_eval:
-        metrics = trainer.evaluate()
-        metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
-    finish(
+    train_evaluate_save(
         trainer,
         training_args,
-        result,
-        metrics,
+        checkpoint,
         {
             "finetuned_from": model_args.model_name_or_path,
             "tasks": "text-generation",
             "dataset": data_args.dataset_name or data_args.train_file,
-        },
+        },  # fmt: skip
+        extra_metrics=lambda m: {"perplexity": math.exp(min(m["eval_loss"], 50.0))},
     )
 
 

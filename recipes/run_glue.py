@@ -32,11 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 from recipe_utils import (  # noqa: E402
     classification_metrics,
-    finish,
     last_checkpoint,
     parse_args,
     require_columns,
     setup_logging,
+    train_evaluate_save,
 )
 from transformers import (  # noqa: E402
     AutoConfig,
@@ -157,20 +157,15 @@ def main():
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
     )
-    result = (
-        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint) if train else None
-    )
-    metrics = trainer.evaluate() if evals is not None else {}
-    finish(
+    train_evaluate_save(
         trainer,
         training_args,
-        result,
-        metrics,
+        checkpoint,
         {
             "finetuned_from": model_args.model_name_or_path,
             "tasks": "text-classification",
             "dataset": data_args.task_name or data_args.train_file,
-        },
+        },  # fmt: skip
     )
 
 

@@ -29,7 +29,14 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from recipe_utils import classification_metrics, finish, last_checkpoint, parse_args, require_columns, setup_logging  # noqa: E402
+from recipe_utils import (
+    classification_metrics,
+    last_checkpoint,
+    parse_args,
+    require_columns,
+    setup_logging,
+    train_evaluate_save,
+)  # noqa: E402
 from transformers import AutoConfig, AutoModelForImageClassification, set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
@@ -144,20 +151,15 @@ def main():
         data_collator=collate,
         compute_metrics=lambda p: classification_metrics(p.predictions, p.label_ids),
     )
-    result = None
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
-    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    finish(
+    train_evaluate_save(
         trainer,
         training_args,
-        result,
-        metrics,
+        checkpoint,
         {
             "finetuned_from": model_args.model_name_or_path,
             "tasks": "image-classification",
             "dataset": data_args.dataset_name or data_args.train_dir,
-        },
+        },  # fmt: skip
     )
 
 

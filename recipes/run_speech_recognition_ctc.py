@@ -26,7 +26,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
-from recipe_utils import finish, last_checkpoint, parse_args, require_columns, setup_logging, word_error_rate  # noqa: E402
+from recipe_utils import (
+    last_checkpoint,
+    parse_args,
+    require_columns,
+    setup_logging,
+    train_evaluate_save,
+    word_error_rate,
+)  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCTC,
     Wav2Vec2CTCTokenizer,
@@ -180,22 +187,15 @@ def main():
         data_collator=CTCCollator(processor),
         compute_metrics=compute_metrics,
     )
-    result = None
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
-    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    if training_args.do_train:
-        processor.save_pretrained(training_args.output_dir)
-    finish(
+    train_evaluate_save(
         trainer,
         training_args,
-        result,
-        metrics,
+        checkpoint,
         {
             "finetuned_from": model_args.model_name_or_path,
             "tasks": "automatic-speech-recognition",
             "dataset": data_args.dataset_name or data_args.train_file,
-        },
+        },  # fmt: skip
     )
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
-from recipe_utils import finish, last_checkpoint, parse_args, require_columns, setup_logging  # noqa: E402
+from recipe_utils import last_checkpoint, parse_args, require_columns, setup_logging, train_evaluate_save  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
@@ -116,15 +116,10 @@ def main():
         eval_dataset=evals if training_args.do_eval else None,
         compute_metrics=compute_metrics,
     )
-    result = None
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint)
-    metrics = trainer.evaluate() if training_args.do_eval else {}
-    finish(
+    train_evaluate_save(
         trainer,
         training_args,
-        result,
-        metrics,
+        checkpoint,
         {"tasks": "time-series-forecasting", "dataset": data_args.dataset_name or data_args.train_file},
     )
 

@@ -1,6 +1,7 @@
 """Hub round trip with only the transport faked: push → HF cache layout → load by repo id + revision offline."""
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -161,3 +162,27 @@ def test_real_hub_round_trip(tmp_path):
     sha = push_learner(tmp_path, repo, token=os.environ["HF_TOKEN"], private=True)
     loaded = MetaLearner.from_pretrained(repo, revision=sha, token=os.environ["HF_TOKEN"])
     assert loaded.fingerprint() == learner.fingerprint()
+
+
+def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
+    """A learner folder written by meta-training (card.json beside it) is pushed with its tables in the card."""
+    from metalr_hf.hub import CARD_CONTEXT_FILE
+
+    folder = tmp_path / "learner"
+    perturbed_learner().save_pretrained(folder)
+    results = "| family | meta | cosine |\n|---|---|---|\n| wine | 0.044 | 0.220 |"
+    ablation = "| variant | meta ≤ cosine |\n|---|---|\n| no loss features | 40% |"
+    (folder / CARD_CONTEXT_FILE).write_text(
+        json.dumps({"training": "ES, 3 iterations", "results_table": results, "ablation_table": ablation})
+    )
+    sha = push_learner(folder, "org/carded", api=FakeHubApi(cache=hub_cache))
+    card = (hub_cache / "models--org--carded" / "snapshots" / sha / "README.md").read_text()
+    assert results in card and ablation in card and "ES, 3 iterations" in card
+    assert "## Limitations" in card and "@software{metalr_hf" in card
+
+
+def test_bundled_learner_card_has_results_and_limitations():
+    from metalr_hf.hub import bundled_learner_dir
+
+    card = (bundled_learner_dir() / "README.md").read_text()
+    assert "meta ≤ cosine at the same base LR" in card and "loses most cells at 1e-2" in card
