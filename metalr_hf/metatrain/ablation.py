@@ -21,7 +21,7 @@ from .evaluate import EvalConfig
 from .simulate import PriorPolicy, meta_policy, simulate
 from .zoo import HELD_OUT, TaskSpec, make_population
 
-__all__ = ["VARIANTS", "run_ablations"]
+__all__ = ["VARIANTS", "format_ablation_table", "run_ablations"]
 
 VARIANTS = {
     "full": {},
@@ -64,6 +64,21 @@ def _score(learner, seeds=(0,), horizon=200) -> dict:
     }
 
 
+def format_ablation_table(rows: dict, base=ABLATION_BASE, iterations: int | None = None, score_horizon=200) -> str:
+    """Markdown table of ablation scores (``rows``: variant → score, as in ``ablation.json``)."""
+    lines = [
+        f"Each variant: {iterations or base.iterations} ES iterations × {base.pairs} pairs × {base.tasks} tasks, "
+        f"horizons {base.horizon[0]}–{base.horizon[1]}; scored on {list(HELD_OUT)} × Adam/SGD × base LR "
+        f"1e-4/1e-3/1e-2, horizon {score_horizon}, one seed, against cosine at the same base LR.",
+        "",
+        "| variant | meta ≤ cosine | median log(L_meta / L_cosine) |",
+        "|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['win_rate_vs_cosine']:.0%} | {r['median_log_ratio']:+.3f} |")
+    return "\n".join(lines)
+
+
 def run_ablations(
     output_dir: str | Path,
     variants=None,
@@ -89,17 +104,6 @@ def run_ablations(
         meta_train(preset, folder, progress=progress, evaluate_at_end=False)
         rows[name] = _score(MetaLearner.from_pretrained(folder / "learner"), horizon=score_horizon)
         (out / "ablation.json").write_text(json.dumps(rows, indent=2))
-    b = base
-    lines = [
-        f"Each variant: {iterations or b.iterations} ES iterations × {b.pairs} pairs × {b.tasks} tasks, horizons "
-        f"{b.horizon[0]}–{b.horizon[1]}; scored on {list(HELD_OUT)} × Adam/SGD × base LR 1e-4/1e-3/1e-2, "
-        f"horizon {score_horizon}, against cosine at the same base LR.",
-        "",
-        "| variant | meta ≤ cosine | median log(L_meta / L_cosine) |",
-        "|---|---|---|",
-    ]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['win_rate_vs_cosine']:.0%} | {r['median_log_ratio']:+.3f} |")
-    table = "\n".join(lines)
+    table = format_ablation_table(rows, base, iterations or base.iterations, score_horizon)
     (out / "ablation.md").write_text(table + "\n")
     return table
