@@ -21,7 +21,6 @@ result does not depend on the number of processes.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -281,7 +280,7 @@ def meta_train(
         }
         if evaluate_at_end:
             result = evaluate(learner, preset.eval)
-            (out / "eval.json").write_text(json.dumps(result, indent=1, default=_json_default))
+            (out / "eval.json").write_text(json.dumps(result, indent=1, default=str))
             table = format_eval_table(result["summary"])
             (out / "eval.md").write_text(table + "\n")
             summary["eval"] = result["summary"]
@@ -292,9 +291,3 @@ def meta_train(
         (out / "learner" / CARD_CONTEXT_FILE).write_text(json.dumps(card, indent=2))
         (out / "learner" / "README.md").write_text(learner_card(learner, folder=out / "learner"))
     return summary
-
-
-def _json_default(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    return str(o)
