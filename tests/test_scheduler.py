@@ -350,3 +350,17 @@ def test_sampled_signals_estimate_the_exact_sums():
             for k in ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv"):
                 if float(exact[k]) != 0:
                     assert float(est[k]) == pytest.approx(float(exact[k]), rel=0.05), (kind, k)
+
+
+def test_skipped_optimizer_step_backs_off_without_advancing():
+    """An optimizer step the Trainer skipped (fp16 overflow) never reaches the learner and halves the LR."""
+    learner = perturbed_learner(seed=14)
+    _, opt, _, _ = _problem()
+    sched = MetaLRScheduler(opt, num_training_steps=30, meta_learner=learner)
+    _scripted(sched, _signal_vectors(6))
+    epoch, lr, n_loss = sched.last_epoch, sched.get_last_lr()[0], sched.controller.extractor.state["n_loss"].item()
+    with pytest.warns(UserWarning, match="non-finite"):
+        sched.skip_step()
+    assert sched.last_epoch == epoch
+    assert sched.get_last_lr()[0] == pytest.approx(lr / 2) == opt.param_groups[0]["lr"]
+    assert sched.controller.extractor.state["n_loss"].item() == n_loss
