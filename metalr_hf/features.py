@@ -139,6 +139,12 @@ class Signals:
         values["has_loss"] = values["has_loss"] > 0.5
         return cls(**values)
 
+    @classmethod
+    def nonfinite(cls, batch_size: int = 1) -> Signals:
+        """Signals of a step that produced nothing usable (e.g. an optimizer step skipped on fp16 overflow)."""
+        nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
+        return cls(has_loss=torch.ones(batch_size, dtype=torch.bool), **{k: nan for k in _SIGNAL_FLOATS})
+
     def finite(self) -> torch.Tensor:
         """``[B]`` bool: the loss (where observed) and every gradient and optimizer statistic are finite."""
         ok = torch.isfinite(self.loss) | ~self.has_loss

@@ -325,11 +325,8 @@ class MetaLRScheduler(LRScheduler):
         if self._held is not None:
             held, self._held = self._held, None
             self._consume(*held)
-        nan = torch.tensor([float("nan")])
-        values = {f: nan for f in ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")}
-        signals = Signals(has_loss=torch.tensor([True]), **values)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        self._report(self.controller.update(signals, step=self.last_epoch))
+        self._report(self.controller.update(Signals.nonfinite(), step=self.last_epoch))
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -27,7 +27,7 @@ from recipe_utils import last_checkpoint, parse_args, require_columns, setup_log
 from transformers import set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
-from metalr_hf.bench.forecasters import FORECASTERS  # noqa: E402
+from metalr_hf.bench.forecasters import FORECASTERS, forecast_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +105,12 @@ def main():
     model = FORECASTERS[model_args.model_type](**kwargs)
     training_args.label_names = ["future_values"]
 
-    def compute_metrics(p):
-        err = np.asarray(p.predictions) - np.asarray(p.label_ids)
-        return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}
-
     trainer = MetaTrainer(
         model=model,
         args=training_args,
         train_dataset=train if training_args.do_train else None,
         eval_dataset=evals if training_args.do_eval else None,
-        compute_metrics=compute_metrics,
+        compute_metrics=forecast_metrics,
     )
     train_evaluate_save(
         trainer,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FORECASTERS", "LSTMForecaster", "TransformerForecaster", "m4_like_series"]
+__all__ = ["FORECASTERS", "LSTMForecaster", "TransformerForecaster", "forecast_metrics", "m4_like_series"]
 
 
 class _Scaled(nn.Module):
@@ -66,3 +66,10 @@ def m4_like_series(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
     season = rng.uniform(0, 0.3, (n, 1)) * np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3, (n, 1)))
     noise = rng.normal(0, 0.05, (n, length))
     return level * np.exp(trend + season + noise)
+
+
+def forecast_metrics(eval_pred) -> dict:
+    """MAE and RMSE in the series' own units, from a ``(predictions, targets)`` pair or ``EvalPrediction``."""
+    pred, target = eval_pred[0], eval_pred[1]
+    err = np.asarray(pred) - np.asarray(target)
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}

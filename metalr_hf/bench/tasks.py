@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["TASKS", "Task"]
+from .forecasters import forecast_metrics
+
+__all__ = ["TASKS", "Task", "classification_metrics"]
 
 
 @dataclass
@@ -35,16 +37,21 @@ class Task:
     higher_is_better: bool
 
 
-def _cls_metrics(eval_pred):
+def classification_metrics(logits, labels) -> dict:
+    """Accuracy, macro F1 and, with at least 5 classes, top-5 accuracy (scikit-learn; works offline)."""
     from sklearn.metrics import f1_score
 
-    logits, labels = eval_pred
-    pred = np.asarray(logits).argmax(-1)
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    pred = logits.argmax(-1)
     out = {"accuracy": float((pred == labels).mean()), "f1": float(f1_score(labels, pred, average="macro"))}
-    if np.asarray(logits).shape[-1] >= 5:
-        top5 = np.argsort(-np.asarray(logits), -1)[:, :5]
-        out["top5_accuracy"] = float((top5 == np.asarray(labels)[:, None]).any(-1).mean())
+    if logits.shape[-1] >= 5:
+        top5 = np.argsort(-logits, -1)[:, :5]
+        out["top5_accuracy"] = float((top5 == labels[:, None]).any(-1).mean())
     return out
+
+
+def _cls_metrics(eval_pred):
+    return classification_metrics(*eval_pred)
 
 
 # -- tiny BERT ---------------------------------------------------------------------------------------------
@@ -145,12 +152,6 @@ def _forecaster(seed):
     return LSTMForecaster(prediction_length=8), data(512), data(128)
 
 
-def _forecast_metrics(eval_pred):
-    pred, target = eval_pred
-    err = np.asarray(pred) - np.asarray(target)
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}
-
-
 # -- pretrained MiniLM on local sentiment sentences ---------------------------------------------------------------
 POSITIVE = ["great", "wonderful", "delightful", "moving", "superb", "charming", "brilliant", "fun"]
 NEGATIVE = ["dull", "awful", "tedious", "boring", "clumsy", "weak", "painful", "messy"]
@@ -190,6 +191,6 @@ TASKS = {
     "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True),
     "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False),
     "vit_digits": Task("vit_digits", _vit, _cls_metrics, 60, 32, "accuracy", True),
-    "forecaster": Task("forecaster", _forecaster, _forecast_metrics, 60, 32, "mae", False),
+    "forecaster": Task("forecaster", _forecaster, forecast_metrics, 60, 32, "mae", False),
     "minilm_sst": Task("minilm_sst", _minilm, _cls_metrics, 40, 16, "accuracy", True),
 }
