@@ -50,6 +50,7 @@ __all__ = [
     "FeatureExtractor",
     "Signals",
     "feature_mask",
+    "SignalReader",
     "optimizer_signals",
 ]
 
@@ -148,13 +149,13 @@ class Signals:
     def finite(self) -> torch.Tensor:
         """``[B]`` bool: the loss (where observed) and every gradient and optimizer statistic are finite."""
         ok = torch.isfinite(self.loss) | ~self.has_loss
-        for name in _SIGNAL_FLOATS[1:]:
-            ok = ok & torch.isfinite(torch.as_tensor(getattr(self, name)))
+        rest = torch.stack([torch.as_tensor(getattr(self, n), dtype=torch.float64) for n in _SIGNAL_FLOATS[1:]], -1)
+        ok = ok & torch.isfinite(rest).all(-1)
         return ok
 
 
 _BLOCK = 256
-SAMPLE_ELEMENTS = 1 << 18  # parameters read per step, about (see `optimizer_signals`)
+SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
 
 
 def _kind(state: dict) -> str:
@@ -165,7 +166,114 @@ def _kind(state: dict) -> str:
     return "plain"
 
 
-@torch.no_grad()
+def _sample(t: torch.Tensor, start: int, stride: int, rows: int) -> torch.Tensor:
+    """Rows ``start, start + stride, …`` (``rows`` of them) of ``t`` cut into rows of 256 elements: one
+    ``as_strided`` view for a contiguous tensor, no copy."""
+    if t.is_contiguous():  # (under no_grad: the view does not require grad)
+        return t.as_strided((rows, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
+    flat = t.reshape(-1)
+    return flat[: (flat.numel() // _BLOCK) * _BLOCK].view(-1, _BLOCK)[start::stride]
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dim() == 1 else t.reshape(-1)
+
+
+class SignalReader:
+    """Reads :func:`optimizer_signals` step after step into work buffers it keeps (their size is set by
+    ``max_elements``, not by the model), so that a step allocates almost nothing."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS):
+        self.optimizer, self.max_elements = optimizer, max_elements
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def _cat(self, key: tuple, parts: list[torch.Tensor]) -> torch.Tensor:
+        n = sum(t.numel() for t in parts)
+        dtype, device = parts[0].dtype, parts[0].device
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
+            buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
+        out = buf[:n].view(-1, *parts[0].shape[1:])  # parts: all [k, 256] blocks, or all flat
+        torch.cat(parts, out=out)
+        return out.reshape(-1).float()
+
+    @torch.no_grad()
+    def read(self, offset: int = 0) -> dict[str, torch.Tensor]:
+        optimizer = self.optimizer
+        total = sum(p.numel() for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+        budget = self.max_elements
+        stride = 1 if not budget or total <= budget else -(-total // budget)
+        start = offset % stride
+        acc, adaptive = None, 0.0
+        for group in optimizer.param_groups:
+            buckets: dict[tuple, dict] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = optimizer.state.get(p, {})
+                kind = _kind(state)
+                sampled = stride > 1 and p.numel() > _BLOCK
+                b = buckets.get((kind, sampled))
+                if b is None:
+                    b = buckets[(kind, sampled)] = {"g": [], "w": [], "m": [], "v": [], "step": 1.0}
+                    if kind == "adam":
+                        step = state.get("step", 1)
+                        b["step"] = max(float(step.item() if torch.is_tensor(step) else step), 1.0)
+                if sampled:
+                    rows = -(-(p.numel() // _BLOCK - start) // stride)
+                    if rows <= 0:
+                        continue
+                    b["g"].append(_sample(p.grad, start, stride, rows))
+                    b["w"].append(_sample(p, start, stride, rows))
+                    if kind == "adam":
+                        b["m"].append(_sample(state["exp_avg"], start, stride, rows))
+                        b["v"].append(_sample(state["exp_avg_sq"], start, stride, rows))
+                    elif kind == "sgd":
+                        b["m"].append(_sample(state["momentum_buffer"], start, stride, rows))
+                else:
+                    b["g"].append(_flat(p.grad))
+                    b["w"].append(_flat(p))
+                    if kind == "adam":
+                        b["m"].append(_flat(state["exp_avg"]))
+                        b["v"].append(_flat(state["exp_avg_sq"]))
+                    elif kind == "sgd":
+                        b["m"].append(_flat(state["momentum_buffer"]))
+            lr = float(group.get("lr", 0.0))
+            for (kind, sampled), b in buckets.items():
+                if not b["g"]:
+                    continue
+
+                def cat(key, b=b, kind=kind, sampled=sampled):  # buffers are reused group after group
+                    return self._cat((kind, sampled, key), b[key])
+
+                g, w = cat("g"), cat("w")
+                gg, ww = torch.dot(g, g), torch.dot(w, w)
+                if kind == "adam":
+                    adaptive = 1.0
+                    m, v = cat("m"), cat("v")
+                    beta1, beta2 = group.get("betas", (0.9, 0.999))
+                    bc1, bc2 = 1.0 - beta1 ** b["step"], 1.0 - beta2 ** b["step"]
+                    d = v.sqrt().mul_(1.0 / bc2**0.5).add_(group.get("eps", 1e-8))
+                    u = torch.div(m, d, out=d)  # m / (√v̂ + ε) = bc1 · update direction
+                    vals = [gg, torch.dot(g, m), torch.dot(m, m), -lr / bc1 * torch.dot(g, u),
+                            (lr / bc1) ** 2 * torch.dot(u, u), ww, v.sum() / bc2]  # fmt: skip
+                elif kind == "sgd":
+                    buf = cat("m")
+                    c = 1.0 - group.get("momentum", 0.0)
+                    gb, bb = torch.dot(g, buf), torch.dot(buf, buf)
+                    vals = [gg, c * gb, c * c * bb, -lr * gb, lr * lr * bb, ww, torch.zeros_like(gg)]
+                else:  # plain SGD or an optimizer we do not know: the gradient itself
+                    vals = [gg, gg, gg, -lr * gg, lr * lr * gg, ww, torch.zeros_like(gg)]
+                stats = torch.stack(vals) * (stride if sampled else 1)
+                acc = stats if acc is None else acc + stats
+        if acc is None:
+            acc = torch.zeros(7)
+        keys = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
+        out = dict(zip(keys, acc.unbind(0)))
+        out["adaptive"] = torch.tensor(adaptive, device=acc.device)
+        return out
+
+
 def optimizer_signals(
     optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS, offset: int = 0
 ) -> dict[str, torch.Tensor]:
@@ -181,72 +289,11 @@ def optimizer_signals(
     the first block rotates with ``offset`` so that every block takes its turn), and those sums are scaled by
     ``s`` — unbiased estimates within a fraction of a percent of the exact sums; parameters of at most 256
     elements and models within the budget are read whole (exact sums). The sampled elements of each parameter
-    group are gathered into flat buffers of about ``max_elements`` in all, and about twenty vector operations
-    per group do the rest; no copy of a whole gradient, moment or weight is ever kept.
+    group are gathered into work buffers of about ``max_elements`` in all (kept by :class:`SignalReader` from
+    step to step), and about twenty vector operations per group do the rest; no copy of a whole gradient, moment
+    or weight is ever kept.
     """
-    total = sum(p.numel() for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
-    stride = 1 if not max_elements or total <= max_elements else -(-total // max_elements)
-    start = offset % stride
-    acc, adaptive = None, 0.0
-
-    def sample(t: torch.Tensor, sampled: bool) -> torch.Tensor:
-        """A view: the whole flat tensor, or its sampled blocks as ``[k, 256]`` (gathered later by one cat)."""
-        t = t.detach().reshape(-1)
-        if sampled:
-            nb = t.numel() // _BLOCK
-            t = t[: nb * _BLOCK].view(nb, _BLOCK)[start::stride]
-        return t
-
-    for group in optimizer.param_groups:
-        buckets: dict[tuple, dict] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = optimizer.state.get(p, {})
-            kind = _kind(state)
-            sampled = stride > 1 and p.numel() > _BLOCK
-            b = buckets.setdefault((kind, sampled), {"g": [], "w": [], "m": [], "v": [], "step": 1.0})
-            b["g"].append(sample(p.grad, sampled))
-            b["w"].append(sample(p, sampled))
-            if kind == "adam":
-                b["m"].append(sample(state["exp_avg"], sampled))
-                b["v"].append(sample(state["exp_avg_sq"], sampled))
-                step = state.get("step", 1)
-                b["step"] = max(float(step.item() if torch.is_tensor(step) else step), 1.0)
-            elif kind == "sgd":
-                b["m"].append(sample(state["momentum_buffer"], sampled))
-        lr = float(group.get("lr", 0.0))
-        for (kind, sampled), b in buckets.items():
-
-            def cat(key, b=b):
-                return torch.cat(b[key]).reshape(-1).float()
-
-            g, w = cat("g"), cat("w")
-            gg, ww = torch.dot(g, g), torch.dot(w, w)
-            if kind == "adam":
-                adaptive = 1.0
-                m, v = cat("m"), cat("v")
-                beta1, beta2 = group.get("betas", (0.9, 0.999))
-                bc1, bc2 = 1.0 - beta1 ** b["step"], 1.0 - beta2 ** b["step"]
-                d = v.sqrt().mul_(1.0 / bc2**0.5).add_(group.get("eps", 1e-8))
-                u = torch.div(m, d, out=d)  # m / (√v̂ + ε) = bc1 · update direction
-                vals = [gg, torch.dot(g, m), torch.dot(m, m), -lr / bc1 * torch.dot(g, u),
-                        (lr / bc1) ** 2 * torch.dot(u, u), ww, v.sum() / bc2]  # fmt: skip
-            elif kind == "sgd":
-                buf = cat("m")
-                c = 1.0 - group.get("momentum", 0.0)
-                gb, bb = torch.dot(g, buf), torch.dot(buf, buf)
-                vals = [gg, c * gb, c * c * bb, -lr * gb, lr * lr * bb, ww, torch.zeros_like(gg)]
-            else:  # plain SGD or an optimizer we do not know: the gradient itself
-                vals = [gg, gg, gg, -lr * gg, lr * lr * gg, ww, torch.zeros_like(gg)]
-            stats = torch.stack(vals) * (stride if sampled else 1)
-            acc = stats if acc is None else acc + stats
-    if acc is None:
-        acc = torch.zeros(7)
-    keys = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
-    out = dict(zip(keys, acc.unbind(0)))
-    out["adaptive"] = torch.tensor(adaptive, device=acc.device)
-    return out
+    return SignalReader(optimizer, max_elements).read(offset)
 
 
 _STATE_KEYS = (
@@ -393,6 +440,12 @@ class FeatureExtractor:
         feats[:, loss_cols] = torch.where(
             has_loss[:, None], feats[:, loss_cols], torch.zeros_like(feats[:, loss_cols])
         )
+        # Without visible gradients (a sharded backend that keeps them out of ``param.grad``), the features read
+        # from the gradient and the optimizer state are switched off: 0, the value the ablations use.
+        no_grad = f64["gg"] == 0
+        feats[:, _OPTIMIZER_COLS] = torch.where(
+            no_grad[:, None], torch.zeros_like(feats[:, _OPTIMIZER_COLS]), feats[:, _OPTIMIZER_COLS]
+        )
         # Non-finite runs kept their statistics above; they also keep their previous features.
         feats = torch.where(ok[:, None], feats, s["last"])
         new["last"] = feats
@@ -400,4 +453,7 @@ class FeatureExtractor:
         return feats.float()
 
 
+_OPTIMIZER_COLS = [
+    FEATURE_NAMES.index(n) for n in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr")
+]
 _SIGNAL_FLOATS = ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")

@@ -22,7 +22,7 @@ import warnings
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .features import FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, Signals, optimizer_signals
+from .features import FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
 from .learner import MetaLearner
 from .schedules import PRIORS, prior_multiplier
 
@@ -246,6 +246,7 @@ class MetaLRScheduler(LRScheduler):
         self._warned: set[str] = set()
         self._in_incident = False
         self.last_signals: Signals | None = None
+        self._reader = SignalReader(optimizer)
         super().__init__(optimizer, last_epoch)
 
     # -- signals -------------------------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class MetaLRScheduler(LRScheduler):
 
         On an accelerator a non-blocking copy to host memory starts here; it is read one step later
         (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
-        stats = optimizer_signals(self.optimizer, offset=max(self.last_epoch, 0))
+        stats = self._reader.read(offset=max(self.last_epoch, 0))
         device = stats["gg"].device
         if self._pending_loss is None:
             self._warn_once(

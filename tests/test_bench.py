@@ -64,3 +64,17 @@ def test_aggregate_win_rate_regret_profile_and_divergence():
     # target = tuned cosine (0.4): meta never reaches it at its best LR; cosine reaches it at the end (step 10)
     assert agg["profile"]["cosine"]["rho"][0] == 1.0 and agg["profile"]["meta"]["score"] == 0.0
     assert agg["diverged"] == 1
+
+
+def test_overhead_state_does_not_grow_with_the_model():
+    """The meta scheduler keeps no copy of gradients or weights: its state has the same size for a model twice
+    as wide, and the measured times are real (positive, paired)."""
+    from metalr_hf.bench.overhead import measure_overhead
+
+    small = measure_overhead(layers=1, hidden=32, seq_len=8, batch_size=2, pairs=2, progress=False)
+    wide = measure_overhead(layers=1, hidden=64, seq_len=8, batch_size=2, pairs=2, progress=False)
+    assert wide["parameters"] > 1.5 * small["parameters"]
+    assert wide["state_bytes"] == small["state_bytes"] > 0
+    lo, hi = small["step_overhead_ci95"]
+    assert lo <= hi and all(t > 0 for t in small["median_step_seconds"].values())
+    assert 0 < small["scheduler_seconds_median"] < small["median_step_seconds"]["meta"]

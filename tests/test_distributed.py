@@ -1,4 +1,5 @@
-"""Two ranks (torchrun, gloo on CPU), different data on each: every rank sets the identical LR at every step."""
+"""Two ranks (torchrun or accelerate launch, gloo on CPU), different data on each: every rank sets the identical LR
+at every step."""
 
 import json
 import os
@@ -15,17 +16,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("grad_acc", [1, 2])
-def test_two_ranks_set_identical_lrs(tmp_path, grad_acc):
+@pytest.mark.parametrize("launcher, grad_acc", [("torchrun", 1), ("torchrun", 2), ("accelerate", 2)])
+def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
     worker = os.path.join(os.path.dirname(__file__), "dist_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     from conftest import perturbed_learner
 
     perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()), worker, str(tmp_path), str(grad_acc),
-    ]  # fmt: skip
+    port = str(_free_port())
+    if launcher == "torchrun":
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                  "--master_addr", "127.0.0.1", "--master_port", port]  # fmt: skip
+    else:  # `accelerate launch --multi_gpu` runs gloo ranks on a machine without GPUs
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                  "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    cmd = [*launch, worker, str(tmp_path), str(grad_acc)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())

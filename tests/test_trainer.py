@@ -275,3 +275,36 @@ def test_model_card_records_learner(tmp_path):
     assert "metalr-hf" in card and "meta-lr" in card
     assert "metalr-default-v1" in card
     assert "lr_scheduler_type: meta" in card
+
+
+class _ShardedGradAdamW(torch.optim.AdamW):
+    """Stands in for DeepSpeed ZeRO: the update happens, but ``param.grad`` is gone by the time the scheduler
+    steps (the backend keeps gradients in its own partitions)."""
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        return loss
+
+
+def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path):
+    learner_dir = tmp_path / "learner"
+    perturbed_learner(seed=3).save_pretrained(learner_dir)
+    args = _args(tmp_path, lr_scheduler_kwargs={"meta_learner": str(learner_dir)}, max_steps=20)
+    model = tiny_bert()
+    opt = _ShardedGradAdamW(model.parameters(), lr=args.learning_rate)
+    trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification(), optimizers=(opt, None))
+    with pytest.warns(UserWarning, match="found no gradients") as record:
+        trainer.train()
+    assert sum("found no gradients" in str(w.message) for w in record) == 1  # said once
+    feats = trainer.lr_scheduler.features_dict()
+    for name in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr"):
+        assert feats[name] == 0.0  # switched off, not fed garbage
+    assert feats["grad_norm_rel"] != 0.0 and feats["log_loss_rel"] != 0.0  # the Trainer's norm and the loss
+    lrs = _lrs(trainer)
+    assert len(lrs) == 20 and all(math.isfinite(x) and x > 0 for x in lrs)
+    assert len(set(trainer.lr_scheduler.controller.delta.tolist() + [0.0])) > 1  # the learner still acts
+    losses = _losses(trainer)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
