@@ -19,7 +19,7 @@ import numpy as np
 from .es import PRESETS, meta_train
 from .evaluate import EvalConfig
 from .simulate import PriorPolicy, meta_policy, simulate
-from .zoo import HELD_OUT, TaskSpec, make_population
+from .zoo import HELD_OUT, TaskSpec, make_populations
 
 __all__ = ["VARIANTS", "format_ablation_table", "run_ablations"]
 
@@ -48,11 +48,12 @@ def _score(learner, seeds=(0,), horizon=200) -> dict:
         for lr in (1e-4, 1e-3, 1e-2)
         for s in seeds
     ]
-    pop = make_population(specs)
-    meta = simulate(pop, meta_policy(learner, pop)).final_val_loss
-    cos = simulate(pop, PriorPolicy("cosine", pop)).final_val_loss
+    meta, cos = [], []
+    for _, pop in make_populations(specs):
+        meta += simulate(pop, meta_policy(learner, pop)).final_val_loss.tolist()
+        cos += simulate(pop, PriorPolicy("cosine", pop)).final_val_loss.tolist()
     ratios = []
-    for a, b in zip(meta.tolist(), cos.tolist()):
+    for a, b in zip(meta, cos):
         if math.isfinite(a) and math.isfinite(b):
             ratios.append(math.log(a / b))
         else:

@@ -1,4 +1,5 @@
-"""Train a whole population of MLPs in one batched computation, with the LR set by a schedule policy.
+"""Train a whole population (of one model kind, ``models.py``) in one batched computation, with the LR set by a
+schedule policy.
 
 The LR policy is the very ``MetaController`` that ``MetaLRScheduler`` wraps (same features, same learner, same
 guards); the simulator hands it the same signals that ``features.optimizer_signals`` reads from a
@@ -7,7 +8,7 @@ guards); the simulator hands it the same signals that ``features.optimizer_signa
 Optimizers, per run (``Population.adam``):
 
 - Adam (β = 0.9, 0.999, ε = 1e-8, as ``torch.optim.Adam``): ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²``,
-  ``Δw = -η m̂/(√v̂+ε)``;
+  ``Δw = -η m̂/(√v̂+ε)``; AdamW (as ``torch.optim.AdamW``) first decays ``w ← (1-ηλ)w``, λ = 0.01;
 - SGD with momentum 0.9 (as ``torch.optim.SGD``): ``b ← 0.9b + g``, ``Δw = -η b``.
 """
 
@@ -20,7 +21,8 @@ import torch
 from ..features import Signals
 from ..scheduler import MetaController
 from ..schedules import prior_multiplier
-from .zoo import C_MAX, D_MAX, H_MAX, Population
+from .models import MODELS
+from .zoo import Population
 
 __all__ = ["PriorPolicy", "SimResult", "init_params", "simulate"]
 
@@ -51,38 +53,22 @@ class SimResult:
     final_val_metric: torch.Tensor  # [B] accuracy for classification, -RMSE for regression
 
 
-def init_params(pop: Population, gen: torch.Generator) -> list[torch.Tensor]:
-    """He-initialised two-layer MLPs, one per run (the seed of each run's spec makes it reproducible)."""
-    params = []
-    for spec in pop.specs:
-        g = torch.Generator().manual_seed(spec.seed)
-        w1 = torch.randn(D_MAX, H_MAX, generator=g) * (2.0 / D_MAX) ** 0.5
-        w2 = torch.randn(H_MAX, C_MAX, generator=g) * (1.0 / spec.hidden) ** 0.5
-        params.append((w1, torch.zeros(H_MAX), w2, torch.zeros(C_MAX)))
-    return [torch.stack([p[i] for p in params]).requires_grad_(True) for i in range(4)]
+def init_params(pop: Population, gen: torch.Generator | None = None) -> list[torch.Tensor]:
+    """The stacked initial weights of every run (each run's spec seed makes them reproducible)."""
+    return MODELS[pop.kind].init(pop)
 
 
 def _forward(params, x, pop: Population):
-    w1, b1, w2, b2 = params
-    h = torch.relu(torch.bmm(x, w1) + b1[:, None]) * pop.hidden_mask[:, None].float()
-    return torch.bmm(h, w2) + b2[:, None]
+    return MODELS[pop.kind].forward(params, x, pop)
 
 
 def _losses(out, y, pop: Population) -> torch.Tensor:
-    """Per-run mean loss: cross-entropy over the used classes, or MSE on output 0."""
-    logits = out.masked_fill(~pop.class_mask[:, None], -1e9)
-    ce = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, C_MAX), y.clamp(min=0).long().reshape(-1) % C_MAX, reduction="none"
-    ).reshape(y.shape)
-    mse = (out[..., 0] - y) ** 2
-    return torch.where(pop.is_cls[:, None], ce, mse).mean(1)
+    """Per-run mean loss ``[B]``."""
+    return MODELS[pop.kind].losses(out, y, pop)
 
 
 def _metric(out, y, pop: Population) -> torch.Tensor:
-    logits = out.masked_fill(~pop.class_mask[:, None], -1e9)
-    acc = (logits.argmax(-1) == y.long()).float().mean(1)
-    rmse = ((out[..., 0] - y) ** 2).mean(1).sqrt()
-    return torch.where(pop.is_cls, acc, -rmse)
+    return MODELS[pop.kind].metric(out, y, pop)
 
 
 def batch_indices(pop: Population, steps: int, seed: int) -> torch.Tensor:
@@ -149,6 +135,7 @@ def simulate(
                 u = torch.where(a, (m[i] / (1 - BETA1**step)) / (vhat.sqrt() + EPS), m[i])
                 m_feat = torch.where(a, m[i], m[i] * (1 - MOMENTUM))
                 upd = -shape(lr, p) * u
+                p.mul_(1.0 - shape(lr * pop.weight_decay, p))  # AdamW's decoupled decay (not part of Δw)
                 p.add_(upd)
                 dims = tuple(range(1, p.dim()))
                 acc += torch.stack(
@@ -201,6 +188,8 @@ def simulate(
     )
 
 
-def meta_policy(learner, pop: Population, **options) -> MetaController:
-    """The controller ``MetaLRScheduler`` uses, for a whole population at once."""
-    return MetaController(learner, pop.horizon, pop.warmup, batch_size=pop.size, **options)
+def meta_policy(learner, pop: Population, horizon: float | None = None, **options) -> MetaController:
+    """The controller ``MetaLRScheduler`` uses, for a whole population at once; ``horizon`` overrides the run
+    length it is told (to test mis-specified horizons)."""
+    told = pop.horizon if horizon is None else torch.full_like(pop.horizon, float(horizon))
+    return MetaController(learner, told, pop.warmup, batch_size=pop.size, **options)

@@ -1,24 +1,33 @@
 """The task zoo: cheap training problems, sampled with random configurations and split by family.
 
-A *population* is ``B`` independent training runs stacked along a leading batch dimension, so one batched
-computation (``torch.bmm``) trains all of them: a population of two-layer MLPs, each with its own data set,
-optimizer (Adam or SGD with momentum), base LR, horizon and warmup.
+A *population* is ``B`` independent training runs of one model kind (``models.py``) stacked along a leading
+batch dimension, so one batched computation trains all of them, each with its own data set, width, optimizer
+(Adam, AdamW or SGD with momentum), base LR, horizon and warmup.
 
-Families (``FAMILIES``): the meta-training families are synthetic; the held-out families are real data sets
-bundled with scikit-learn, never seen in meta-training.
+Families (``FAMILIES``), split by family: the meta-training families are synthetic; the held-out families are
+real data (scikit-learn's bundled sets, English text) or generators never seen in meta-training.
 
-=================  =========  ==================================================================
-family             split      problem
-=================  =========  ==================================================================
-teacher_cls        train      labels of a random teacher MLP on Gaussian inputs (2-10 classes)
-blobs_cls          train      Gaussian clusters with random spread (2-10 classes)
-teacher_reg        train      random teacher MLP + noise (regression, standardised targets)
-friedman_reg       train      scikit-learn's Friedman #1 generator (regression)
-digits             held-out   8×8 handwritten digits (64 features, 10 classes)
-breast_cancer      held-out   Wisconsin breast cancer (30 features, 2 classes)
-wine               held-out   wine cultivars (13 features, 3 classes)
-diabetes           held-out   diabetes progression (10 features, regression)
-=================  =========  ==================================================================
+=================  =====  =========  ===========================================================================
+family             kind   split      problem
+=================  =====  =========  ===========================================================================
+teacher_cls        mlp    train      labels of a random teacher MLP on Gaussian inputs (2-10 classes)
+blobs_cls          mlp    train      Gaussian clusters with random spread (2-10 classes)
+teacher_reg        mlp    train      random teacher MLP + noise (regression, standardised targets)
+friedman_reg       mlp    train      scikit-learn's Friedman #1 generator (regression)
+patterns_cnn       cnn    train      8×8 images: a random smooth template per class, shifted, plus noise
+copy_tf            tf     train      copy a sequence of 3-5 tokens after a separator
+sort_tf            tf     train      sort a sequence of 3-5 tokens after a separator
+modadd_tf          tf     train      (a + b) mod p, p a prime from 7 to 23
+series_rnn         rnn    train      next 6 values (from 16) of trend + one seasonality + AR(1) noise series
+digits             mlp    held-out   8×8 handwritten digits (64 features, 10 classes)
+breast_cancer      mlp    held-out   Wisconsin breast cancer (30 features, 2 classes)
+wine               mlp    held-out   wine cultivars (13 features, 3 classes)
+diabetes           mlp    held-out   diabetes progression (10 features, regression)
+digits_cnn         cnn    held-out   the 8×8 handwritten digits as images
+bytes_lm           tf     held-out   character-level language model on English text (the Python standard
+                                     library's documentation strings, 29 symbols)
+m4_rnn             rnn    held-out   M4-like series (multiplicative trend, seasonality, noise; bench generator)
+=================  =====  =========  ===========================================================================
 """
 
 from __future__ import annotations
@@ -29,15 +38,47 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["FAMILIES", "HELD_OUT", "META_TRAIN", "Population", "TaskSpec", "make_population", "sample_specs"]
+from .models import C_MAX, D_MAX, H_MAX, HORIZON, L_IN, SEQ_LEN, VOCAB, width
 
-D_MAX = 64  # inputs are zero-padded to this width
-C_MAX = 10  # outputs: logits of up to 10 classes (unused ones masked), or output 0 for regression
+__all__ = [
+    "FAMILIES",
+    "FAMILY_KIND",
+    "HELD_OUT",
+    "META_TRAIN",
+    "OPTIMIZERS",
+    "Population",
+    "TaskSpec",
+    "make_population",
+    "make_populations",
+    "sample_specs",
+]
+
 N_TRAIN, N_VAL = 384, 256
 
-META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg")
-HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes")
+FAMILY_KIND = {
+    "teacher_cls": "mlp",
+    "blobs_cls": "mlp",
+    "teacher_reg": "mlp",
+    "friedman_reg": "mlp",
+    "patterns_cnn": "cnn",
+    "copy_tf": "tf",
+    "sort_tf": "tf",
+    "modadd_tf": "tf",
+    "series_rnn": "rnn",
+    "digits": "mlp",
+    "breast_cancer": "mlp",
+    "wine": "mlp",
+    "diabetes": "mlp",
+    "digits_cnn": "cnn",
+    "bytes_lm": "tf",
+    "m4_rnn": "rnn",
+}
+META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patterns_cnn", "copy_tf", "sort_tf",
+              "modadd_tf", "series_rnn")  # fmt: skip
+HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_lm", "m4_rnn")
 FAMILIES = META_TRAIN + HELD_OUT
+OPTIMIZERS = ("adam", "adamw", "sgd")
+WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
 
 
 @dataclass(frozen=True)
@@ -47,7 +88,7 @@ class TaskSpec:
     family: str
     seed: int
     hidden: int
-    optimizer: str  # "adam" | "sgd"
+    optimizer: str  # "adam" | "adamw" | "sgd"
     base_lr: float
     horizon: int
     warmup: int
@@ -66,12 +107,19 @@ def sample_specs(
     base_lr: float | None = None,
     optimizer: str | None = None,
 ) -> list[TaskSpec]:
-    """``n`` random runs; base LR log-uniform over 1e-5…1e-1 (Adam) or 1e-3…1 (SGD); warmup on or off."""
+    """``n`` random runs of one model kind (drawn uniformly among the kinds of ``families``, so that they batch);
+    base LR log-uniform over 1e-5…1e-1 (Adam, AdamW) or 1e-3…1 (SGD); warmup on or off."""
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"Unknown task families {unknown}; valid families: {list(FAMILIES)}")
     bs = int(batch_size or rng.choice([32, 64, 128]))  # one batch size per population (it is batched)
+    kinds = sorted({FAMILY_KIND[f] for f in families})
+    kind = kinds[int(rng.integers(len(kinds)))] if len(kinds) > 1 else kinds[0]
+    families = [f for f in families if FAMILY_KIND[f] == kind]
     out = []
     for _ in range(n):
-        opt = optimizer or str(rng.choice(["adam", "sgd"]))
-        lo, hi = (1e-5, 1e-1) if opt == "adam" else (1e-3, 1.0)
+        opt = optimizer or str(rng.choice(list(OPTIMIZERS)))
+        lo, hi = (1e-3, 1.0) if opt == "sgd" else (1e-5, 1e-1)
         lr = base_lr if base_lr is not None else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         T = int(rng.integers(horizon[0], horizon[1] + 1))
         out.append(
@@ -97,10 +145,107 @@ def _teacher(rng, n, d, out):
     return x, np.tanh(x @ w1 * 2) @ w2
 
 
+_TEXT_MODULES = ("collections", "json", "argparse", "logging", "textwrap", "functools", "itertools", "pathlib",
+                 "typing", "dataclasses", "subprocess", "threading", "inspect", "email", "unittest")  # fmt: skip
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz .,"  # 29 symbols; other characters become the space
+
+
+def english_text() -> str:
+    """English prose available offline: the documentation strings of a fixed set of standard-library modules and
+    their public members, lower-cased and mapped to ``_ALPHABET``."""
+    import importlib
+    import inspect
+
+    chunks = []
+    for name in _TEXT_MODULES:
+        mod = importlib.import_module(name)
+        chunks.append(inspect.getdoc(mod) or "")
+        for attr in sorted(dir(mod)):
+            obj = getattr(mod, attr, None)
+            if not attr.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj)):
+                chunks.append(inspect.getdoc(obj) or "")
+    text = " ".join(" ".join(c.split()) for c in chunks).lower()
+    return "".join(ch if ch in _ALPHABET else " " for ch in text)
+
+
+_TEXT_CACHE: dict[str, np.ndarray] = {}
+
+
+def _sequence_task(family: str, rng: np.random.Generator, n: int):
+    """Token sequences ``x [n, L]`` and next-token targets ``y [n, L]`` (-1 where no loss is taken); token 0 is
+    padding, 1 the separator, 2… the symbols."""
+    L = SEQ_LEN
+    x, y = np.zeros((n, L)), np.full((n, L), -1.0)
+    if family == "bytes_lm":
+        if "text" not in _TEXT_CACHE:
+            _TEXT_CACHE["text"] = np.array([_ALPHABET.index(ch) + 2 for ch in english_text()], dtype=np.int64)
+        codes = _TEXT_CACHE["text"]
+        starts = rng.integers(0, len(codes) - L - 1, n)
+        windows = np.stack([codes[i : i + L + 1] for i in starts])
+        return windows[:, :L].astype(float), windows[:, 1:].astype(float)
+    if family == "modadd_tf":
+        p = int(rng.choice([7, 11, 13, 17, 19, 23]))
+        a, b = rng.integers(0, p, n), rng.integers(0, p, n)
+        x[:, 0], x[:, 1], x[:, 2] = a + 2, b + 2, 1
+        y[:, 2] = (a + b) % p + 2
+        return x, y
+    k = int(rng.integers(3, 6))  # copy / sort k tokens
+    symbols = int(rng.integers(6, VOCAB - 1))
+    src = rng.integers(2, symbols + 1, (n, k))
+    tgt = np.sort(src, axis=1) if family == "sort_tf" else src
+    seq = np.concatenate([src, np.ones((n, 1)), tgt], axis=1)  # length 2k + 1 <= L
+    x[:, : 2 * k] = seq[:, :-1]
+    y[:, k : 2 * k] = seq[:, k + 1 :]  # predict the target tokens, from the separator on
+    return x, y
+
+
+def _series(family: str, rng: np.random.Generator, n: int):
+    """Windows ``x [n, 24]`` and the next 6 values ``y [n, 6]``, both divided by the window's mean |x| (mean
+    scaling, as in Hugging Face's time-series models)."""
+    length = L_IN + HORIZON
+    if family == "m4_rnn":
+        from ..bench.forecasters import m4_like_series
+
+        series = m4_like_series(n, length, rng)
+    else:
+        t = np.arange(length)
+        period = rng.integers(3, 25, (n, 1))
+        phi = rng.uniform(0.0, 0.9, (n, 1))
+        noise = rng.normal(0, rng.uniform(0.02, 0.3), (n, length))
+        for i in range(1, length):  # AR(1) noise
+            noise[:, i] += phi[:, 0] * noise[:, i - 1]
+        season = rng.uniform(0, 1, (n, 1)) * np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3, (n, 1)))
+        series = 2.0 + rng.normal(0, 0.03, (n, 1)) * t + season + noise
+    scale = np.abs(series[:, :L_IN]).mean(1, keepdims=True) + 1e-6
+    series = series / scale
+    return series[:, :L_IN], series[:, L_IN:]
+
+
+def _patterns(rng: np.random.Generator, n: int):
+    """``n`` 8×8 images of 2-10 classes: a smooth random template per class, shifted by up to one pixel, noisy."""
+    c = int(rng.integers(2, 11))
+    templates = rng.standard_normal((c, 10, 10))
+    templates = (templates + np.roll(templates, 1, 1) + np.roll(templates, 1, 2)) / 3  # smooth
+    y = rng.integers(0, c, n)
+    dx, dy = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    x = np.stack([templates[y[i], dx[i] : dx[i] + 8, dy[i] : dy[i] + 8] for i in range(n)])
+    x = x + rng.uniform(0.3, 1.5) * rng.standard_normal(x.shape)
+    return x.reshape(n, 64), y, c
+
+
 def _dataset(family: str, seed: int):
-    """``(x [n, d], y [n], num_classes or 0)`` for a family; real data sets are shuffled by ``seed``."""
+    """``(x [n, ...], y [n, ...], num_classes or 0)`` for a family; real data sets are shuffled by ``seed``."""
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_VAL
+    kind = FAMILY_KIND.get(family)
+    if kind == "tf":
+        x, y = _sequence_task(family, rng, n)
+        return x, y, VOCAB
+    if kind == "rnn":
+        x, y = _series(family, rng, n)
+        return x, y, 0
+    if family == "patterns_cnn":
+        return _patterns(rng, n)
     if family == "teacher_cls":
         c, d = int(rng.integers(2, 11)), int(rng.integers(4, D_MAX + 1))
         x, logits = _teacher(rng, n, d, c)
@@ -123,6 +268,7 @@ def _dataset(family: str, seed: int):
 
     loader = {
         "digits": datasets.load_digits,
+        "digits_cnn": datasets.load_digits,
         "breast_cancer": datasets.load_breast_cancer,
         "wine": datasets.load_wine,
         "diabetes": datasets.load_diabetes,
@@ -137,17 +283,19 @@ def _dataset(family: str, seed: int):
 
 @dataclass
 class Population:
-    """``B`` runs' data and configuration as batched tensors."""
+    """``B`` runs of one model kind: their data and configuration as batched tensors."""
 
     specs: list[TaskSpec]
-    x_train: torch.Tensor  # [B, N_TRAIN, D_MAX]
-    y_train: torch.Tensor  # [B, N_TRAIN] (class index, or target in column for regression)
+    kind: str  # a key of models.MODELS
+    x_train: torch.Tensor  # [B, N_TRAIN, ...] (features, pixels, tokens or a window)
+    y_train: torch.Tensor  # [B, N_TRAIN, ...] (class index, regression target, next tokens or future values)
     x_val: torch.Tensor
     y_val: torch.Tensor
     class_mask: torch.Tensor  # [B, C_MAX] True for a used class
     is_cls: torch.Tensor  # [B] bool
     hidden_mask: torch.Tensor  # [B, H_MAX]
-    adam: torch.Tensor  # [B] bool
+    adam: torch.Tensor  # [B] bool (Adam or AdamW)
+    weight_decay: torch.Tensor  # [B] (AdamW's decoupled decay; 0 otherwise)
     base_lr: torch.Tensor  # [B]
     horizon: torch.Tensor  # [B]
     warmup: torch.Tensor  # [B]
@@ -157,34 +305,42 @@ class Population:
         return len(self.specs)
 
 
-H_MAX = 64
-
-
 def make_population(specs: list[TaskSpec]) -> Population:
+    """One batched population; every spec must be of the same model kind (see :func:`make_populations`)."""
+    kinds = {FAMILY_KIND.get(s.family) for s in specs}
+    if None in kinds:
+        bad = sorted({s.family for s in specs if s.family not in FAMILY_KIND})
+        raise ValueError(f"Unknown task families {bad}; valid families: {list(FAMILIES)}")
+    if len(kinds) != 1:
+        raise ValueError(f"A population holds one model kind, got {sorted(kinds)}; use make_populations")
+    (kind,) = kinds
     xs_tr, ys_tr, xs_va, ys_va, cmask, is_cls, hmask = [], [], [], [], [], [], []
     for spec in specs:
         x, y, c = _dataset(spec.family, spec.seed)
         # disjoint train / validation splits, each repeated or cut to a fixed size so that runs stack
         n_val = min(N_VAL, len(x) // 4)
-        x_va, y_va = np.resize(x[:n_val], (N_VAL, x.shape[1])), np.resize(y[:n_val], N_VAL)
-        x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, x.shape[1])), np.resize(y[n_val:], N_TRAIN)
-        mu, sd = x_tr.mean(0), x_tr.std(0)
-        sd = np.where(sd > 1e-6, sd, 1.0)  # features constant on the training split (digits' border pixels)
-        x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
-        if c == 0:  # standardise regression targets on the training split
-            ym, ys = y_tr.mean(), y_tr.std() + 1e-8
-            y_tr, y_va = (y_tr - ym) / ys, (y_va - ym) / ys
-        pad = lambda a: np.pad(a, ((0, 0), (0, D_MAX - a.shape[1])))  # noqa: E731
-        xs_tr.append(pad(x_tr))
-        xs_va.append(pad(x_va))
+        x_va, y_va = np.resize(x[:n_val], (N_VAL, *x.shape[1:])), np.resize(y[:n_val], (N_VAL, *y.shape[1:]))
+        x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, *x.shape[1:])), np.resize(y[n_val:], (N_TRAIN, *y.shape[1:]))
+        if kind in ("mlp", "cnn"):
+            mu, sd = x_tr.mean(0), x_tr.std(0)
+            sd = np.where(sd > 1e-6, sd, 1.0)  # features constant on the training split (digits' border pixels)
+            x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
+            if c == 0:  # standardise regression targets on the training split
+                ym, ys = y_tr.mean(), y_tr.std() + 1e-8
+                y_tr, y_va = (y_tr - ym) / ys, (y_va - ym) / ys
+            pad = lambda a: np.pad(a, ((0, 0), (0, D_MAX - a.shape[1])))  # noqa: E731
+            x_tr, x_va = pad(x_tr), pad(x_va)
+        xs_tr.append(x_tr)
+        xs_va.append(x_va)
         ys_tr.append(y_tr)
         ys_va.append(y_va)
-        cmask.append(np.arange(C_MAX) < max(c, 1))
+        cmask.append(np.arange(C_MAX) < max(min(c, C_MAX), 1))
         is_cls.append(c > 0)
-        hmask.append(np.arange(H_MAX) < spec.hidden)
+        hmask.append(np.arange(H_MAX) < width(kind, spec.hidden))
     f = lambda a: torch.tensor(np.stack(a), dtype=torch.float32)  # noqa: E731
     return Population(
         specs=list(specs),
+        kind=kind,
         x_train=f(xs_tr),
         y_train=f(ys_tr),
         x_val=f(xs_va),
@@ -192,8 +348,19 @@ def make_population(specs: list[TaskSpec]) -> Population:
         class_mask=torch.tensor(np.stack(cmask)),
         is_cls=torch.tensor(is_cls),
         hidden_mask=torch.tensor(np.stack(hmask)),
-        adam=torch.tensor([s.optimizer == "adam" for s in specs]),
+        adam=torch.tensor([s.optimizer != "sgd" for s in specs]),
+        weight_decay=torch.tensor([WEIGHT_DECAY if s.optimizer == "adamw" else 0.0 for s in specs]),
         base_lr=torch.tensor([s.base_lr for s in specs], dtype=torch.float64),
         horizon=torch.tensor([s.horizon for s in specs], dtype=torch.float64),
         warmup=torch.tensor([s.warmup for s in specs], dtype=torch.float64),
     )
+
+
+def make_populations(specs: list[TaskSpec]) -> list[tuple[list[int], Population]]:
+    """Specs of several model kinds: one population per kind, with the positions of its specs in ``specs``."""
+    by_kind: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        if spec.family not in FAMILY_KIND:
+            raise ValueError(f"Unknown task family {spec.family!r}; valid families: {list(FAMILIES)}")
+        by_kind.setdefault(FAMILY_KIND[spec.family], []).append(i)
+    return [(idx, make_population([specs[i] for i in idx])) for idx in by_kind.values()]
