@@ -41,3 +41,32 @@ def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
     assert r0["local_losses"] != r1["local_losses"]  # the ranks really saw different data
     scales = [lr / prior for lr, prior in zip(r0["lrs"][2:-1], r0["priors"][2:-1])]
     assert max(abs(s - 1.0) for s in scales) > 0.05  # the learner moved the LR off the prior
+
+
+def test_meta_training_shards_over_two_ranks_with_the_same_result(tmp_path):
+    """ES under torchrun: the perturbations are split over 2 gloo ranks; the fitness history equals the one of a
+    single process (same seed) up to floating-point rounding (batched kernels of another batch size round
+    differently, and a training run amplifies it), and rank 0 alone writes the learner."""
+    from metalr_hf.metatrain.es import meta_train
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: reductions split over threads round differently
+    try:
+        single = meta_train("smoke", tmp_path / "one", progress=False, evaluate_at_end=False, iterations=2)
+    finally:
+        torch.set_num_threads(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(_free_port()), "-m", "metalr_hf.cli", "meta-train", "--preset", "smoke",
+        "--output-dir", str(tmp_path / "two"), "--iterations", "2", "--no-eval", "--no-progress",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    for a, b in zip(single["history"], two, strict=True):
+        for key in ("fitness_current", "fitness_perturbed_mean", "fitness_perturbed_best"):
+            assert a[key] == pytest.approx(b[key], rel=0.02, abs=1e-4), key
+    assert (tmp_path / "two" / "learner" / "model.safetensors").exists()

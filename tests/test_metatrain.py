@@ -139,6 +139,7 @@ def test_smoke_preset_cli_writes_a_loadable_learner_and_eval(tmp_path):
     summary = json.loads((tmp_path / "eval.json").read_text())["summary"]
     assert summary["cells"] == 1 and 0.0 <= summary["win_rate_vs_cosine"] <= 1.0
     assert "| wine | adam |" in (tmp_path / "eval.md").read_text()
+    assert "| 2 | 1 |" in (tmp_path / "eval.md").read_text()  # the mis-specified horizon check
 
 
 def test_bad_preset_exits_2(tmp_path, capsys):
@@ -155,6 +156,12 @@ def test_collect_smoke_writes_parquet_with_signals(tmp_path):
     row = ds[0]
     assert len(row["lr"]) == row["horizon"] == len(row["loss"]) == len(row["features"])
     assert len(row["features"][0]) == 16
+    hf = [r for r in ds if r["family"] == "trainer:bert_cls"]  # tiny BERT through the real Trainer
+    assert {r["schedule"] for r in hf} == {"cosine", "constant"}
+    for r in hf:
+        assert len(r["lr"]) == r["horizon"] == len(r["features"]) == len(r["loss"]) == 12
+    const = next(r for r in hf if r["schedule"] == "constant")
+    assert len(set(const["lr"][1:])) == 1 and max(r["lr"][-1] for r in hf if r["schedule"] == "cosine") < 1e-4
     assert "metalr-hf" in (tmp_path / "README.md").read_text()
 
 
@@ -169,3 +176,26 @@ def test_ablation_runner_writes_the_table(tmp_path):
     assert (tmp_path / "ablation.md").read_text().strip() == table.strip()
     masked = MetaLearner.from_pretrained(tmp_path / "no_loss_features" / "learner")
     assert "loss" in masked.config["disabled_features"]
+
+
+def test_warm_start_clones_the_best_schedules(tmp_path):
+    """Behaviour cloning on a collection: the learner's corrections move toward the best-in-hindsight ones, and
+    meta-training can start from it."""
+    from metalr_hf.metatrain.collect import collect
+    from metalr_hf.metatrain.warmstart import behaviour_cloning, cloning_targets
+
+    collect("smoke", tmp_path / "runs", progress=False)
+    feats, targets, mask, tasks = cloning_targets(tmp_path / "runs")
+    # 4 zoo tasks (best of 5 schedules each) and the Trainer task (best of 2 priors)
+    assert len(tasks) == 5 and feats.shape[:2] == targets.shape == mask.shape
+    learner = perturbed_learner(seed=8)
+    stats = behaviour_cloning(learner, tmp_path / "runs", epochs=40)
+    assert stats["mse_after"] < 0.5 * stats["mse_before"]
+    summary = meta_train(
+        "smoke", tmp_path / "es", progress=False, evaluate_at_end=False, iterations=1,
+        warm_start=str(tmp_path / "runs"), warm_start_epochs=5,
+    )  # fmt: skip
+    assert summary["warm_start"]["mse_after"] <= summary["warm_start"]["mse_before"]
+    assert (tmp_path / "es" / "warm_start.json").exists()
+    with pytest.raises(FileNotFoundError, match="No run collection"):
+        cloning_targets(tmp_path / "nowhere")

@@ -95,8 +95,11 @@ def _recorder():
     return Record()
 
 
-def run_one(task_name, scheduler, optimizer, lr, seed, steps=None, evals=6, meta_learner=None) -> dict:
-    """One training run through the real Trainer; returns its record (diverged runs are recorded, not dropped)."""
+def run_one(
+    task_name, scheduler, optimizer, lr, seed, steps=None, evals=6, meta_learner=None, meta_kwargs=None, callbacks=()
+) -> dict:
+    """One training run through the real Trainer; returns its record (diverged runs are recorded, not dropped).
+    ``meta_kwargs`` go to the meta scheduler (e.g. its ``prior``), ``callbacks`` to the Trainer."""
     from transformers import PrinterCallback, set_seed
     from transformers.utils import logging as hf_logging
 
@@ -109,8 +112,8 @@ def run_one(task_name, scheduler, optimizer, lr, seed, steps=None, evals=6, meta
     model, train_ds, eval_ds = task.build(seed)
     warmup = max(1, steps // 20)
     opt, sched, lr_type, lr_kwargs = build_optimizer_and_scheduler(scheduler, model, optimizer, lr, steps, warmup)
-    if lr_type == "meta" and meta_learner is not None:
-        lr_kwargs = {"meta_learner": meta_learner}
+    if lr_type == "meta":
+        lr_kwargs = {**({"meta_learner": meta_learner} if meta_learner is not None else {}), **(meta_kwargs or {})}
     eval_steps = max(1, steps // evals)
     with tempfile.TemporaryDirectory() as tmp:
         args = MetaTrainingArguments(
@@ -141,7 +144,7 @@ def run_one(task_name, scheduler, optimizer, lr, seed, steps=None, evals=6, meta
             eval_dataset=eval_ds,
             optimizers=(opt, sched),
             compute_metrics=task.compute_metrics,
-            callbacks=[rec],
+            callbacks=[rec, *callbacks],
         )
         trainer.remove_callback(PrinterCallback)
         t0 = time.perf_counter()

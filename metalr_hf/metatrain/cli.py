@@ -13,7 +13,7 @@ def _cmd_collect(args) -> None:
 
 
 def _cmd_meta_train(args) -> None:
-    from .es import PRESETS, meta_train
+    from .es import PRESETS, init_distributed, meta_train
 
     if args.preset == "ablation":
         from .ablation import run_ablations
@@ -28,14 +28,23 @@ def _cmd_meta_train(args) -> None:
             overrides[key] = getattr(args, key)
     if args.disable:
         overrides["disabled_features"] = tuple(args.disable)
-    summary = meta_train(
-        args.preset,
-        args.output_dir,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-        evaluate_at_end=not args.no_eval,
-        **overrides,
-    )
+    if args.warm_start:
+        overrides["warm_start"] = args.warm_start
+    created = init_distributed()
+    try:
+        summary = meta_train(
+            args.preset,
+            args.output_dir,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            evaluate_at_end=not args.no_eval,
+            **overrides,
+        )
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     if "eval" in summary:
         print(json.dumps({k: v for k, v in summary["eval"].items() if k != "cells_detail"}, indent=2))
     print(f"learner written to {args.output_dir}/learner")
@@ -53,7 +62,7 @@ def register(sub) -> None:
     m.add_argument(
         "--preset",
         default="smoke",
-        help="smoke (under a minute) | default (the shipped learner) | ablation (the ablation table)",
+        help="smoke (under a minute) | default (the shipped learner; runs default-mlp first) | default-mlp | ablation",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)
@@ -61,6 +70,9 @@ def register(sub) -> None:
     m.add_argument("--hidden-size", type=int, default=None)
     m.add_argument("--seed", type=int, default=None)
     m.add_argument("--disable", nargs="*", default=None, help="feature groups or features to switch off (ablation)")
+    m.add_argument(
+        "--warm-start", default=None, help="a run collection (`collect --output-dir`): behaviour cloning before ES"
+    )
     m.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     m.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
     m.add_argument("--no-progress", action="store_true")

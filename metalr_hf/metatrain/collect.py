@@ -8,6 +8,10 @@ and ``δ = 0`` since these runs follow a fixed schedule).
 
 Schedules: the four priors and random piecewise-linear schedules in log-LR space (``random``), which give
 behaviour cloning and analysis schedules the priors never visit.
+
+Besides the batched zoo, tiny Hugging Face models built from configs (the benchmark's BERT, GPT-2 and ViT
+tasks) are trained through the real ``Trainer`` under each prior (``family`` ``trainer:<task>``): the meta
+scheduler with a zero learner (``δ ≡ 0``, so the LR *is* the prior) records the same features.
 """
 
 from __future__ import annotations
@@ -34,12 +38,80 @@ class CollectPreset:
     runs_per_schedule: int
     horizon: tuple[int, int]
     populations: int = 1
+    # runs through the real Trainer: tasks × priors × optimizers × base LRs, each `trainer_steps` long
+    trainer_tasks: tuple[str, ...] = ()
+    trainer_priors: tuple[str, ...] = ("cosine", "linear", "wsd", "constant")
+    trainer_optimizers: tuple[str, ...] = ("adam", "sgd")
+    trainer_lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    trainer_steps: int = 60
 
 
 COLLECT_PRESETS = {
-    "smoke": CollectPreset(runs_per_schedule=4, horizon=(20, 40)),
-    "default": CollectPreset(runs_per_schedule=64, horizon=(100, 400), populations=4),
+    "smoke": CollectPreset(
+        runs_per_schedule=4,
+        horizon=(20, 40),
+        trainer_tasks=("bert_cls",),
+        trainer_priors=("cosine", "constant"),
+        trainer_optimizers=("adam",),
+        trainer_lrs=(1e-3,),
+        trainer_steps=12,
+    ),
+    "default": CollectPreset(
+        runs_per_schedule=64, horizon=(100, 400), populations=8, trainer_tasks=("bert_cls", "gpt2_lm", "vit_digits")
+    ),
 }
+
+
+def _trainer_rows(cfg: CollectPreset, tmp: Path, bar) -> list[dict]:
+    """Runs of tiny HF models through the real Trainer, one per task × prior × optimizer × base LR."""
+    from transformers import TrainerCallback
+
+    from ..bench.runner import run_one
+
+    zero = tmp / "zero-learner"
+    MetaLearner().save_pretrained(zero)  # δ ≡ 0: the LR is the prior
+
+    class Features(TrainerCallback):
+        def __init__(self):
+            self.features, self.grad_norm = [], []
+
+        def on_step_end(self, args, state, control, lr_scheduler=None, **kw):
+            self.features.append(lr_scheduler.controller.features[0].tolist())
+            sig = lr_scheduler.last_signals
+            self.grad_norm.append(float(sig.grad_norm[0]) if sig is not None else float("nan"))
+
+    rows = []
+    for task in cfg.trainer_tasks:
+        for opt in cfg.trainer_optimizers:
+            for lr in cfg.trainer_lrs:
+                for prior in cfg.trainer_priors:
+                    rec = Features()
+                    r = run_one(task, "meta", opt, lr, 0, steps=cfg.trainer_steps, evals=2, meta_learner=str(zero),
+                                meta_kwargs={"prior": prior}, callbacks=[rec])  # fmt: skip
+                    T = len(rec.features)
+                    rows.append(
+                        {
+                            "family": f"trainer:{task}",
+                            "seed": 0,
+                            "hidden": 32,
+                            "optimizer": opt,
+                            "base_lr": lr,
+                            "horizon": T,
+                            "warmup": max(1, cfg.trainer_steps // 20),
+                            "batch_size": 0,
+                            "architecture": f"hf-{task}",
+                            "schedule": prior,
+                            "final_val_loss": r["final_eval_loss"],
+                            "final_val_metric": r["primary"],
+                            "diverged": r["diverged"],
+                            "lr": r["lr"][:T],
+                            "loss": r["train_loss"][:T],
+                            "grad_norm": rec.grad_norm,
+                            "features": rec.features,
+                        }
+                    )
+                    bar.update(1)
+    return rows
 
 
 class RandomPiecewisePolicy(PriorPolicy):
@@ -95,19 +167,21 @@ def collect(
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     columns: dict[str, list] = {}
-    bar = tqdm(total=cfg.populations * len(SCHEDULES), desc=f"collect[{preset}]", disable=not progress)
+    n_trainer = len(cfg.trainer_tasks) * len(cfg.trainer_priors) * len(cfg.trainer_optimizers) * len(cfg.trainer_lrs)
+    bar = tqdm(total=cfg.populations * len(SCHEDULES) + n_trainer, desc=f"collect[{preset}]", disable=not progress)
     for _ in range(cfg.populations):
         specs = sample_specs(cfg.runs_per_schedule, rng, families=FAMILIES, horizon=cfg.horizon)
         pop = make_population(specs)
+        data_seed = int(rng.integers(0, 2**31 - 1))  # one data order per task, shared by its schedules
         for name in SCHEDULES:
             policy = RandomPiecewisePolicy(pop, rng) if name == "random" else PriorPolicy(name, pop)
             rec = _Recorder(policy, pop)
-            res = simulate(pop, rec, seed=int(rng.integers(0, 2**31 - 1)))
+            res = simulate(pop, rec, seed=data_seed)
             for b, spec in enumerate(specs):
                 T = spec.horizon
                 row = {
                     **spec.to_dict(),
-                    "architecture": f"mlp-{spec.hidden}",
+                    "architecture": f"{pop.kind}-{spec.hidden}",
                     "schedule": name,
                     "final_val_loss": float(res.final_val_loss[b]),
                     "final_val_metric": float(res.final_val_metric[b]),
@@ -120,6 +194,13 @@ def collect(
                 for k, v in row.items():
                     columns.setdefault(k, []).append(v)
             bar.update(1)
+    if cfg.trainer_tasks:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for row in _trainer_rows(cfg, Path(tmp), bar):
+                for k, v in row.items():
+                    columns.setdefault(k, []).append(v)
     bar.close()
     ds = Dataset.from_dict(columns)
     tmp = out / "runs.parquet.tmp"

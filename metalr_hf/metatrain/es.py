@@ -15,7 +15,8 @@ scores +2. Fitnesses are rank-shaped (centred ranks), and ``θ`` moves with Adam
 
 Under ``torch.distributed`` (``torchrun``/``accelerate launch``) the perturbations are split across ranks and
 the fitness matrix is summed with one all-reduce; every rank draws the same ``ε`` from the same seed, so the
-result does not depend on the number of processes.
+result does not depend on the number of processes (up to floating-point rounding: batched kernels of another
+batch size round differently, and a training run amplifies it; tested with 2 ranks).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from torch.func import functional_call
 
 from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
-from .evaluate import EvalConfig, evaluate, format_eval_table
+from .evaluate import EvalConfig, evaluate, format_eval_table, format_horizon_table, horizon_check
 from .simulate import meta_policy, simulate
-from .zoo import META_TRAIN, make_population, sample_specs
+from .zoo import META_TRAIN, OPTIMIZERS, make_population, sample_specs
 
 __all__ = ["PRESETS", "Preset", "meta_train"]
 
@@ -54,6 +55,14 @@ class Preset:
     disabled_features: tuple[str, ...] = ()
     batch_size: int = 32
     families: tuple[str, ...] = META_TRAIN
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    # Per-task scores worse than the prior count this many times (1: symmetric): "never worse than cosine".
+    loss_aversion: float = 1.0
+    # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
+    init_from: str | None = None
+    # Behaviour cloning of the best-in-hindsight schedules of a run collection (`metalr-hf collect`) first.
+    warm_start: str | None = None
+    warm_start_epochs: int = 30
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
 
@@ -74,7 +83,27 @@ PRESETS = {
             lr_grid={"adam": (1e-3, 1e-2), "sgd": (1e-2,)},
         ),
     ),
-    "default": Preset("default", iterations=120, pairs=8, tasks=8, horizon=(100, 400)),
+    # Stage 1: MLP families, Adam and SGD (the first shipped learner, ~25 min of compute).
+    "default-mlp": Preset(
+        "default-mlp",
+        iterations=120,
+        pairs=8,
+        tasks=8,
+        horizon=(100, 400),
+        families=("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg"),
+        optimizers=("adam", "sgd"),
+    ),
+    # Stage 2, from stage 1: every meta-training family and optimizer, losses to the prior weighted double.
+    "default": Preset(
+        "default",
+        iterations=80,
+        pairs=6,
+        tasks=6,
+        horizon=(100, 300),
+        lr=0.01,
+        loss_aversion=2.0,
+        init_from="default-mlp",
+    ),
 }
 
 
@@ -125,7 +154,7 @@ def _head_mask(learner: MetaLearner) -> torch.Tensor:
     return torch.cat([torch.full((p.numel(),), n.startswith("head.")) for n, p in learner.named_parameters()])
 
 
-def _task_scores(val, auc, val0, auc0, auc_weight):
+def _task_scores(val, auc, val0, auc0, auc_weight, loss_aversion=1.0):
     def logratio(a, b):
         r = torch.log(a / b)
         r = torch.where(torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)  # both diverged: a tie
@@ -134,7 +163,8 @@ def _task_scores(val, auc, val0, auc0, auc_weight):
         r = torch.where(~torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)
         return r.nan_to_num(0.0).clamp(-2.0, 2.0)
 
-    return logratio(val, val0) + auc_weight * logratio(auc, auc0)
+    r = logratio(val, val0) + auc_weight * logratio(auc, auc0)
+    return torch.where(r > 0, loss_aversion * r, r)
 
 
 def _centered_ranks(x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +181,19 @@ def _dist():
     return None, 0, 1
 
 
+def init_distributed() -> bool:
+    """Join the process group when launched by ``torchrun`` / ``accelerate launch`` (gloo, the CPU backend;
+    the population is simulated on the CPU). Returns True when this call created it."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("gloo")
+        return True
+    return False
+
+
 def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_gen: torch.Generator):
     """One ES step's fitness evaluation; returns (ε [N, P], fitness of every group [2 + 2N], extra stats)."""
     N = preset.pairs
@@ -158,7 +201,10 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     zero = theta.masked_fill(_head_mask(learner), 0.0)  # the prior: a zero output layer gives δ ≡ 0
     thetas = torch.stack([zero, theta] + [theta + s * preset.sigma * e for e in eps for s in (1.0, -1.0)])
     G, K = thetas.shape[0], preset.tasks
-    specs = sample_specs(K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size)
+    specs = sample_specs(
+        K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size,
+        optimizers=preset.optimizers,
+    )  # fmt: skip
     dist, rank, world = _dist()
     # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
     mine = [0] + [g for g in range(1, G) if g % world == rank]
@@ -170,10 +216,29 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     scores = torch.zeros(G, K)
     for j, g in enumerate(mine):
         if g > 0:
-            scores[g] = _task_scores(val[j], auc[j], val[0], auc[0], preset.auc_weight)
+            scores[g] = _task_scores(val[j], auc[j], val[0], auc[0], preset.auc_weight, preset.loss_aversion)
     if dist is not None and world > 1:
         dist.all_reduce(scores)
     return eps, scores.mean(1), {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
+
+
+def _preset(preset: Preset | str) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def _stage_text(preset: Preset) -> str:
+    aversion = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
+    return (
+        f"evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} antithetic "
+        f"pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
+        f"{list(preset.optimizers)}, full unrolls of {preset.horizon[0]}–{preset.horizon[1]} steps; objective: final "
+        f"validation loss (+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior on "
+        f"the same task{aversion}."
+    )
 
 
 def meta_train(
@@ -188,11 +253,7 @@ def meta_train(
     ``eval.json`` and ``eval.md`` under ``output_dir``; checkpoints every iteration and resumes from it."""
     from tqdm.auto import tqdm
 
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
-        preset = PRESETS[preset]
-    preset = replace(preset, **overrides)
+    preset = replace(_preset(preset), **overrides)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(preset.seed)
@@ -202,12 +263,25 @@ def meta_train(
         max_delta=preset.max_delta,
         disabled_features=list(preset.disabled_features),
     )
+    if preset.init_from:
+        stage = meta_train(
+            preset.init_from, out / f"stage-{preset.init_from}", resume=resume, progress=progress,
+            evaluate_at_end=False,
+        )  # fmt: skip
+        learner = MetaLearner.from_pretrained(stage["learner_dir"])
+        stage_seconds = sum(h["seconds"] for h in stage["history"])
+    ckpt_path = out / "checkpoint.pt"
+    cloning = None
+    if preset.warm_start and not (resume and ckpt_path.exists()):
+        from .warmstart import behaviour_cloning
+
+        cloning = behaviour_cloning(learner, preset.warm_start, epochs=preset.warm_start_epochs, progress=progress)
+        (out / "warm_start.json").write_text(json.dumps(cloning, indent=2))
     theta = _flat(learner)
     adam_m, adam_v = torch.zeros_like(theta), torch.zeros_like(theta)
     history, start = [], 0
     rng = np.random.default_rng(preset.seed)
     eps_gen = torch.Generator().manual_seed(preset.seed)
-    ckpt_path = out / "checkpoint.pt"
     preset_dict = json.loads(json.dumps(asdict(preset), default=list))
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=True)
@@ -262,19 +336,24 @@ def meta_train(
         bar.update(1)
     bar.close()
     _load_flat(learner, theta)
-    summary = {"preset": preset_dict, "history": history}
+    summary = {"preset": preset_dict, "history": history, "learner_dir": str(out / "learner")}
+    if cloning is not None:
+        summary["warm_start"] = cloning
+    if preset.init_from:
+        summary["stage_seconds"] = stage_seconds
     if rank == 0:
         learner.save_pretrained(out / "learner")
         (out / "history.json").write_text(json.dumps(history, indent=1))
         seconds = sum(h["seconds"] for h in history)
+        text = _stage_text(preset)
+        if preset.warm_start:
+            text = f"Warm start: behaviour cloning of the best schedule per task of the run collection; then {text}"
+        if preset.init_from:
+            seconds += summary["stage_seconds"]
+            text = f"Stage 1 — {_stage_text(_preset(preset.init_from))} Stage 2, from stage 1 — {text}"
         card = {
             "training": (
-                f"Evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
-                f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)}, full unrolls of "
-                f"{preset.horizon[0]}–{preset.horizon[1]} steps; objective: final validation loss "
-                f"(+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior "
-                "on the same task. "
-                f"Compute: {seconds / 60:.0f} minutes on the CPU. Reproduce: "
+                f"{text} Compute: {seconds / 60:.0f} minutes on the CPU (2 cores). Reproduce: "
                 f"`metalr-hf meta-train --preset {preset.name} --output-dir DIR`."
             )
         }
@@ -284,10 +363,20 @@ def meta_train(
             table = format_eval_table(result["summary"])
             (out / "eval.md").write_text(table + "\n")
             summary["eval"] = result["summary"]
+            check = horizon_check(learner, preset.eval)
+            result["horizon_check"] = check
+            (out / "eval.json").write_text(json.dumps(result, indent=1, default=str))
+            horizons = format_horizon_table(check)
+            (out / "eval.md").write_text(f"{table}\n\nMis-specified horizons:\n\n{horizons}\n")
             card["results_table"] = (
                 f"Held-out families {list(preset.eval.families)}, horizon {preset.eval.horizon}, seeds "
-                f"{list(preset.eval.seeds)}; baselines tuned over the LR grid {preset.eval.lr_grid}.\n\n{table}"
+                f"{list(preset.eval.seeds)}; baselines tuned over the LR grid {preset.eval.lr_grid}.\n\n{table}\n\n"
+                f"Mis-specified horizons (both schedules told a wrong run length, base LRs "
+                f"{list(preset.eval.eval_lrs)}):\n\n{horizons}"
             )
         (out / "learner" / CARD_CONTEXT_FILE).write_text(json.dumps(card, indent=2))
         (out / "learner" / "README.md").write_text(learner_card(learner, folder=out / "learner"))
+    dist, _, world = _dist()
+    if dist is not None and world > 1:
+        dist.barrier()  # the other ranks may read what rank 0 just wrote (a stage's learner)
     return summary

@@ -22,7 +22,7 @@ import numpy as np
 from .simulate import PriorPolicy, meta_policy, simulate
 from .zoo import HELD_OUT, Population, TaskSpec, make_populations
 
-__all__ = ["EvalConfig", "evaluate", "format_eval_table"]
+__all__ = ["EvalConfig", "evaluate", "format_eval_table", "format_horizon_table", "horizon_check"]
 
 BASELINES = ("cosine", "linear", "wsd", "constant")
 LR_GRID = {
@@ -186,5 +186,50 @@ def format_eval_table(summary: dict) -> str:
         lines.append(
             f"| {family} | {opt} | {lr:g} | {med('meta'):.4f} | {med('cosine'):.4f} | {med('best_tuned'):.4f} "
             f"| {won}/{len(cs)} |"
+        )
+    return "\n".join(lines)
+
+
+def horizon_check(learner, cfg: EvalConfig | None = None, factors=(0.5, 1.0, 2.0)) -> dict:
+    """Mis-specified horizons: meta and cosine are both told ``factor ×`` the true run length (0.5: the run
+    goes on past the end of the schedule; 2: it stops half-way through its schedule). Per factor: the fraction
+    of cells where meta's final validation loss ≤ cosine's, and the median log-ratio."""
+    cfg = cfg or EvalConfig()
+    specs = [
+        TaskSpec(family, 1000 + seed, cfg.hidden, opt, lr, cfg.horizon, cfg.horizon // 20, cfg.batch_size)
+        for family in cfg.families
+        for opt in cfg.optimizers
+        for seed in cfg.seeds
+        for lr in cfg.eval_lrs
+    ]
+    out = {}
+    for factor in factors:
+        told = cfg.horizon * factor
+        meta, cos = [0.0] * len(specs), [0.0] * len(specs)
+        for idx, pop in make_populations(specs):
+            m = simulate(pop, meta_policy(learner, pop, horizon=told), seed=0).final_val_loss.tolist()
+            c = simulate(pop, PriorPolicy("cosine", _with_horizon(pop, told)), seed=0).final_val_loss.tolist()
+            for j, i in enumerate(idx):
+                meta[i], cos[i] = m[j], c[j]
+        ratios = [
+            math.log(a / b) if math.isfinite(a) and math.isfinite(b) else (0.0 if math.isfinite(a) else 5.0)
+            for a, b in zip(meta, cos)
+        ]
+        out[str(factor)] = {
+            "cells": len(specs),
+            "win_rate_vs_cosine": float(np.mean([a <= b * (1 + 1e-9) for a, b in zip(meta, cos)])),
+            "median_log_ratio": float(np.median(ratios)),
+        }
+    return out
+
+
+def format_horizon_table(check: dict) -> str:
+    lines = [
+        "| horizon told / true | cells | meta ≤ cosine | median log(L_meta / L_cosine) |",
+        "|---|---|---|---|",
+    ]
+    for factor, r in check.items():
+        lines.append(
+            f"| {float(factor):g} | {r['cells']} | {r['win_rate_vs_cosine']:.0%} | {r['median_log_ratio']:+.3f} |"
         )
     return "\n".join(lines)

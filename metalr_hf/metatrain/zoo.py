@@ -106,6 +106,7 @@ def sample_specs(
     batch_size: int | None = None,
     base_lr: float | None = None,
     optimizer: str | None = None,
+    optimizers: tuple[str, ...] = OPTIMIZERS,
 ) -> list[TaskSpec]:
     """``n`` random runs of one model kind (drawn uniformly among the kinds of ``families``, so that they batch);
     base LR log-uniform over 1e-5…1e-1 (Adam, AdamW) or 1e-3…1 (SGD); warmup on or off."""
@@ -118,7 +119,7 @@ def sample_specs(
     families = [f for f in families if FAMILY_KIND[f] == kind]
     out = []
     for _ in range(n):
-        opt = optimizer or str(rng.choice(list(OPTIMIZERS)))
+        opt = optimizer or str(rng.choice(list(optimizers)))
         lo, hi = (1e-3, 1.0) if opt == "sgd" else (1e-5, 1e-1)
         lr = base_lr if base_lr is not None else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         T = int(rng.integers(horizon[0], horizon[1] + 1))
