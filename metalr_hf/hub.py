@@ -20,7 +20,7 @@ __all__ = [
     "resolve_learner_files",
 ]
 
-DEFAULT_LEARNER = "metalr-default-v1"
+DEFAULT_LEARNER = "metalr-default-v2"
 _FILES = ("config.json", "model.safetensors")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -39,6 +39,12 @@ class LearnerFiles:
 
 def bundled_learner_dir(name: str = DEFAULT_LEARNER) -> Path:
     return Path(__file__).parent / "pretrained" / name
+
+
+def bundled_learners() -> list[str]:
+    """The learners shipped inside the package (loadable by name; the default is :data:`DEFAULT_LEARNER`)."""
+    root = Path(__file__).parent / "pretrained"
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
 
 
 def _revision_of(path: Path) -> str | None:
@@ -79,8 +85,10 @@ def resolve_learner_files(
         cache_dir, token, local_files_only, force_download: as in ``huggingface_hub.hf_hub_download``.
             ``HF_HUB_OFFLINE=1`` reads the HF cache only.
     """
-    if name_or_path is None or str(name_or_path) in ("default", DEFAULT_LEARNER):
+    if name_or_path is None or str(name_or_path) == "default":
         return _local(bundled_learner_dir(), DEFAULT_LEARNER)
+    if str(name_or_path) in bundled_learners():  # an earlier shipped learner, e.g. to resume an old checkpoint
+        return _local(bundled_learner_dir(str(name_or_path)), str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():

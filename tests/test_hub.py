@@ -185,4 +185,5 @@ def test_bundled_learner_card_has_results_and_limitations():
     from metalr_hf.hub import bundled_learner_dir
 
     card = (bundled_learner_dir() / "README.md").read_text()
-    assert "meta ≤ cosine at the same base LR" in card and "loses most cells at 1e-2" in card
+    assert "meta ≤ cosine at the same base LR" in card and "wins only 22 of 42 cells at 1e-2" in card
+    assert "Mis-specified horizons" in card and "| variant |" in card  # horizon check and ablations
