@@ -199,3 +199,29 @@ def test_warm_start_clones_the_best_schedules(tmp_path):
     assert (tmp_path / "es" / "warm_start.json").exists()
     with pytest.raises(FileNotFoundError, match="No run collection"):
         cloning_targets(tmp_path / "nowhere")
+
+
+def test_staged_preset_starts_from_the_previous_stage(tmp_path, monkeypatch):
+    """A preset with ``init_from`` runs (or resumes) that preset first and starts ES from its learner; the card
+    names both stages and their total compute."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain import es
+
+    stage2 = replace(es.PRESETS["smoke"], name="smoke-stage2", iterations=1, init_from="smoke", loss_aversion=2.0)
+    monkeypatch.setitem(es.PRESETS, "smoke-stage2", stage2)
+    summary = meta_train("smoke-stage2", tmp_path, progress=False, evaluate_at_end=False)
+    first = MetaLearner.from_pretrained(tmp_path / "stage-smoke" / "learner")
+    assert first.fingerprint() != MetaLearner().fingerprint()  # stage 1 trained
+    assert summary["stage_seconds"] > 0 and len(summary["history"]) == 1
+    card = (tmp_path / "learner" / "README.md").read_text()
+    assert "Stage 1 — evolution strategies (preset `smoke`)" in card and "Stage 2, from stage 1" in card
+    assert "weighted ×2" in card
+    # with no iteration of its own, stage 2 is exactly stage 1's learner (the stage is resumed, not re-run)
+    monkeypatch.setitem(es.PRESETS, "smoke-stage2", replace(stage2, iterations=0))
+    (tmp_path / "zero").mkdir()
+    import shutil
+
+    shutil.copytree(tmp_path / "stage-smoke", tmp_path / "zero" / "stage-smoke")
+    meta_train("smoke-stage2", tmp_path / "zero", progress=False, evaluate_at_end=False)
+    assert MetaLearner.from_pretrained(tmp_path / "zero" / "learner").fingerprint() == first.fingerprint()

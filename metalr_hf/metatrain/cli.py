@@ -62,7 +62,8 @@ def register(sub) -> None:
     m.add_argument(
         "--preset",
         default="smoke",
-        help="smoke (under a minute) | default (the shipped learner; runs default-mlp first) | default-mlp | ablation",
+        help="smoke (under a minute) | default (the shipped learner; runs default-mlp first) | default-mlp | "
+        "high-lr (an experiment) | ablation",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)

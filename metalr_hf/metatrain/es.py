@@ -56,6 +56,7 @@ class Preset:
     batch_size: int = 32
     families: tuple[str, ...] = META_TRAIN
     optimizers: tuple[str, ...] = OPTIMIZERS
+    lr_ranges: dict | None = None  # base-LR ranges (default: zoo.LR_RANGES)
     # Per-task scores worse than the prior count this many times (1: symmetric): "never worse than cosine".
     loss_aversion: float = 1.0
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
@@ -103,6 +104,20 @@ PRESETS = {
         lr=0.01,
         loss_aversion=2.0,
         init_from="default-mlp",
+    ),
+    # An experiment, not shipped: a third stage from `default` with base LRs from the upper, well-tuned part of
+    # the range and losses weighted triple (to make the learner leave a good LR alone). It did not change the
+    # held-out results beyond noise (`results/experiment-high-lr/`).
+    "high-lr": Preset(
+        "high-lr",
+        iterations=40,
+        pairs=6,
+        tasks=6,
+        horizon=(100, 300),
+        lr=0.01,
+        loss_aversion=3.0,
+        lr_ranges={"adam": (1e-4, 1e-1), "sgd": (1e-2, 1.0)},
+        init_from="default",
     ),
 }
 
@@ -203,7 +218,7 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     G, K = thetas.shape[0], preset.tasks
     specs = sample_specs(
         K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size,
-        optimizers=preset.optimizers,
+        optimizers=preset.optimizers, lr_ranges=preset.lr_ranges,
     )  # fmt: skip
     dist, rank, world = _dist()
     # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
@@ -232,6 +247,8 @@ def _preset(preset: Preset | str) -> Preset:
 
 def _stage_text(preset: Preset) -> str:
     aversion = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
+    if preset.lr_ranges:
+        aversion += f"; base LRs log-uniform over {preset.lr_ranges}"
     return (
         f"evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} antithetic "
         f"pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
@@ -269,7 +286,7 @@ def meta_train(
             evaluate_at_end=False,
         )  # fmt: skip
         learner = MetaLearner.from_pretrained(stage["learner_dir"])
-        stage_seconds = sum(h["seconds"] for h in stage["history"])
+        stage_seconds = sum(h["seconds"] for h in stage["history"]) + stage.get("stage_seconds", 0.0)
     ckpt_path = out / "checkpoint.pt"
     cloning = None
     if preset.warm_start and not (resume and ckpt_path.exists()):

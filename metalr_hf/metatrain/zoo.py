@@ -78,6 +78,7 @@ META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patter
 HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_lm", "m4_rnn")
 FAMILIES = META_TRAIN + HELD_OUT
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_RANGES = {"adam": (1e-5, 1e-1), "sgd": (1e-3, 1.0)}  # log-uniform base LRs (Adam-family, SGD)
 WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
 
 
@@ -107,6 +108,7 @@ def sample_specs(
     base_lr: float | None = None,
     optimizer: str | None = None,
     optimizers: tuple[str, ...] = OPTIMIZERS,
+    lr_ranges: dict | None = None,
 ) -> list[TaskSpec]:
     """``n`` random runs of one model kind (drawn uniformly among the kinds of ``families``, so that they batch);
     base LR log-uniform over 1e-5…1e-1 (Adam, AdamW) or 1e-3…1 (SGD); warmup on or off."""
@@ -120,7 +122,7 @@ def sample_specs(
     out = []
     for _ in range(n):
         opt = optimizer or str(rng.choice(list(optimizers)))
-        lo, hi = (1e-3, 1.0) if opt == "sgd" else (1e-5, 1e-1)
+        lo, hi = (lr_ranges or LR_RANGES)["sgd" if opt == "sgd" else "adam"]
         lr = base_lr if base_lr is not None else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         T = int(rng.integers(horizon[0], horizon[1] + 1))
         out.append(
