@@ -223,21 +223,16 @@ class SignalReader:
                     rows = -(-(p.numel() // _BLOCK - start) // stride)
                     if rows <= 0:
                         continue
-                    b["g"].append(_sample(p.grad, start, stride, rows))
-                    b["w"].append(_sample(p, start, stride, rows))
-                    if kind == "adam":
-                        b["m"].append(_sample(state["exp_avg"], start, stride, rows))
-                        b["v"].append(_sample(state["exp_avg_sq"], start, stride, rows))
-                    elif kind == "sgd":
-                        b["m"].append(_sample(state["momentum_buffer"], start, stride, rows))
+                    take = lambda t, rows=rows: _sample(t, start, stride, rows)  # noqa: E731
                 else:
-                    b["g"].append(_flat(p.grad))
-                    b["w"].append(_flat(p))
-                    if kind == "adam":
-                        b["m"].append(_flat(state["exp_avg"]))
-                        b["v"].append(_flat(state["exp_avg_sq"]))
-                    elif kind == "sgd":
-                        b["m"].append(_flat(state["momentum_buffer"]))
+                    take = _flat
+                b["g"].append(take(p.grad))
+                b["w"].append(take(p))
+                if kind == "adam":
+                    b["m"].append(take(state["exp_avg"]))
+                    b["v"].append(take(state["exp_avg_sq"]))
+                elif kind == "sgd":
+                    b["m"].append(take(state["momentum_buffer"]))
             lr = float(group.get("lr", 0.0))
             for (kind, sampled), b in buckets.items():
                 if not b["g"]:
