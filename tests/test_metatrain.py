@@ -225,3 +225,13 @@ def test_staged_preset_starts_from_the_previous_stage(tmp_path, monkeypatch):
     shutil.copytree(tmp_path / "stage-smoke", tmp_path / "zero" / "stage-smoke")
     meta_train("smoke-stage2", tmp_path / "zero", progress=False, evaluate_at_end=False)
     assert MetaLearner.from_pretrained(tmp_path / "zero" / "learner").fingerprint() == first.fingerprint()
+    # a third stage names all three, resuming the two before it
+    monkeypatch.setitem(es.PRESETS, "smoke-stage2", stage2)
+    monkeypatch.setitem(es.PRESETS, "smoke-stage3", replace(stage2, name="smoke-stage3", iterations=0,
+                                                            init_from="smoke-stage2"))  # fmt: skip
+    three = tmp_path / "three"
+    shutil.copytree(tmp_path, three / "stage-smoke-stage2", ignore=shutil.ignore_patterns("zero", "three"))
+    meta_train("smoke-stage3", three, progress=False, evaluate_at_end=False)
+    card = (three / "learner" / "README.md").read_text()
+    assert "Stage 2, from stage 1 — evolution strategies (preset `smoke-stage2`)" in card
+    assert "Stage 3, from stage 2 — evolution strategies (preset `smoke-stage3`)" in card

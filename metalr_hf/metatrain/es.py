@@ -249,9 +249,10 @@ def _stage_text(preset: Preset) -> str:
     aversion = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
     if preset.lr_ranges:
         aversion += f"; base LRs log-uniform over {preset.lr_ranges}"
+    warm = "behaviour cloning of the best schedule per task of the run collection, then " if preset.warm_start else ""
     return (
-        f"evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} antithetic "
-        f"pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
+        f"{warm}evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
+        f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
         f"{list(preset.optimizers)}, full unrolls of {preset.horizon[0]}–{preset.horizon[1]} steps; objective: final "
         f"validation loss (+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior on "
         f"the same task{aversion}."
@@ -362,12 +363,18 @@ def meta_train(
         learner.save_pretrained(out / "learner")
         (out / "history.json").write_text(json.dumps(history, indent=1))
         seconds = sum(h["seconds"] for h in history)
-        text = _stage_text(preset)
-        if preset.warm_start:
-            text = f"Warm start: behaviour cloning of the best schedule per task of the run collection; then {text}"
+        chain = [preset]  # the stages, first to last
+        while chain[0].init_from:
+            chain.insert(0, _preset(chain[0].init_from))
+        if len(chain) == 1:
+            text = _stage_text(preset)
+            text = text[0].upper() + text[1:]
+        else:
+            text = " ".join(
+                f"Stage {i + 1}{f', from stage {i}' if i else ''} — {_stage_text(p)}" for i, p in enumerate(chain)
+            )
         if preset.init_from:
             seconds += summary["stage_seconds"]
-            text = f"Stage 1 — {_stage_text(_preset(preset.init_from))} Stage 2, from stage 1 — {text}"
         card = {
             "training": (
                 f"{text} Compute: {seconds / 60:.0f} minutes on the CPU (2 cores). Reproduce: "
@@ -376,14 +383,10 @@ def meta_train(
         }
         if evaluate_at_end:
             result = evaluate(learner, preset.eval)
+            check = result["horizon_check"] = horizon_check(learner, preset.eval)
             (out / "eval.json").write_text(json.dumps(result, indent=1, default=str))
-            table = format_eval_table(result["summary"])
-            (out / "eval.md").write_text(table + "\n")
             summary["eval"] = result["summary"]
-            check = horizon_check(learner, preset.eval)
-            result["horizon_check"] = check
-            (out / "eval.json").write_text(json.dumps(result, indent=1, default=str))
-            horizons = format_horizon_table(check)
+            table, horizons = format_eval_table(result["summary"]), format_horizon_table(check)
             (out / "eval.md").write_text(f"{table}\n\nMis-specified horizons:\n\n{horizons}\n")
             card["results_table"] = (
                 f"Held-out families {list(preset.eval.families)}, horizon {preset.eval.horizon}, seeds "

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from .simulate import PriorPolicy, meta_policy, simulate
 from .zoo import HELD_OUT, Population, TaskSpec, make_populations
 
-__all__ = ["EvalConfig", "evaluate", "format_eval_table", "format_horizon_table", "horizon_check"]
+__all__ = ["EvalConfig", "evaluate", "format_eval_table", "format_horizon_table", "horizon_check", "log_ratio"]
 
 BASELINES = ("cosine", "linear", "wsd", "constant")
 LR_GRID = {
@@ -50,20 +51,28 @@ class EvalConfig:
         return self.horizon * self.horizon_factor
 
 
-def _with_horizon(pop: Population, horizon: float) -> Population:
-    from dataclasses import replace
+def _policy(name: str, learner, pop: Population, told: float):
+    """``meta`` or a prior schedule for ``pop``, told that the runs last ``told`` steps."""
+    if name == "meta":
+        return meta_policy(learner, pop, horizon=told)
+    return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
-    import torch
 
-    return replace(pop, horizon=torch.full_like(pop.horizon, float(horizon)))
+def log_ratio(a: float, b: float) -> float:
+    """``log(a / b)`` of two final losses; a diverged run (non-finite loss) scores ±5, two diverged runs tie."""
+    if math.isfinite(a) and math.isfinite(b):
+        return math.log(a / b)
+    return 0.0 if not (math.isfinite(a) or math.isfinite(b)) else (-5.0 if math.isfinite(a) else 5.0)
 
 
-def _specs(cfg: EvalConfig) -> list[TaskSpec]:
+def _specs(cfg: EvalConfig, with_grid: bool = True) -> list[TaskSpec]:
+    """Every (family, optimizer, seed, base LR) run: base LRs from ``eval_lrs`` and, ``with_grid``, the LR grid."""
     specs = []
     for family in cfg.families:
         for opt in cfg.optimizers:
             for seed in cfg.seeds:
-                for lr in sorted(set(cfg.lr_grid[opt]) | set(cfg.eval_lrs)):
+                lrs = sorted(set(cfg.lr_grid[opt]) | set(cfg.eval_lrs)) if with_grid else cfg.eval_lrs
+                for lr in lrs:
                     specs.append(
                         TaskSpec(
                             family, 1000 + seed, cfg.hidden, opt, lr, cfg.horizon, cfg.horizon // 20, cfg.batch_size
@@ -81,10 +90,7 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     eval_steps: list[int] = []
     for idx, pop in make_populations(specs):  # one batched population per model kind
         for name in ("meta",) + BASELINES:
-            policy = meta_policy(learner, pop, horizon=cfg.schedule_horizon) if name == "meta" else None
-            if policy is None:
-                policy = PriorPolicy(name, _with_horizon(pop, cfg.schedule_horizon))
-            res = simulate(pop, policy, seed=0, eval_every=eval_every)
+            res = simulate(pop, _policy(name, learner, pop, cfg.schedule_horizon), seed=0, eval_every=eval_every)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
                 per_spec[i][name] = (res, col)
@@ -195,26 +201,17 @@ def horizon_check(learner, cfg: EvalConfig | None = None, factors=(0.5, 1.0, 2.0
     goes on past the end of the schedule; 2: it stops half-way through its schedule). Per factor: the fraction
     of cells where meta's final validation loss ≤ cosine's, and the median log-ratio."""
     cfg = cfg or EvalConfig()
-    specs = [
-        TaskSpec(family, 1000 + seed, cfg.hidden, opt, lr, cfg.horizon, cfg.horizon // 20, cfg.batch_size)
-        for family in cfg.families
-        for opt in cfg.optimizers
-        for seed in cfg.seeds
-        for lr in cfg.eval_lrs
-    ]
+    specs = _specs(cfg, with_grid=False)
     out = {}
     for factor in factors:
         told = cfg.horizon * factor
         meta, cos = [0.0] * len(specs), [0.0] * len(specs)
         for idx, pop in make_populations(specs):
-            m = simulate(pop, meta_policy(learner, pop, horizon=told), seed=0).final_val_loss.tolist()
-            c = simulate(pop, PriorPolicy("cosine", _with_horizon(pop, told)), seed=0).final_val_loss.tolist()
+            m = simulate(pop, _policy("meta", learner, pop, told), seed=0).final_val_loss.tolist()
+            c = simulate(pop, _policy("cosine", learner, pop, told), seed=0).final_val_loss.tolist()
             for j, i in enumerate(idx):
                 meta[i], cos[i] = m[j], c[j]
-        ratios = [
-            math.log(a / b) if math.isfinite(a) and math.isfinite(b) else (0.0 if math.isfinite(a) else 5.0)
-            for a, b in zip(meta, cos)
-        ]
+        ratios = [log_ratio(a, b) for a, b in zip(meta, cos)]
         out[str(factor)] = {
             "cells": len(specs),
             "win_rate_vs_cosine": float(np.mean([a <= b * (1 + 1e-9) for a, b in zip(meta, cos)])),
