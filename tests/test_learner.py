@@ -116,3 +116,35 @@ def test_earlier_bundled_learner_loads_by_name_and_differs():
     old = MetaLearner.from_pretrained("metalr-default-v1")
     assert old.source["name_or_path"] == "metalr-default-v1"
     assert old.fingerprint() != MetaLearner.from_pretrained(None).fingerprint()
+
+
+def test_scratch_learner_loads_by_name_and_can_pass_the_default_bound():
+    """The opt-in from-scratch learner is bundled, loads by name and, on a from-scratch toy at a base LR far too
+    small, raises the LR beyond what the default learner's bound (×7.4) allows; its card warns off fine-tuning."""
+    import math
+
+    from metalr_hf import MetaLRScheduler
+    from metalr_hf.hub import bundled_learner_dir
+
+    learner = MetaLearner.from_pretrained("metalr-scratch-v1")
+    assert learner.source["name_or_path"] == "metalr-scratch-v1" and learner.max_delta == 5.0
+    assert "Never for fine-tuning" in (bundled_learner_dir("metalr-scratch-v1") / "README.md").read_text()
+    def max_scale(name):
+        torch.manual_seed(0)
+        x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+        model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+        sched = MetaLRScheduler(opt, num_training_steps=100, meta_learner=name)
+        scales = []
+        for _ in range(60):
+            idx = torch.randint(0, 256, (32,))
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            sched.observe(loss.detach())
+            opt.step()
+            sched.step()
+            scales.append(sched.last_scale)
+        return max(scales)
+
+    assert max_scale(None) <= math.exp(2.0) + 1e-6 < 1.5 * math.exp(2.0) < max_scale("metalr-scratch-v1")

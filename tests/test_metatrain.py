@@ -235,3 +235,28 @@ def test_staged_preset_starts_from_the_previous_stage(tmp_path, monkeypatch):
     card = (three / "learner" / "README.md").read_text()
     assert "Stage 2, from stage 1 — evolution strategies (preset `smoke-stage2`)" in card
     assert "Stage 3, from stage 2 — evolution strategies (preset `smoke-stage3`)" in card
+
+
+def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
+    """A stage with a wider ``max_delta`` continues the previous learner: small corrections unchanged to first
+    order, corrections that sat at the old bound can now exceed it."""
+    from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.metatrain.es import widen
+
+    torch.manual_seed(0)
+    learner = MetaLearner(max_delta=2.0)
+    with torch.no_grad():
+        learner.head.weight.normal_(0, 0.01)
+    x = torch.randn(8, len(FEATURE_NAMES))
+    small, _ = learner(x, learner.init_state(8))
+    wide = widen(learner, 5.0)
+    assert wide.max_delta == 5.0 and wide.config["max_delta"] == 5.0
+    assert learner.max_delta == 2.0  # the stage's learner is left as it was
+    small_wide, _ = wide(x, wide.init_state(8))
+    torch.testing.assert_close(small_wide, small, rtol=1e-3, atol=1e-6)
+    with torch.no_grad():
+        learner.head.bias.fill_(10.0)  # saturated at the old bound
+    sat, _ = learner(x, learner.init_state(8))
+    sat_wide, _ = widen(learner, 5.0)(x, wide.init_state(8))
+    assert torch.allclose(sat, torch.full_like(sat, 2.0)) and (sat_wide > 3.0).all() and (sat_wide <= 5.0).all()
+    assert widen(learner, 2.0) is learner

@@ -10,6 +10,8 @@ bert_cls      tiny BERT (2 layers, hidden 32), token-vocabulary classification  
 gpt2_lm       tiny GPT-2 (2 layers, hidden 32), noisy counting sequences        perplexity
 vit_digits    tiny ViT (2 layers, hidden 32) on scikit-learn's 8×8 digits       accuracy, top-5
 forecaster    LSTM forecaster on M4-like series (trend + seasonality + noise)   MAE, RMSE
+wav2vec2_kws  tiny Wav2Vec2 (conv front end + 2 layers, hidden 32), synthetic   accuracy, F1
+              spoken-keyword-like audio: 4 classes of tone chirps in noise
 minilm_sst    pretrained all-MiniLM-L6-v2 on local sentiment sentences          accuracy, F1
 ============  ==============================================================  =====================
 """
@@ -153,6 +155,51 @@ def _forecaster(seed):
     return LSTMForecaster(prediction_length=8), data(512), data(128)
 
 
+# -- tiny Wav2Vec2 on synthetic keyword audio ----------------------------------------------------------------------
+def keyword_audio(n: int, rng: np.random.Generator, length: int = 800, rate: int = 8000):
+    """``n`` waveforms of ``length`` samples: class ``k`` of 4 is a chirp from ``f_k`` to ``1.5 f_k`` with a random
+    onset, amplitude and phase, in Gaussian noise (SNR ≈ 0 dB) — a stand-in for keyword spotting."""
+    labels = rng.integers(0, 4, n)
+    t = np.arange(length) / rate
+    f0 = np.array([300.0, 500.0, 800.0, 1200.0])[labels][:, None] * rng.uniform(0.9, 1.1, (n, 1))
+    phase = 2 * np.pi * (f0 * t + 0.25 * f0 * t**2 * rate / length)
+    onset = rng.integers(0, length // 2, (n, 1))
+    env = (np.arange(length)[None] >= onset) * rng.uniform(0.5, 1.5, (n, 1))
+    wave = env * np.sin(phase + rng.uniform(0, 2 * np.pi, (n, 1))) + rng.normal(0, 0.7, (n, length))
+    return wave.astype(np.float32), labels
+
+
+def _wav2vec2(seed):
+    from datasets import Dataset
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(
+        Wav2Vec2Config(
+            vocab_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16, 16),
+            conv_kernel=(10, 3),
+            conv_stride=(5, 2),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            classifier_proj_size=16,
+            mask_time_prob=0.0,
+            num_labels=4,
+        )
+    )
+    rng = np.random.default_rng(6000 + seed)
+
+    def data(n):
+        wave, labels = keyword_audio(n, rng)
+        return Dataset.from_dict({"input_values": wave.tolist(), "labels": labels.tolist()})
+
+    return model, data(512), data(128)
+
+
 # -- pretrained MiniLM on local sentiment sentences ---------------------------------------------------------------
 POSITIVE = ["great", "wonderful", "delightful", "moving", "superb", "charming", "brilliant", "fun"]
 NEGATIVE = ["dull", "awful", "tedious", "boring", "clumsy", "weak", "painful", "messy"]
@@ -193,5 +240,6 @@ TASKS = {
     "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False),
     "vit_digits": Task("vit_digits", _vit, _cls_metrics, 60, 32, "accuracy", True),
     "forecaster": Task("forecaster", _forecaster, forecast_metrics, 60, 32, "mae", False),
+    "wav2vec2_kws": Task("wav2vec2_kws", _wav2vec2, _cls_metrics, 60, 32, "accuracy", True),
     "minilm_sst": Task("minilm_sst", _minilm, _cls_metrics, 40, 16, "accuracy", True),
 }

@@ -63,7 +63,8 @@ def register(sub) -> None:
         "--preset",
         default="smoke",
         help="smoke (under a minute) | default (the shipped learner; runs default-mlp first) | default-mlp | "
-        "high-lr (an experiment) | ablation",
+        "scratch (the opt-in learner for training from scratch; runs default first) | high-lr (an experiment) | "
+        "ablation",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)

@@ -9,8 +9,8 @@ and ``δ = 0`` since these runs follow a fixed schedule).
 Schedules: the four priors and random piecewise-linear schedules in log-LR space (``random``), which give
 behaviour cloning and analysis schedules the priors never visit.
 
-Besides the batched zoo, tiny Hugging Face models built from configs (the benchmark's BERT, GPT-2 and ViT
-tasks) are trained through the real ``Trainer`` under each prior (``family`` ``trainer:<task>``): the meta
+Besides the batched zoo, tiny Hugging Face models built from configs (the benchmark's BERT, GPT-2, ViT and
+Wav2Vec2 tasks) are trained through the real ``Trainer`` under each prior (``family`` ``trainer:<task>``): the meta
 scheduler with a zero learner (``δ ≡ 0``, so the LR *is* the prior) records the same features.
 """
 
@@ -57,7 +57,8 @@ COLLECT_PRESETS = {
         trainer_steps=12,
     ),
     "default": CollectPreset(
-        runs_per_schedule=64, horizon=(100, 400), populations=8, trainer_tasks=("bert_cls", "gpt2_lm", "vit_digits")
+        runs_per_schedule=64, horizon=(100, 400), populations=8,
+        trainer_tasks=("bert_cls", "gpt2_lm", "vit_digits", "wav2vec2_kws"),
     ),
 }
 

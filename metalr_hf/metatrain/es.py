@@ -22,6 +22,7 @@ batch size round differently, and a training run amplifies it; tested with 2 ran
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -94,7 +95,8 @@ PRESETS = {
         families=("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg"),
         optimizers=("adam", "sgd"),
     ),
-    # Stage 2, from stage 1: every meta-training family and optimizer, losses to the prior weighted double.
+    # Stage 2, from stage 1: every meta-training family and optimizer, losses to the prior weighted double
+    # (the shipped default learner, metalr-default-v2).
     "default": Preset(
         "default",
         iterations=80,
@@ -104,6 +106,22 @@ PRESETS = {
         lr=0.01,
         loss_aversion=2.0,
         init_from="default-mlp",
+    ),
+    # Stage 3, from `default` (the opt-in learner metalr-scratch-v1, for training from scratch): the correction
+    # bound widened from ×7.4 to ×148 (max_delta 2 → 5) so that a base LR 100× too small can be repaired, SGD base
+    # LRs down to 1e-4, losses still weighted double. Not the default: it also boosts a small LR that is right
+    # (fine-tuning a pretrained model), see its model card.
+    "scratch": Preset(
+        "scratch",
+        iterations=60,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 300),
+        lr=0.01,
+        max_delta=5.0,
+        loss_aversion=2.0,
+        lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+        init_from="default",
     ),
     # An experiment, not shipped: a third stage from `default` with base LRs from the upper, well-tuned part of
     # the range and losses weighted triple (to make the learner leave a good LR alone). It did not change the
@@ -167,6 +185,20 @@ def _load_flat(learner: MetaLearner, theta: torch.Tensor) -> None:
 def _head_mask(learner: MetaLearner) -> torch.Tensor:
     """True at the entries of θ that belong to the output layer."""
     return torch.cat([torch.full((p.numel(),), n.startswith("head.")) for n, p in learner.named_parameters()])
+
+
+def widen(learner: MetaLearner, max_delta: float) -> MetaLearner:
+    """The same learner with another bound ``δ_max``; the output layer is rescaled by ``old/new`` so that the
+    correction is unchanged to first order (``δ = δ_max · tanh(z)``, exactly for small ``z``; a correction that
+    sat at the old bound can now grow past it). Core and width must match the stage it continues."""
+    if max_delta == learner.max_delta:
+        return learner
+    wide = MetaLearner(**dict(learner.config, max_delta=max_delta))
+    state = learner.state_dict()
+    scale = learner.max_delta / max_delta
+    state["head.weight"], state["head.bias"] = state["head.weight"] * scale, state["head.bias"] * scale
+    wide.load_state_dict(state)
+    return wide
 
 
 def _task_scores(val, auc, val0, auc0, auc_weight, loss_aversion=1.0):
@@ -249,6 +281,8 @@ def _stage_text(preset: Preset) -> str:
     aversion = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
     if preset.lr_ranges:
         aversion += f"; base LRs log-uniform over {preset.lr_ranges}"
+    if preset.max_delta != Preset.max_delta:
+        aversion += f"; correction bound δ_max = {preset.max_delta:g} (at most ×{math.exp(preset.max_delta):.0f})"
     warm = "behaviour cloning of the best schedule per task of the run collection, then " if preset.warm_start else ""
     return (
         f"{warm}evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
@@ -286,7 +320,7 @@ def meta_train(
             preset.init_from, out / f"stage-{preset.init_from}", resume=resume, progress=progress,
             evaluate_at_end=False,
         )  # fmt: skip
-        learner = MetaLearner.from_pretrained(stage["learner_dir"])
+        learner = widen(MetaLearner.from_pretrained(stage["learner_dir"]), preset.max_delta)
         stage_seconds = sum(h["seconds"] for h in stage["history"]) + stage.get("stage_seconds", 0.0)
     ckpt_path = out / "checkpoint.pt"
     cloning = None

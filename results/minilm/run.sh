@@ -7,3 +7,9 @@ for sched in meta cosine; do
       --per_device_train_batch_size 16 --learning_rate 5e-5 --max_steps 150 --warmup_steps 10 \
       --lr_scheduler_type $sched --seed 0 --report_to none --save_strategy no --output_dir runs/minilm/out-$sched
 done
+# the opt-in from-scratch learner (results/minilm/eval_meta_scratch.json)
+python recipes/run_glue.py --model_name_or_path "$MINILM" --train_file runs/minilm/data/train.csv \
+    --validation_file runs/minilm/data/dev.csv --do_train --do_eval --max_seq_length 32 \
+    --per_device_train_batch_size 16 --learning_rate 5e-5 --max_steps 150 --warmup_steps 10 --logging_steps 10 \
+    --lr_scheduler_type meta --lr_scheduler_kwargs '{"meta_learner": "metalr-scratch-v1"}' --seed 0 --report_to none \
+    --save_strategy no --output_dir runs/minilm/out-meta-scratch
