@@ -94,6 +94,24 @@ class MetaTrainingArguments(TrainingArguments):
         return super().set_lr_scheduler(name, **kwargs)
 
 
+def _warn_if_fine_tuning_with_scratch_learner(fingerprint: str, model) -> None:
+    """A from-scratch-only learner on a model loaded with ``from_pretrained`` (its config records where from)."""
+    import warnings
+
+    from .hub import FROM_SCRATCH_ONLY
+
+    pretrained_from = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    if fingerprint in FROM_SCRATCH_ONLY and pretrained_from:
+        message = (
+            f"metalr-hf: the meta-learner {FROM_SCRATCH_ONLY[fingerprint]!r} was meta-trained on from-scratch runs "
+            f"only, but this model was loaded from pretrained weights ({pretrained_from!r}). It raises a small base "
+            "LR even when the LR is right for fine-tuning (fine-tuning MiniLM at 5e-5 it collapsed the model to "
+            "chance); use the default learner (drop 'meta_learner' from lr_scheduler_kwargs) to fine-tune."
+        )
+        warnings.warn(message, UserWarning, stacklevel=2)
+        logger.warning(message)
+
+
 class MetaLRCallback(TrainerCallback):
     """Feeds a :class:`MetaLRScheduler` the signals of each optimizer step and logs what it decides.
 
@@ -160,12 +178,14 @@ class MetaLRCallback(TrainerCallback):
         if not self.fed_by_trainer and model is not None and self._hook is None:
             self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
         source = self._scheduler.learner.source
+        fingerprint = self._scheduler.learner.fingerprint()
         logger.info(
             "metalr-hf: meta-learner %s (revision %s, fingerprint %s)",
             source.get("name_or_path"),
             source.get("revision"),
-            self._scheduler.learner.fingerprint(),
+            fingerprint,
         )
+        _warn_if_fine_tuning_with_scratch_learner(fingerprint, model)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._losses, self._scaled, self._grad_norm = [], [], None

@@ -123,6 +123,7 @@ def test_es_is_deterministic_and_resumes(tmp_path):
     meta_train("smoke", tmp_path / "b", **{**kw, "iterations": 2})
     ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     ckpt["preset"]["iterations"] = 3  # "kill" after 2 iterations, then continue the same run to 3
+    del ckpt["preset"]["lr_ranges"]  # as written before Preset had this field: it counts as its default
     torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
     resumed = meta_train("smoke", tmp_path / "b", **kw)
     assert [h["fitness_current"] for h in straight["history"]] == [h["fitness_current"] for h in resumed["history"]]
@@ -130,6 +131,11 @@ def test_es_is_deterministic_and_resumes(tmp_path):
     b = MetaLearner.from_pretrained(tmp_path / "b" / "learner")
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != MetaLearner().fingerprint()  # it moved away from the fresh learner
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    ckpt["preset"]["sigma"] = 0.5  # other settings: refused, not silently mixed
+    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="another preset or settings"):
+        meta_train("smoke", tmp_path / "b", **kw)
 
 
 def test_smoke_preset_cli_writes_a_loadable_learner_and_eval(tmp_path):

@@ -308,3 +308,27 @@ def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path)
     assert len(set(trainer.lr_scheduler.controller.delta.tolist() + [0.0])) > 1  # the learner still acts
     losses = _losses(trainer)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_scratch_only_learner_warns_on_a_pretrained_model(tmp_path):
+    """``metalr-scratch-v1`` on a model loaded with ``from_pretrained`` warns (it boosts fine-tuning LRs); on a
+    model built from a config, and with the default learner on the pretrained one, it stays silent."""
+    import warnings
+
+    from transformers import AutoModelForSequenceClassification
+
+    tiny_bert().save_pretrained(tmp_path / "pretrained")
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")
+
+    def warned(model, learner):
+        kwargs = {"meta_learner": learner} if learner else {}
+        args = _args(tmp_path, max_steps=2, lr_scheduler_kwargs=kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            MetaTrainer(model=model, args=args, train_dataset=toy_classification()).train()
+        return [w for w in caught if "from-scratch runs only" in str(w.message)]
+
+    hits = warned(pretrained, "metalr-scratch-v1")
+    assert len(hits) == 1 and str(tmp_path / "pretrained") in str(hits[0].message)
+    assert not warned(tiny_bert(), "metalr-scratch-v1")
+    assert not warned(pretrained, None)

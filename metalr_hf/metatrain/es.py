@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +269,13 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     return eps, scores.mean(1), {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
 
 
+def _same_settings(saved: dict, current: dict) -> bool:
+    """A checkpoint's preset against the current one; a field added to `Preset` after the checkpoint was written
+    counts as its default value (so older checkpoints stay resumable)."""
+    defaults = {f.name: f.default for f in fields(Preset) if f.default is not MISSING and f.name not in saved}
+    return {**json.loads(json.dumps(defaults, default=list)), **saved} == current
+
+
 def _preset(preset: Preset | str) -> Preset:
     if isinstance(preset, Preset):
         return preset
@@ -337,7 +344,7 @@ def meta_train(
     preset_dict = json.loads(json.dumps(asdict(preset), default=list))
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=True)
-        if ckpt["preset"] != preset_dict:
+        if not _same_settings(ckpt["preset"], preset_dict):
             raise ValueError(
                 f"{ckpt_path} was written by another preset or settings; pass another --output-dir or --no-resume"
             )
