@@ -20,7 +20,7 @@ __all__ = [
     "resolve_learner_files",
 ]
 
-DEFAULT_LEARNER = "metalr-default-v2"
+DEFAULT_LEARNER = "metalr-default-v3"
 # Learners meta-trained on from-scratch runs only, which boost a small LR even where it is right (fine-tuning a
 # pretrained model): fingerprint -> name. The Trainer integration warns when one drives a pretrained model.
 FROM_SCRATCH_ONLY = {"aeb08a00560108e1": "metalr-scratch-v1"}

@@ -185,5 +185,14 @@ def test_bundled_learner_card_has_results_and_limitations():
     from metalr_hf.hub import bundled_learner_dir
 
     card = (bundled_learner_dir() / "README.md").read_text()
-    assert "meta ≤ cosine at the same base LR" in card and "wins only 22 of 42 cells at 1e-2" in card
+    assert "meta ≤ cosine at the same base LR" in card and "29 of 42 at 1e-2" in card
+    assert "Where it is worse than the previous default" in card  # where it loses, too
+    # the table is the committed evaluation's, not hand-written
+    from pathlib import Path
+
+    from metalr_hf.metatrain.evaluate import format_eval_table
+
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "results" / "meta-train-default-v3" / "eval.json").read_text())["summary"]
+    assert format_eval_table(summary) in card
     assert "Mis-specified horizons" in card and "| variant |" in card  # horizon check and ablations

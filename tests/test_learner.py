@@ -104,7 +104,7 @@ def test_bad_constructor_arguments():
 
 def test_bundled_default_loads_offline():
     learner = MetaLearner.from_pretrained(None)
-    assert learner.source["name_or_path"] == "metalr-default-v2"
+    assert learner.source["name_or_path"] == "metalr-default-v3"
     assert learner.config["schema_version"] == SCHEMA_VERSION
 
 
@@ -112,7 +112,7 @@ def test_earlier_bundled_learner_loads_by_name_and_differs():
     """The first shipped learner stays loadable by name (old checkpoints record its fingerprint)."""
     from metalr_hf.hub import DEFAULT_LEARNER, bundled_learners
 
-    assert {"metalr-default-v1", DEFAULT_LEARNER} <= set(bundled_learners())
+    assert {"metalr-default-v1", "metalr-default-v2", DEFAULT_LEARNER} <= set(bundled_learners())
     old = MetaLearner.from_pretrained("metalr-default-v1")
     assert old.source["name_or_path"] == "metalr-default-v1"
     assert old.fingerprint() != MetaLearner.from_pretrained(None).fingerprint()

@@ -69,7 +69,7 @@ def test_run_glue_local_csv(tmp_path):
     m = _metrics(out)
     assert {"eval_loss", "eval_accuracy", "eval_f1"} <= set(m)
     info = json.loads((out / "metalr_hf_learner.json").read_text())
-    assert info["name_or_path"] == "metalr-default-v2"
+    assert info["name_or_path"] == "metalr-default-v3"
     assert "metalr-hf" in (out / "README.md").read_text()
 
 

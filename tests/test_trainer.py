@@ -273,7 +273,7 @@ def test_model_card_records_learner(tmp_path):
     trainer.create_model_card(model_name="tiny")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "metalr-hf" in card and "meta-lr" in card
-    assert "metalr-default-v2" in card
+    assert "metalr-default-v3" in card
     assert "lr_scheduler_type: meta" in card
 
 

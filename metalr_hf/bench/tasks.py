@@ -158,14 +158,14 @@ def _forecaster(seed):
 # -- tiny Wav2Vec2 on synthetic keyword audio ----------------------------------------------------------------------
 def keyword_audio(n: int, rng: np.random.Generator, length: int = 800, rate: int = 8000):
     """``n`` waveforms of ``length`` samples: class ``k`` of 4 is a chirp from ``f_k`` to ``1.5 f_k`` with a random
-    onset, amplitude and phase, in Gaussian noise (SNR ≈ 0 dB) — a stand-in for keyword spotting."""
+    onset, amplitude and phase, in Gaussian noise (σ 0.3) — a stand-in for keyword spotting."""
     labels = rng.integers(0, 4, n)
     t = np.arange(length) / rate
     f0 = np.array([300.0, 500.0, 800.0, 1200.0])[labels][:, None] * rng.uniform(0.9, 1.1, (n, 1))
     phase = 2 * np.pi * (f0 * t + 0.25 * f0 * t**2 * rate / length)
     onset = rng.integers(0, length // 2, (n, 1))
     env = (np.arange(length)[None] >= onset) * rng.uniform(0.5, 1.5, (n, 1))
-    wave = env * np.sin(phase + rng.uniform(0, 2 * np.pi, (n, 1))) + rng.normal(0, 0.7, (n, length))
+    wave = env * np.sin(phase + rng.uniform(0, 2 * np.pi, (n, 1))) + rng.normal(0, 0.3, (n, length))
     return wave.astype(np.float32), labels
 
 

