@@ -175,6 +175,7 @@ def run_one(
         "base_lr": lr,
         "seed": seed,
         "steps": steps,
+        "warmup": warmup,
         "final_eval_loss": final,
         "best_eval_loss": min([x for x in rec.eval_loss + [final] if math.isfinite(x)], default=float("nan")),
         "primary_metric": task.primary_metric,

@@ -62,9 +62,9 @@ def register(sub) -> None:
     m.add_argument(
         "--preset",
         default="smoke",
-        help="smoke (under a minute) | default (the shipped learner; runs default-mlp first) | default-mlp | "
-        "scratch (the opt-in learner for training from scratch; runs default first) | high-lr (an experiment) | "
-        "ablation",
+        help="smoke (under a minute) | default (the shipped learner; runs its stages default-mlp, default-all "
+        "first) | default-mlp | default-all | scratch (the opt-in learner for training from scratch; runs "
+        "default-all first) | high-lr (an experiment) | ablation",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)

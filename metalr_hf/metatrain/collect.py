@@ -98,7 +98,7 @@ def _trainer_rows(cfg: CollectPreset, tmp: Path, bar) -> list[dict]:
                             "optimizer": opt,
                             "base_lr": lr,
                             "horizon": T,
-                            "warmup": max(1, cfg.trainer_steps // 20),
+                            "warmup": r["warmup"],
                             "batch_size": 0,
                             "architecture": f"hf-{task}",
                             "schedule": prior,

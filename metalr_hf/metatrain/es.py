@@ -216,10 +216,9 @@ def widen(learner: MetaLearner, max_delta: float) -> MetaLearner:
 def _task_scores(val, auc, val0, auc0, auc_weight, loss_aversion=1.0):
     def logratio(a, b):
         r = torch.log(a / b)
-        r = torch.where(torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)  # both diverged: a tie
         r = torch.where(~torch.isfinite(a) & torch.isfinite(b), torch.full_like(r, 2.0), r)
         r = torch.where(torch.isfinite(a) & ~torch.isfinite(b), torch.full_like(r, -2.0), r)
-        r = torch.where(~torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)
+        r = torch.where(~torch.isfinite(a) & ~torch.isfinite(b), torch.zeros_like(r), r)  # both diverged: a tie
         return r.nan_to_num(0.0).clamp(-2.0, 2.0)
 
     r = logratio(val, val0) + auc_weight * logratio(auc, auc0)
@@ -297,18 +296,18 @@ def _preset(preset: Preset | str) -> Preset:
 
 
 def _stage_text(preset: Preset) -> str:
-    aversion = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
+    extra = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
     if preset.lr_ranges:
-        aversion += f"; base LRs log-uniform over {preset.lr_ranges}"
+        extra += f"; base LRs log-uniform over {preset.lr_ranges}"
     if preset.max_delta != Preset.max_delta:
-        aversion += f"; correction bound δ_max = {preset.max_delta:g} (at most ×{math.exp(preset.max_delta):.0f})"
+        extra += f"; correction bound δ_max = {preset.max_delta:g} (at most ×{math.exp(preset.max_delta):.0f})"
     warm = "behaviour cloning of the best schedule per task of the run collection, then " if preset.warm_start else ""
     return (
         f"{warm}evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
         f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
         f"{list(preset.optimizers)}, full unrolls of {preset.horizon[0]}–{preset.horizon[1]} steps; objective: final "
         f"validation loss (+{preset.auc_weight} × area under the training loss) as a log-ratio to the cosine prior on "
-        f"the same task{aversion}."
+        f"the same task{extra}."
     )
 
 

@@ -1,4 +1,5 @@
-"""Does a shipped learner (meta-trained on 100-400-step runs) hold up on 1000-step runs? Held-out families,
+"""Does a shipped learner hold up on 1000-step runs (v1, v2 and scratch-v1 were meta-trained on runs of at most
+400 steps, v3 also on 300-2000-step runs)? Held-out families,
 Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0 and 1; meta against cosine at the same base LR.
 
 Run from the repository root:
