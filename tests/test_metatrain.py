@@ -23,8 +23,11 @@ from metalr_hf.metatrain.simulate import (
 from metalr_hf.metatrain.zoo import (
     FAMILIES,
     FAMILY_KIND,
+    FINETUNE,
     HELD_OUT,
+    HELD_OUT_FINETUNE,
     META_TRAIN,
+    META_TRAIN_FINETUNE,
     WEIGHT_DECAY,
     TaskSpec,
     make_population,
@@ -101,6 +104,38 @@ def test_every_family_trains():
         assert (after < 0.95 * before).all(), [specs[i].family for i in idx]
         seen |= {specs[i].family for i in idx}
     assert seen == set(FAMILIES)
+
+
+def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
+    """The fine-tuning families start from a pretrained hidden layer and a new small head; the pretraining depends
+    only on the run's own spec (not on the population it is batched in); it helps, and a 10× larger LR than the
+    right one hurts (what makes the family a test of a learner that boosts small LRs)."""
+    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain.models import MODELS
+
+    assert not set(FINETUNE) & (set(META_TRAIN) | set(HELD_OUT))
+    assert set(META_TRAIN_FINETUNE) | set(HELD_OUT_FINETUNE) == set(FINETUNE)
+    seeds = range(6)
+    specs = [TaskSpec("finetune_cls", s, 32, "adam", 1e-3, 200, 10, 32) for s in seeds]
+    pop = make_population(specs)
+    params = init_params(pop)
+    random = MODELS["mlp"].init(pop)
+    assert not torch.allclose(params[0], random[0])  # the hidden layer moved in pretraining
+    assert params[2].std() < 0.05 and (params[3] == 0).all()  # a new head, drawn small
+    zoo._PRETRAINED.clear()
+    other = init_params(make_population([TaskSpec("wine", 0, 32, "adam", 1e-3, 200, 10, 32), specs[2]]))
+    torch.testing.assert_close(other[0][1], params[0][2], rtol=1e-4, atol=1e-5)  # pretrained again, in another batch
+    torch.testing.assert_close(other[0][0], MODELS["mlp"].init(make_population([TaskSpec("wine", 0, 32, "adam", 1e-3,
+                                                                                200, 10, 32)]))[0][0])  # fmt: skip
+
+    def final(lr, init):
+        p = make_population([TaskSpec("finetune_cls", s, 32, "adam", lr, 200, 10, 32) for s in seeds])
+        start = [t.detach().clone().requires_grad_(True) for t in init(p)]
+        return simulate(p, PriorPolicy("cosine", p), params=start).final_val_loss
+
+    pretrained = final(1e-3, init_params)
+    assert pretrained.median() < final(1e-3, MODELS["mlp"].init).median()  # the pretraining helps
+    assert pretrained.median() < final(1e-2, init_params).median()  # a 10× larger LR hurts
 
 
 def test_evaluation_mixes_kinds_and_checks_misspecified_horizons():

@@ -35,7 +35,7 @@ from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
 from .evaluate import EvalConfig, evaluate, format_eval_table, format_horizon_table, horizon_check
 from .simulate import meta_policy, simulate
-from .zoo import META_TRAIN, OPTIMIZERS, make_population, sample_specs
+from .zoo import META_TRAIN, META_TRAIN_FINETUNE, OPTIMIZERS, make_population, sample_specs
 
 __all__ = ["PRESETS", "Preset", "meta_train"]
 
@@ -134,6 +134,22 @@ PRESETS = {
         loss_aversion=2.0,
         lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
         init_from="default-all",
+    ),
+    # A fourth stage, from `scratch` (same wide bound and LR ranges): fine-tuning runs join the meta-training
+    # families (`finetune_cls`, half of the MLP runs), where the small base LR is right and boosting it loses the
+    # pretrained features; to teach the wide-bound learner to tell a small LR that is right from one too small.
+    "scratch-ft": Preset(
+        "scratch-ft",
+        iterations=45,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 300),
+        lr=0.01,
+        max_delta=5.0,
+        loss_aversion=2.0,
+        families=META_TRAIN_FINETUNE * 4 + META_TRAIN,
+        lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+        init_from="scratch",
     ),
     # An experiment, not shipped: a third stage from `default-all` with base LRs from the upper, well-tuned part of
     # the range and losses weighted triple (to make the learner leave a good LR alone). It did not change the

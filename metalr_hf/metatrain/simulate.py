@@ -22,7 +22,7 @@ from ..features import Signals
 from ..scheduler import MetaController
 from ..schedules import prior_multiplier
 from .models import MODELS
-from .zoo import Population
+from .zoo import Population, pretrained_init
 
 __all__ = ["PriorPolicy", "SimResult", "init_params", "simulate"]
 
@@ -54,8 +54,9 @@ class SimResult:
 
 
 def init_params(pop: Population, gen: torch.Generator | None = None) -> list[torch.Tensor]:
-    """The stacked initial weights of every run (each run's spec seed makes them reproducible)."""
-    return MODELS[pop.kind].init(pop)
+    """The stacked initial weights of every run (each run's spec seed makes them reproducible; fine-tuning runs
+    start from their pretrained weights)."""
+    return pretrained_init(pop, MODELS[pop.kind].init(pop))
 
 
 def _forward(params, x, pop: Population):

@@ -27,7 +27,19 @@ digits_cnn         cnn    held-out   the 8×8 handwritten digits as images
 bytes_lm           tf     held-out   character-level language model on English text (the Python standard
                                      library's documentation strings, 29 symbols)
 m4_rnn             rnn    held-out   M4-like series (multiplicative trend, seasonality, noise; bench generator)
+finetune_cls       mlp    train (*)  fine-tuning: the hidden layer pretrained on 2048 inputs of a random teacher
+                                     (regression onto 10 projections of its features), a new small head, then
+                                     32-128 labelled examples of a new task on the same features (2-10 classes)
+digits_finetune    mlp    held-out   fine-tuning: pretrained on the handwritten digits 0-4, then 32-128 examples
+                                     of the digits 5-9 (5 classes)
 =================  =====  =========  ===========================================================================
+
+(*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
+initialisation (the default presets and the held-out table use those); ``META_TRAIN_FINETUNE`` and
+``HELD_OUT_FINETUNE`` name them. They test a learner that boosts every small LR (as one repairing LRs 100× too
+small must): in ``finetune_cls`` a 10× larger LR than the right one overfits the few examples and loses the
+pretrained features (Adam, cosine: 1e-3 beats 1e-2); ``digits_finetune`` is easier and tolerates larger LRs. The
+pretraining is part of the initialisation (:func:`pretrained_init`), the same for every schedule of a run.
 """
 
 from __future__ import annotations
@@ -43,13 +55,17 @@ from .models import C_MAX, D_MAX, H_MAX, HORIZON, L_IN, SEQ_LEN, VOCAB, width
 __all__ = [
     "FAMILIES",
     "FAMILY_KIND",
+    "FINETUNE",
     "HELD_OUT",
+    "HELD_OUT_FINETUNE",
     "META_TRAIN",
+    "META_TRAIN_FINETUNE",
     "OPTIMIZERS",
     "Population",
     "TaskSpec",
     "make_population",
     "make_populations",
+    "pretrained_init",
     "sample_specs",
 ]
 
@@ -72,11 +88,15 @@ FAMILY_KIND = {
     "digits_cnn": "cnn",
     "bytes_lm": "tf",
     "m4_rnn": "rnn",
+    "finetune_cls": "mlp",
+    "digits_finetune": "mlp",
 }
 META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patterns_cnn", "copy_tf", "sort_tf",
               "modadd_tf", "series_rnn")  # fmt: skip
 HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_lm", "m4_rnn")
-FAMILIES = META_TRAIN + HELD_OUT
+META_TRAIN_FINETUNE, HELD_OUT_FINETUNE = ("finetune_cls",), ("digits_finetune",)
+FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
+FAMILIES = META_TRAIN + HELD_OUT + FINETUNE
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_RANGES = {"adam": (1e-5, 1e-1), "sgd": (1e-3, 1.0)}  # log-uniform base LRs (Adam-family, SGD)
 WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
@@ -236,8 +256,44 @@ def _patterns(rng: np.random.Generator, n: int):
     return x.reshape(n, 64), y, c
 
 
+PRETRAIN_STEPS, PRETRAIN_LR, PRETRAIN_BATCH, N_SOURCE = 300, 1e-2, 256, 2048
+FT_SIZES = (32, 64, 128)  # labelled examples of a fine-tuning run
+
+
+def _finetune_data(family: str, seed: int):
+    """A fine-tuning family's ``(source x, source targets [n, C_MAX], target x, target y, classes)``: the source
+    trains the hidden layer (regression, :func:`pretrained_init`); the target's first ``N_VAL`` rows validate and
+    the next ``FT_SIZES``-many train."""
+    rng = np.random.default_rng(seed)
+    n_ft = int(rng.choice(FT_SIZES))
+    if family == "finetune_cls":
+        d, c = int(rng.integers(8, D_MAX + 1)), int(rng.integers(2, 11))
+        w1 = rng.standard_normal((d, 32)) / math.sqrt(d)
+        w_src = rng.standard_normal((32, C_MAX))
+        w_tgt = w_src @ rng.standard_normal((C_MAX, c))  # the new task reads the features the source taught
+        x_src, x_tgt = rng.standard_normal((N_SOURCE, d)), rng.standard_normal((N_VAL + n_ft, d))
+        z_src = np.tanh(2 * x_src @ w1) @ w_src
+        y_tgt = (np.tanh(2 * x_tgt @ w1) @ w_tgt).argmax(1)
+    elif family == "digits_finetune":
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        idx = rng.permutation(len(x))
+        x, y = x[idx], y[idx]
+        c = 5
+        x_src, z_src = x[y < c], np.eye(C_MAX)[y[y < c]]
+        x_tgt, y_tgt = x[y >= c][: N_VAL + n_ft], y[y >= c][: N_VAL + n_ft] - c
+    else:
+        raise ValueError(f"{family!r} is not a fine-tuning family; they are {list(FINETUNE)}")
+    z_src = (z_src - z_src.mean(0)) / (z_src.std(0) + 1e-6)
+    return x_src, z_src, x_tgt, y_tgt, c
+
+
 def _dataset(family: str, seed: int):
     """``(x [n, ...], y [n, ...], num_classes or 0)`` for a family; real data sets are shuffled by ``seed``."""
+    if family in FINETUNE:
+        _, _, x, y, c = _finetune_data(family, seed)
+        return x, y, c
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_VAL
     kind = FAMILY_KIND.get(family)
@@ -321,11 +377,13 @@ def make_population(specs: list[TaskSpec]) -> Population:
     for spec in specs:
         x, y, c = _dataset(spec.family, spec.seed)
         # disjoint train / validation splits, each repeated or cut to a fixed size so that runs stack
-        n_val = min(N_VAL, len(x) // 4)
+        n_val = N_VAL if spec.family in FINETUNE else min(N_VAL, len(x) // 4)
         x_va, y_va = np.resize(x[:n_val], (N_VAL, *x.shape[1:])), np.resize(y[:n_val], (N_VAL, *y.shape[1:]))
         x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, *x.shape[1:])), np.resize(y[n_val:], (N_TRAIN, *y.shape[1:]))
         if kind in ("mlp", "cnn"):
-            mu, sd = x_tr.mean(0), x_tr.std(0)
+            # statistics of the training split (of the pretraining data for fine-tuning: the features it taught)
+            x_stats = _finetune_data(spec.family, spec.seed)[0] if spec.family in FINETUNE else x_tr
+            mu, sd = x_stats.mean(0), x_stats.std(0)
             sd = np.where(sd > 1e-6, sd, 1.0)  # features constant on the training split (digits' border pixels)
             x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
             if c == 0:  # standardise regression targets on the training split
@@ -357,6 +415,61 @@ def make_population(specs: list[TaskSpec]) -> Population:
         horizon=torch.tensor([s.horizon for s in specs], dtype=torch.float64),
         warmup=torch.tensor([s.warmup for s in specs], dtype=torch.float64),
     )
+
+
+_PRETRAINED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (family, seed, hidden) -> hidden layer
+
+
+def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The hidden layer ``(w1, b1)`` of each fine-tuning spec after pretraining: from the spec's random
+    initialisation, ``PRETRAIN_STEPS`` of Adam (cosine from ``PRETRAIN_LR``, batches of ``PRETRAIN_BATCH``) on the
+    mean squared error to the source targets (all ``C_MAX`` outputs). Batched; each run's result depends only on
+    its own spec (its seed draws its data, initial weights and batches), and is cached."""
+    from .models import MLP
+
+    todo = list(dict.fromkeys(s for s in specs if (s.family, s.seed, s.hidden) not in _PRETRAINED))
+    if todo:
+        xs, zs, hmask = [], [], []
+        for spec in todo:
+            x_src, z_src, *_ = _finetune_data(spec.family, spec.seed)
+            sd = x_src.std(0)
+            x_src = (x_src - x_src.mean(0)) / np.where(sd > 1e-6, sd, 1.0)
+            xs.append(np.pad(np.resize(x_src, (N_SOURCE, x_src.shape[1])), ((0, 0), (0, D_MAX - x_src.shape[1]))))
+            zs.append(np.resize(z_src, (N_SOURCE, C_MAX)))
+            hmask.append(np.arange(H_MAX) < width("mlp", spec.hidden))
+        x, z = torch.tensor(np.stack(xs), dtype=torch.float32), torch.tensor(np.stack(zs), dtype=torch.float32)
+        view = type("Runs", (), {"specs": todo, "hidden_mask": torch.tensor(np.stack(hmask))})()
+        params = MLP.init(view)
+        opt = torch.optim.Adam(params, lr=PRETRAIN_LR)
+        gens = [torch.Generator().manual_seed(s.seed) for s in todo]
+        idx = torch.stack([torch.randint(0, N_SOURCE, (PRETRAIN_STEPS, PRETRAIN_BATCH), generator=g) for g in gens], 1)
+        ar = torch.arange(len(todo))[:, None]
+        for t in range(PRETRAIN_STEPS):
+            for group in opt.param_groups:
+                group["lr"] = PRETRAIN_LR * 0.5 * (1 + math.cos(math.pi * t / PRETRAIN_STEPS))
+            with torch.enable_grad():
+                loss = ((MLP.forward(params, x[ar, idx[t]], view) - z[ar, idx[t]]) ** 2).mean((1, 2)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for i, spec in enumerate(todo):
+            _PRETRAINED[(spec.family, spec.seed, spec.hidden)] = (params[0][i].detach(), params[1][i].detach())
+        while len(_PRETRAINED) > 1024:  # a bounded cache (evaluation reuses runs across schedules and LRs)
+            del _PRETRAINED[next(iter(_PRETRAINED))]
+    return [_PRETRAINED[(s.family, s.seed, s.hidden)] for s in specs]
+
+
+@torch.no_grad()
+def pretrained_init(pop: Population, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Fine-tuning runs of ``pop`` start from their pretrained hidden layer and a new head drawn with standard
+    deviation 0.02 (as Hugging Face's ``initializer_range`` draws a classifier head); other runs are unchanged."""
+    rows = [b for b, s in enumerate(pop.specs) if s.family in FINETUNE]
+    if rows:
+        for b, (w1, b1) in zip(rows, _pretrain([pop.specs[b] for b in rows])):
+            g = torch.Generator().manual_seed(pop.specs[b].seed + 1)
+            params[0][b], params[1][b] = w1, b1
+            params[2][b], params[3][b] = 0.02 * torch.randn(params[2].shape[1:], generator=g), 0.0
+    return params
 
 
 def make_populations(specs: list[TaskSpec]) -> list[tuple[list[int], Population]]:

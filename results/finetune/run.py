@@ -1,0 +1,24 @@
+"""Fine-tuning: the held-out table for the fine-tuning families (``zoo.FINETUNE``): a hidden layer pretrained
+on a source task, a new head, then 32-128 labelled examples of the target task. ``digits_finetune`` is held out
+from every learner; ``finetune_cls`` is a meta-training family of the `scratch-ft` stage only (fresh seeds here).
+Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0-2, 300 steps; baselines tuned over the evaluation's LR grid.
+
+Run from the repository root:
+    python results/finetune/run.py NAME_OR_FOLDER [LABEL]   (writes results/finetune/result-LABEL.json)
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from metalr_hf.learner import MetaLearner
+from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, format_eval_table
+from metalr_hf.metatrain.zoo import FINETUNE
+
+name = sys.argv[1]
+label = sys.argv[2] if len(sys.argv) > 2 else Path(name).name
+result = evaluate(MetaLearner.from_pretrained(name), EvalConfig(families=FINETUNE))
+result["config"]["learner"] = name
+out = Path(f"results/finetune/result-{label}.json")
+out.write_text(json.dumps({"config": result["config"], "summary": result["summary"]}, indent=1, default=str))
+print(format_eval_table(result["summary"]))
