@@ -33,7 +33,12 @@ adaptive               1 for Adam-family optimizers, 0 for SGD
 prev_delta             the learner's previous correction δ_{t-1}
 nonfinite_recent       EMA_fast(1[ℓ or ‖g‖ not finite])
 loss_missing           1 when no loss was observed (gradient-only mode)
+pretrained             1 when the run fine-tunes pretrained weights (the Trainer integration reads it from
+                       the model; meta-training from the task), else 0
 =====================  =============================================================================
+
+Features are only ever appended: a learner records the names it was trained on (``feature_names``) and reads
+that prefix of the vector, so learners trained before a feature existed run unchanged (``pretrained`` came last).
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "prev_delta",
     "nonfinite_recent",
     "loss_missing",
+    "pretrained",
 )
 
 # Groups switched off together in ablations.
@@ -83,7 +89,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "momentum": ("grad_momentum_cos",),
     "update": ("update_ratio",),
     "second_order": ("curvature_ratio", "grad_snr"),
-    "context": ("adaptive", "prev_delta", "nonfinite_recent", "loss_missing"),
+    "context": ("adaptive", "prev_delta", "nonfinite_recent", "loss_missing", "pretrained"),
 }
 
 FEATURE_CLIP = 5.0
@@ -326,12 +332,17 @@ class FeatureExtractor:
             Number of runs ``B`` updated together.
         fast (`float`, defaults to 0.02) / slow (`float`, defaults to 0.1):
             Time constants as fractions of ``T`` (at least 2 and 4 steps).
+        pretrained (`bool` or `torch.Tensor` of shape `[B]`, defaults to `False`):
+            Whether each run fine-tunes pretrained weights (the ``pretrained`` feature; settable later through
+            the ``pretrained`` attribute).
 
     ``update(signals, prior, prev_delta)`` returns the ``[B, F]`` features of this step; runs whose signals are
     not finite keep their statistics (the caller must not feed their features to a learner).
     """
 
-    def __init__(self, num_training_steps, batch_size: int = 1, fast: float = 0.02, slow: float = 0.1):
+    def __init__(
+        self, num_training_steps, batch_size: int = 1, fast: float = 0.02, slow: float = 0.1, pretrained=False
+    ):
         T = torch.as_tensor(num_training_steps, dtype=torch.float64).reshape(-1)
         if T.numel() == 1 and batch_size > 1:
             T = T.expand(batch_size).clone()
@@ -343,6 +354,15 @@ class FeatureExtractor:
         self.tau_s = torch.clamp(slow * T, min=4.0)
         self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS}
         self.state["last"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
+        self.pretrained = pretrained
+
+    @property
+    def pretrained(self) -> torch.Tensor:
+        return self._pretrained
+
+    @pretrained.setter
+    def pretrained(self, value) -> None:
+        self._pretrained = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.batch_size).clone()
 
     # -- persistence ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -352,7 +372,12 @@ class FeatureExtractor:
         missing = set(_STATE_KEYS) - set(state)
         if missing:
             raise KeyError(f"FeatureExtractor state is missing {sorted(missing)}")
-        self.state = {k: torch.as_tensor(state[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
+        state = {k: torch.as_tensor(state[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
+        last = state["last"]
+        if last.shape[-1] < len(FEATURE_NAMES):  # written before the newest features existed
+            pad = last.new_zeros(*last.shape[:-1], len(FEATURE_NAMES) - last.shape[-1])
+            state["last"] = torch.cat([last, pad], -1)
+        self.state = state
 
     # -- update --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -426,6 +451,7 @@ class FeatureExtractor:
                 prev_delta,
                 new["bad"],
                 (~has_loss).double(),
+                self.pretrained,
             ],
             dim=-1,
         )

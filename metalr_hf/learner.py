@@ -59,7 +59,8 @@ class MetaLearner(
         schema_version (`int`, *optional*, defaults to `features.SCHEMA_VERSION`):
             Version of the feature schema this learner reads; any other version is refused.
         feature_names (`list[str]`, *optional*):
-            Recorded for humans and checked on load; defaults to `features.FEATURE_NAMES`.
+            The features the learner reads: a prefix of `features.FEATURE_NAMES` (features are only appended, so
+            a learner trained before one existed reads the ones it knew); defaults to all of them.
 
     Example:
 
@@ -91,9 +92,10 @@ class MetaLearner(
                 f"{_version()} reads schema version {SCHEMA_VERSION}. Use a learner trained for schema "
                 f"{SCHEMA_VERSION} (the bundled default is one), or install the metalr-hf release that matches it."
             )
-        if feature_names is not None and list(feature_names) != list(FEATURE_NAMES):
+        names = list(FEATURE_NAMES) if feature_names is None else list(feature_names)
+        if not names or names != list(FEATURE_NAMES[: len(names)]):
             raise ValueError(
-                f"The learner's feature_names {list(feature_names)} differ from this schema's {list(FEATURE_NAMES)}."
+                f"The learner's feature_names {names} are not a prefix of this schema's {list(FEATURE_NAMES)}."
             )
         if core not in CORES:
             raise ValueError(f"Unknown core {core!r}; valid cores: {list(CORES)}")
@@ -113,12 +115,12 @@ class MetaLearner(
             "max_delta": float(max_delta),
             "disabled_features": list(disabled_features or []),
             "schema_version": SCHEMA_VERSION,
-            "feature_names": list(FEATURE_NAMES),
+            "feature_names": names,
         }
         self.core, self.hidden_size, self.num_layers = core, int(hidden_size), int(num_layers)
         self.window, self.max_delta = int(window), float(max_delta)
-        self.register_buffer("mask", feature_mask(self.config["disabled_features"]), persistent=False)
-        num_features = len(FEATURE_NAMES)
+        num_features = self.num_features = len(names)
+        self.register_buffer("mask", feature_mask(self.config["disabled_features"])[:num_features], persistent=False)
         H = self.hidden_size
         self.input = nn.Linear(num_features, H)
         if core == "transformer":
@@ -149,8 +151,9 @@ class MetaLearner(
         return torch.zeros(batch_size, self.state_size, device=self.head.weight.device)
 
     def forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step for ``B`` runs: ``features [B, F]``, ``state [B, S]`` → ``(δ [B], new state [B, S])``."""
-        x = torch.tanh(self.input(features.to(self.head.weight.dtype) * self.mask))
+        """One step for ``B`` runs: ``features [B, F]``, ``state [B, S]`` → ``(δ [B], new state [B, S])``. It reads
+        the first ``num_features`` columns (the features it was trained on)."""
+        x = torch.tanh(self.input(features[..., : self.num_features].to(self.head.weight.dtype) * self.mask))
         B, H = x.shape[0], self.hidden_size
         if self.core == "transformer":
             W = self.window

@@ -44,6 +44,7 @@ META_SCHEDULER_KWARGS = (
     "guard_ratio",
     "recovery",
     "decision_lag",
+    "pretrained",
 )
 
 
@@ -72,6 +73,7 @@ class MetaController:
         prior (`str`, defaults to `"cosine"`), min_lr_ratio (`float`, 0.0), decay_fraction (`float`, 0.2):
             the prior schedule (see `schedules.py`).
         guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
+        pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class MetaController:
         guard: bool = True,
         guard_ratio: float = 3.0,
         recovery: int = 10,
+        pretrained=False,
     ):
         if prior not in PRIORS:
             raise ValueError(f"Unknown prior {prior!r}; valid priors: {sorted(PRIORS)}")
@@ -96,7 +99,7 @@ class MetaController:
         if int(recovery) < 1:
             raise ValueError(f"recovery must be a positive number of steps, got {recovery!r}")
         self.learner = learner
-        self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size)
+        self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
         self.T = self.extractor.T
         self.warmup = torch.as_tensor(num_warmup_steps, dtype=torch.float64).reshape(-1).expand(B).clone()
@@ -184,6 +187,9 @@ class MetaLRScheduler(LRScheduler):
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
         prior (`str`, defaults to `"cosine"`): one of `constant`, `cosine`, `linear`, `wsd`.
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery: see `MetaController`.
+        pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
+            (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
+            from the model (``config._name_or_path`` set by ``from_pretrained``); a bare scheduler assumes False.
         decision_lag (`int` or `None`, defaults to `None`): 1 applies the learner's decision one step later, so
             the statistics stay on the accelerator and the host never waits for it; 0 applies it at once (what
             meta-training simulates). `None` picks 1 when the parameters live on an accelerator, else 0.
@@ -228,6 +234,10 @@ class MetaLRScheduler(LRScheduler):
         if num_warmup_steps is None or int(num_warmup_steps) < 0:
             raise ValueError(f"num_warmup_steps must be >= 0, got {num_warmup_steps!r}")
         hub = {k: options.pop(k, None) for k in ("revision", "cache_dir", "token", "local_files_only")}
+        pretrained = options.pop("pretrained", None)
+        if pretrained is not None and not isinstance(pretrained, bool):
+            raise ValueError(f"pretrained must be true, false or unset (read from the model), got {pretrained!r}")
+        self.pretrained_given = pretrained is not None
         lag = options.pop("decision_lag", None)
         if lag is None:  # auto: lag on accelerators (no host-device sync per step), none on the CPU
             on_cpu = all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"])
@@ -238,7 +248,9 @@ class MetaLRScheduler(LRScheduler):
         self._held: tuple[torch.Tensor, int] | None = None
         self.learner = load_learner(meta_learner, **hub)
         self.num_training_steps, self.num_warmup_steps = int(num_training_steps), int(num_warmup_steps)
-        self.controller = MetaController(self.learner, self.num_training_steps, self.num_warmup_steps, **options)
+        self.controller = MetaController(
+            self.learner, self.num_training_steps, self.num_warmup_steps, pretrained=bool(pretrained), **options
+        )
         self.options = dict(options)
         self._pending_loss = None
         self._pending_count = 0

@@ -94,13 +94,19 @@ class MetaTrainingArguments(TrainingArguments):
         return super().set_lr_scheduler(name, **kwargs)
 
 
+def _pretrained_from(model) -> str:
+    """Where ``from_pretrained`` loaded the model from (``config._name_or_path``), or "" for a model built from a
+    config (or anything without a Hugging Face config)."""
+    return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+
+
 def _warn_if_fine_tuning_with_scratch_learner(fingerprint: str, model) -> None:
     """A from-scratch-only learner on a model loaded with ``from_pretrained`` (its config records where from)."""
     import warnings
 
     from .hub import FROM_SCRATCH_ONLY
 
-    pretrained_from = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    pretrained_from = _pretrained_from(model)
     if fingerprint in FROM_SCRATCH_ONLY and pretrained_from:
         message = (
             f"metalr-hf: the meta-learner {FROM_SCRATCH_ONLY[fingerprint]!r} was meta-trained on from-scratch runs "
@@ -186,6 +192,8 @@ class MetaLRCallback(TrainerCallback):
             fingerprint,
         )
         _warn_if_fine_tuning_with_scratch_learner(fingerprint, model)
+        if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
+            self._scheduler.controller.extractor.pretrained = float(bool(_pretrained_from(model)))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._losses, self._scaled, self._grad_norm = [], [], None

@@ -151,3 +151,33 @@ def test_scratch_learner_loads_by_name_and_can_pass_the_default_bound():
         return max(scales)
 
     assert max_scale(None) <= math.exp(2.0) + 1e-6 < 1.5 * math.exp(2.0) < max_scale("metalr-scratch-v1")
+
+
+def test_a_learner_reads_the_features_it_was_trained_on():
+    """Features are only appended: a learner trained before ``pretrained`` existed ignores that column (the
+    bundled default keeps its fingerprint); ``with_features`` extends a learner with zero input weights, so it
+    decides exactly as before until training moves them; a feature list that is not a prefix is refused."""
+    from metalr_hf.features import FeatureExtractor
+    from metalr_hf.metatrain.es import with_features
+
+    old = MetaLearner.from_pretrained("metalr-default-v3")
+    assert old.config["feature_names"] == list(FEATURE_NAMES[:-1]) and FEATURE_NAMES[-1] == "pretrained"
+    x = torch.randn(5, len(FEATURE_NAMES))
+    flipped = x.clone()
+    flipped[:, -1] = 1.0 - flipped[:, -1]
+    s = old.init_state(5)
+    torch.testing.assert_close(old(x, s)[0], old(flipped, s)[0])
+    new = with_features(old, FEATURE_NAMES)
+    assert new.num_features == len(FEATURE_NAMES) and new.max_delta == old.max_delta
+    torch.testing.assert_close(new(x, s)[0], old(x, s)[0])
+    with torch.no_grad():
+        new.input.weight[:, -1] = 1.0  # once trained, the new column matters
+    assert not torch.allclose(new(x, s)[0], new(flipped, s)[0])
+    with pytest.raises(ValueError, match="prefix"):
+        MetaLearner(feature_names=["progress", "loss_noise"])
+    # the feature itself, and a scheduler state written before it existed
+    ext = FeatureExtractor(100, batch_size=2, pretrained=torch.tensor([0.0, 1.0]))
+    state = ext.state_dict()
+    state["last"] = state["last"][:, :-1]
+    ext.load_state_dict(state)
+    assert ext.state["last"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]

@@ -332,3 +332,28 @@ def test_scratch_only_learner_warns_on_a_pretrained_model(tmp_path):
     assert len(hits) == 1 and str(tmp_path / "pretrained") in str(hits[0].message)
     assert not warned(tiny_bert(), "metalr-scratch-v1")
     assert not warned(pretrained, None)
+
+
+def test_pretrained_feature_is_read_from_the_model_unless_given(tmp_path):
+    """The learner's ``pretrained`` feature is 1 for a model loaded with ``from_pretrained`` and 0 for one built
+    from a config; ``lr_scheduler_kwargs={"pretrained": ...}`` overrides it; anything but a bool is refused."""
+    from transformers import AutoModelForSequenceClassification
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    tiny_bert().save_pretrained(tmp_path / "pretrained")
+    col = FEATURE_NAMES.index("pretrained")
+
+    def feature(model, **kwargs):
+        args = _args(tmp_path, max_steps=2, lr_scheduler_kwargs=kwargs)
+        trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+        trainer.train()
+        return float(trainer.lr_scheduler.controller.features[0, col])
+
+    loaded = lambda: AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")  # noqa: E731
+    assert feature(loaded()) == 1.0
+    assert feature(tiny_bert()) == 0.0
+    assert feature(loaded(), pretrained=False) == 0.0
+    assert feature(tiny_bert(), pretrained=True) == 1.0
+    with pytest.raises(ValueError, match="pretrained"):
+        feature(tiny_bert(), pretrained="yes")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from ..features import FEATURE_NAMES
 from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
 from .evaluate import EvalConfig, evaluate, format_eval_table, format_horizon_table, horizon_check
@@ -38,6 +39,8 @@ from .simulate import meta_policy, simulate
 from .zoo import META_TRAIN, META_TRAIN_FINETUNE, OPTIMIZERS, make_population, sample_specs
 
 __all__ = ["PRESETS", "Preset", "meta_train"]
+
+BASE_FEATURES = FEATURE_NAMES[:16]  # every feature but `pretrained` (added with the fine-tuning families)
 
 
 @dataclass
@@ -54,6 +57,9 @@ class Preset:
     hidden_size: int = 32
     max_delta: float = 2.0
     disabled_features: tuple[str, ...] = ()
+    # The features the learner reads (a prefix of FEATURE_NAMES): the first 16 unless a preset asks for more,
+    # so that the presets of the learners shipped before a feature was added still reproduce them.
+    features: tuple[str, ...] = BASE_FEATURES
     batch_size: int = 32
     families: tuple[str, ...] = META_TRAIN
     optimizers: tuple[str, ...] = OPTIMIZERS
@@ -151,6 +157,38 @@ PRESETS = {
         lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
         init_from="scratch",
     ),
+    # Another fourth stage, from `scratch`: as `scratch-ft`, but the learner also reads the `pretrained` feature
+    # (its input weights start at zero) and fine-tuning runs are three quarters of the MLP runs.
+    "finetune-aware-all": Preset(
+        "finetune-aware-all",
+        iterations=45,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 300),
+        lr=0.01,
+        max_delta=5.0,
+        loss_aversion=2.0,
+        families=META_TRAIN_FINETUNE * 12 + META_TRAIN,
+        lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+        features=FEATURE_NAMES,
+        init_from="scratch",
+    ),
+    # Stage 5, from `finetune-aware-all`: MLP runs only, half of them fine-tuning, so that every iteration carries
+    # the fine-tuning signal (in the stage before, only the quarter of iterations that drew MLP runs did).
+    "finetune-aware": Preset(
+        "finetune-aware",
+        iterations=60,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 300),
+        lr=0.01,
+        max_delta=5.0,
+        loss_aversion=2.0,
+        families=META_TRAIN_FINETUNE * 4 + ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg"),
+        lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+        features=FEATURE_NAMES,
+        init_from="finetune-aware-all",
+    ),
     # An experiment, not shipped: a third stage from `default-all` with base LRs from the upper, well-tuned part of
     # the range and losses weighted triple (to make the learner leave a good LR alone). It did not change the
     # held-out results beyond noise (`results/experiment-high-lr/`).
@@ -227,6 +265,22 @@ def widen(learner: MetaLearner, max_delta: float) -> MetaLearner:
     state["head.weight"], state["head.bias"] = state["head.weight"] * scale, state["head.bias"] * scale
     wide.load_state_dict(state)
     return wide
+
+
+def with_features(learner: MetaLearner, names) -> MetaLearner:
+    """The same learner reading the features ``names`` (a longer prefix of FEATURE_NAMES): the input weights of
+    the added features start at zero, so its decisions are unchanged until training moves them."""
+    names = list(names)
+    if names == learner.config["feature_names"]:
+        return learner
+    if len(names) < learner.num_features:
+        raise ValueError(f"Cannot drop features: the learner reads {learner.config['feature_names']}, asked {names}")
+    wider = MetaLearner(**dict(learner.config, feature_names=names))
+    state = learner.state_dict()
+    w = state["input.weight"]
+    state["input.weight"] = torch.cat([w, w.new_zeros(w.shape[0], len(names) - w.shape[1])], 1)
+    wider.load_state_dict(state)
+    return wider
 
 
 def _task_scores(val, auc, val0, auc0, auc_weight, loss_aversion=1.0):
@@ -348,6 +402,7 @@ def meta_train(
         hidden_size=preset.hidden_size,
         max_delta=preset.max_delta,
         disabled_features=list(preset.disabled_features),
+        feature_names=list(preset.features),
     )
     if preset.init_from:
         stage = meta_train(
@@ -355,6 +410,7 @@ def meta_train(
             evaluate_at_end=False,
         )  # fmt: skip
         learner = widen(MetaLearner.from_pretrained(stage["learner_dir"]), preset.max_delta)
+        learner = with_features(learner, preset.features)
         stage_seconds = sum(h["seconds"] for h in stage["history"]) + stage.get("stage_seconds", 0.0)
     ckpt_path = out / "checkpoint.pt"
     cloning = None

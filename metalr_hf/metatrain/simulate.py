@@ -22,7 +22,7 @@ from ..features import Signals
 from ..scheduler import MetaController
 from ..schedules import prior_multiplier
 from .models import MODELS
-from .zoo import Population, pretrained_init
+from .zoo import FINETUNE, Population, pretrained_init
 
 __all__ = ["PriorPolicy", "SimResult", "init_params", "simulate"]
 
@@ -193,4 +193,5 @@ def meta_policy(learner, pop: Population, horizon: float | None = None, **option
     """The controller ``MetaLRScheduler`` uses, for a whole population at once; ``horizon`` overrides the run
     length it is told (to test mis-specified horizons)."""
     told = pop.horizon if horizon is None else torch.full_like(pop.horizon, float(horizon))
-    return MetaController(learner, told, pop.warmup, batch_size=pop.size, **options)
+    pretrained = torch.tensor([float(s.family in FINETUNE) for s in pop.specs])
+    return MetaController(learner, told, pop.warmup, batch_size=pop.size, pretrained=pretrained, **options)
