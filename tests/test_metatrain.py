@@ -9,6 +9,7 @@ from conftest import perturbed_learner
 
 from metalr_hf import MetaLearner, MetaLRScheduler
 from metalr_hf.cli import main
+from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.es import meta_train
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
 from metalr_hf.metatrain.simulate import (
@@ -196,7 +197,7 @@ def test_collect_smoke_writes_parquet_with_signals(tmp_path):
     assert set(ds["schedule"]) == {"cosine", "linear", "wsd", "constant", "random"}
     row = ds[0]
     assert len(row["lr"]) == row["horizon"] == len(row["loss"]) == len(row["features"])
-    assert len(row["features"][0]) == 16
+    assert len(row["features"][0]) == len(FEATURE_NAMES)
     hf = [r for r in ds if r["family"] == "trainer:bert_cls"]  # tiny BERT through the real Trainer
     assert {r["schedule"] for r in hf} == {"cosine", "constant"}
     for r in hf:
@@ -281,7 +282,7 @@ def test_staged_preset_starts_from_the_previous_stage(tmp_path, monkeypatch):
 def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
     """A stage with a wider ``max_delta`` continues the previous learner: small corrections unchanged to first
     order, corrections that sat at the old bound can now exceed it."""
-    from metalr_hf.features import FEATURE_NAMES
+
     from metalr_hf.metatrain.es import widen
 
     torch.manual_seed(0)

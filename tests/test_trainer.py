@@ -290,9 +290,7 @@ class _ShardedGradAdamW(torch.optim.AdamW):
 
 
 def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path):
-    learner_dir = tmp_path / "learner"
-    perturbed_learner(seed=3).save_pretrained(learner_dir)
-    args = _args(tmp_path, lr_scheduler_kwargs={"meta_learner": str(learner_dir)}, max_steps=20)
+    args = _args(tmp_path, max_steps=20)  # the bundled default learner
     model = tiny_bert()
     opt = _ShardedGradAdamW(model.parameters(), lr=args.learning_rate)
     trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification(), optimizers=(opt, None))
