@@ -454,9 +454,10 @@ def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             opt.step()
         for i, spec in enumerate(todo):
             _PRETRAINED[(spec.family, spec.seed, spec.hidden)] = (params[0][i].detach(), params[1][i].detach())
-        while len(_PRETRAINED) > 1024:  # a bounded cache (evaluation reuses runs across schedules and LRs)
-            del _PRETRAINED[next(iter(_PRETRAINED))]
-    return [_PRETRAINED[(s.family, s.seed, s.hidden)] for s in specs]
+    out = [_PRETRAINED[(s.family, s.seed, s.hidden)] for s in specs]
+    while len(_PRETRAINED) > 1024:  # a bounded cache (evaluation reuses runs across schedules and LRs)
+        del _PRETRAINED[next(iter(_PRETRAINED))]
+    return out
 
 
 @torch.no_grad()
