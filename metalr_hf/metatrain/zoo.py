@@ -291,9 +291,6 @@ def _finetune_data(family: str, seed: int):
 
 def _dataset(family: str, seed: int):
     """``(x [n, ...], y [n, ...], num_classes or 0)`` for a family; real data sets are shuffled by ``seed``."""
-    if family in FINETUNE:
-        _, _, x, y, c = _finetune_data(family, seed)
-        return x, y, c
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_VAL
     kind = FAMILY_KIND.get(family)
@@ -340,6 +337,13 @@ def _dataset(family: str, seed: int):
     return x, y, 0 if family == "diabetes" else int(y.max()) + 1
 
 
+def _input_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation for standardising inputs; a feature constant over ``x`` (digits'
+    border pixels) gets deviation 1."""
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > 1e-6, sd, 1.0)
+
+
 @dataclass
 class Population:
     """``B`` runs of one model kind: their data and configuration as batched tensors."""
@@ -375,16 +379,17 @@ def make_population(specs: list[TaskSpec]) -> Population:
     (kind,) = kinds
     xs_tr, ys_tr, xs_va, ys_va, cmask, is_cls, hmask = [], [], [], [], [], [], []
     for spec in specs:
-        x, y, c = _dataset(spec.family, spec.seed)
+        if spec.family in FINETUNE:  # inputs are standardised as in pretraining: the features it taught
+            x_src, _, x, y, c = _finetune_data(spec.family, spec.seed)
+            n_val = N_VAL
+        else:
+            (x, y, c), x_src = _dataset(spec.family, spec.seed), None
+            n_val = min(N_VAL, len(x) // 4)
         # disjoint train / validation splits, each repeated or cut to a fixed size so that runs stack
-        n_val = N_VAL if spec.family in FINETUNE else min(N_VAL, len(x) // 4)
         x_va, y_va = np.resize(x[:n_val], (N_VAL, *x.shape[1:])), np.resize(y[:n_val], (N_VAL, *y.shape[1:]))
         x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, *x.shape[1:])), np.resize(y[n_val:], (N_TRAIN, *y.shape[1:]))
         if kind in ("mlp", "cnn"):
-            # statistics of the training split (of the pretraining data for fine-tuning: the features it taught)
-            x_stats = _finetune_data(spec.family, spec.seed)[0] if spec.family in FINETUNE else x_tr
-            mu, sd = x_stats.mean(0), x_stats.std(0)
-            sd = np.where(sd > 1e-6, sd, 1.0)  # features constant on the training split (digits' border pixels)
+            mu, sd = _input_stats(x_tr if x_src is None else x_src)
             x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
             if c == 0:  # standardise regression targets on the training split
                 ym, ys = y_tr.mean(), y_tr.std() + 1e-8
@@ -432,8 +437,8 @@ def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         xs, zs, hmask = [], [], []
         for spec in todo:
             x_src, z_src, *_ = _finetune_data(spec.family, spec.seed)
-            sd = x_src.std(0)
-            x_src = (x_src - x_src.mean(0)) / np.where(sd > 1e-6, sd, 1.0)
+            mu, sd = _input_stats(x_src)
+            x_src = (x_src - mu) / sd
             xs.append(np.pad(np.resize(x_src, (N_SOURCE, x_src.shape[1])), ((0, 0), (0, D_MAX - x_src.shape[1]))))
             zs.append(np.resize(z_src, (N_SOURCE, C_MAX)))
             hmask.append(np.arange(H_MAX) < width("mlp", spec.hidden))
