@@ -153,6 +153,38 @@ def test_evaluation_mixes_kinds_and_checks_misspecified_horizons():
     assert cos(right) != cos(long)
 
 
+def test_seed_replicate_summary_tunes_the_baseline_once_per_family_and_optimizer():
+    from metalr_hf.metatrain.evaluate import format_eval_table, summarise
+
+    cfg = EvalConfig(families=("wine",), optimizers=("adam",), eval_lrs=(1e-3,), seeds=(0, 1),
+                     lr_grid={"adam": (1e-3, 1e-2), "sgd": (1e-2,)})  # fmt: skip
+    # seed 0 is best at LR 1e-2 (0.5), seed 1 at 1e-3 (0.6); tuned once over both seeds: 1e-3 (mean 0.8 vs 0.95)
+    losses = {
+        ("meta", 1e-3): (0.9, 0.9),
+        ("meta", 1e-2): (0.7, 0.7),
+        ("cosine", 1e-3): (1.0, 0.6),
+        ("cosine", 1e-2): (0.5, 1.4),
+        ("linear", 1e-3): (1.2, 1.2),
+        ("linear", 1e-2): (2.0, 2.0),
+    }
+    runs = [
+        {"family": "wine", "optimizer": "adam", "seed": seed, "schedule": s, "base_lr": lr,
+         "final_val_loss": v[i], "val_curve": [v[i]] * 3}
+        for (s, lr), v in losses.items() for i, seed in enumerate((1000, 1001))
+    ]  # fmt: skip
+    summary = summarise(runs, cfg, eval_steps=[10, 20, 30])
+    # per seed, each seed's own best in hindsight: 0.9/0.5 - 1 and 0.9/0.6 - 1
+    assert summary["worst_regret"] == pytest.approx(0.8)
+    assert summary["win_rate_vs_cosine"] == 0.5
+    # seeds as replicates: one cell, meta's mean 0.9 against cosine@1e-3's mean 0.8 (tuned once)
+    assert summary["tuned_cells"] == 1
+    assert summary["tuned_worst_regret"] == pytest.approx(0.9 / 0.8 - 1)
+    assert summary["tuned_win_rate_vs_cosine"] == 0.0
+    assert summary["tuned_within_10pct"] == 0
+    assert summary["tuned_detail"][0]["tuned_schedule"] == "cosine@0.001"
+    assert "| 0.9000 / 0.8000 (cosine@0.001) | +12% |" in format_eval_table(summary)
+
+
 def test_es_is_deterministic_and_resumes(tmp_path):
     kw = dict(progress=False, evaluate_at_end=False, iterations=3)
     straight = meta_train("smoke", tmp_path / "a", **kw)

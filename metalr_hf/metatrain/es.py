@@ -34,7 +34,7 @@ from torch.func import functional_call
 from ..features import FEATURE_NAMES
 from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
-from .evaluate import EvalConfig, evaluate, format_eval_table, format_horizon_table, horizon_check
+from .evaluate import EvalConfig, evaluate, horizon_check, results_text
 from .simulate import meta_policy, simulate
 from .zoo import META_TRAIN, META_TRAIN_FINETUNE, OPTIMIZERS, make_population, sample_specs
 
@@ -485,14 +485,8 @@ def meta_train(
             check = result["horizon_check"] = horizon_check(learner, preset.eval)
             (out / "eval.json").write_text(json.dumps(result, indent=1, default=str))
             summary["eval"] = result["summary"]
-            table, horizons = format_eval_table(result["summary"]), format_horizon_table(check)
-            (out / "eval.md").write_text(f"{table}\n\nMis-specified horizons:\n\n{horizons}\n")
-            card["results_table"] = (
-                f"Held-out families {list(preset.eval.families)}, horizon {preset.eval.horizon}, seeds "
-                f"{list(preset.eval.seeds)}; baselines tuned over the LR grid {preset.eval.lr_grid}.\n\n{table}\n\n"
-                f"Mis-specified horizons (both schedules told a wrong run length, base LRs "
-                f"{list(preset.eval.eval_lrs)}):\n\n{horizons}"
-            )
+            card["results_table"] = results_text(preset.eval, result["summary"], check)
+            (out / "eval.md").write_text(card["results_table"] + "\n")
         (out / "learner" / CARD_CONTEXT_FILE).write_text(json.dumps(card, indent=2))
         (out / "learner" / "README.md").write_text(learner_card(learner, folder=out / "learner"))
     dist, _, world = _dist()
