@@ -239,6 +239,28 @@ def test_collect_smoke_writes_parquet_with_signals(tmp_path):
     assert "metalr-hf" in (tmp_path / "README.md").read_text()
 
 
+def test_collect_resumes_from_its_parts_and_refuses_another_collections(tmp_path):
+    import pyarrow.parquet as pq
+
+    from metalr_hf.metatrain.collect import COLLECT_PRESETS, CollectPreset, collect
+
+    COLLECT_PRESETS["tiny-test"] = CollectPreset(runs_per_schedule=3, horizon=(20, 30), populations=3)
+    try:
+        first = pq.read_table(collect("tiny-test", tmp_path, progress=False)).to_pydict()
+        parts = tmp_path / "parts"
+        kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("zoo-*.parquet") if p.name != "zoo-001.parquet"}
+        (parts / "zoo-001.parquet").unlink()  # as if killed while population 1 ran
+        (tmp_path / "runs.parquet").unlink()
+        again = pq.read_table(collect("tiny-test", tmp_path, progress=False)).to_pydict()
+        assert again == first  # the recomputed part is the same: it does not depend on the parts before it
+        assert {p.name: p.stat().st_mtime_ns for p in parts.glob("zoo-*.parquet") if p.name in kept} == kept
+        assert len(set(first["family"])) > 1 and len(first["family"]) == 3 * 3 * 5
+        with pytest.raises(ValueError, match="another collection"):
+            collect("tiny-test", tmp_path, seed=1, progress=False)
+    finally:
+        del COLLECT_PRESETS["tiny-test"]
+
+
 def test_ablation_runner_writes_the_table(tmp_path):
     from metalr_hf.metatrain.ablation import run_ablations
     from metalr_hf.metatrain.es import PRESETS

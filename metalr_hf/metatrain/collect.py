@@ -63,8 +63,8 @@ COLLECT_PRESETS = {
 }
 
 
-def _trainer_rows(cfg: CollectPreset, tmp: Path, bar) -> list[dict]:
-    """Runs of tiny HF models through the real Trainer, one per task × prior × optimizer × base LR."""
+def _trainer_rows(cfg: CollectPreset, task: str, tmp: Path, bar) -> list[dict]:
+    """Runs of one tiny HF model through the real Trainer, one per prior × optimizer × base LR."""
     from transformers import TrainerCallback
 
     from ..bench.runner import run_one
@@ -82,36 +82,35 @@ def _trainer_rows(cfg: CollectPreset, tmp: Path, bar) -> list[dict]:
             self.grad_norm.append(float(sig.grad_norm[0]) if sig is not None else float("nan"))
 
     rows = []
-    for task in cfg.trainer_tasks:
-        for opt in cfg.trainer_optimizers:
-            for lr in cfg.trainer_lrs:
-                for prior in cfg.trainer_priors:
-                    rec = Features()
-                    r = run_one(task, "meta", opt, lr, 0, steps=cfg.trainer_steps, evals=2, meta_learner=str(zero),
-                                meta_kwargs={"prior": prior}, callbacks=[rec])  # fmt: skip
-                    T = len(rec.features)
-                    rows.append(
-                        {
-                            "family": f"trainer:{task}",
-                            "seed": 0,
-                            "hidden": 32,
-                            "optimizer": opt,
-                            "base_lr": lr,
-                            "horizon": T,
-                            "warmup": r["warmup"],
-                            "batch_size": 0,
-                            "architecture": f"hf-{task}",
-                            "schedule": prior,
-                            "final_val_loss": r["final_eval_loss"],
-                            "final_val_metric": r["primary"],
-                            "diverged": r["diverged"],
-                            "lr": r["lr"][:T],
-                            "loss": r["train_loss"][:T],
-                            "grad_norm": rec.grad_norm,
-                            "features": rec.features,
-                        }
-                    )
-                    bar.update(1)
+    for opt in cfg.trainer_optimizers:
+        for lr in cfg.trainer_lrs:
+            for prior in cfg.trainer_priors:
+                rec = Features()
+                r = run_one(task, "meta", opt, lr, 0, steps=cfg.trainer_steps, evals=2, meta_learner=str(zero),
+                            meta_kwargs={"prior": prior}, callbacks=[rec])  # fmt: skip
+                T = len(rec.features)
+                rows.append(
+                    {
+                        "family": f"trainer:{task}",
+                        "seed": 0,
+                        "hidden": 32,
+                        "optimizer": opt,
+                        "base_lr": lr,
+                        "horizon": T,
+                        "warmup": r["warmup"],
+                        "batch_size": 0,
+                        "architecture": f"hf-{task}",
+                        "schedule": prior,
+                        "final_val_loss": r["final_eval_loss"],
+                        "final_val_metric": r["primary"],
+                        "diverged": r["diverged"],
+                        "lr": r["lr"][:T],
+                        "loss": r["train_loss"][:T],
+                        "grad_norm": rec.grad_norm,
+                        "features": rec.features,
+                    }
+                )
+                bar.update(1)
     return rows
 
 
@@ -154,33 +153,20 @@ class _Recorder:
         return self.policy.update(signals, step)
 
 
-def collect(
-    preset: str = "smoke", output_dir: str | Path = "runs/collect", seed: int = 0, progress: bool = True
-) -> Path:
-    """Record runs of every family under every schedule; writes ``runs.parquet`` and a dataset card."""
-    from datasets import Dataset
-    from tqdm.auto import tqdm
-
-    if preset not in COLLECT_PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(COLLECT_PRESETS)}")
-    cfg = COLLECT_PRESETS[preset]
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    columns: dict[str, list] = {}
-    n_trainer = len(cfg.trainer_tasks) * len(cfg.trainer_priors) * len(cfg.trainer_optimizers) * len(cfg.trainer_lrs)
-    bar = tqdm(total=cfg.populations * len(SCHEDULES) + n_trainer, desc=f"collect[{preset}]", disable=not progress)
-    for _ in range(cfg.populations):
-        specs = sample_specs(cfg.runs_per_schedule, rng, families=FAMILIES, horizon=cfg.horizon)
-        pop = make_population(specs)
-        data_seed = int(rng.integers(0, 2**31 - 1))  # one data order per task, shared by its schedules
-        for name in SCHEDULES:
-            policy = RandomPiecewisePolicy(pop, rng) if name == "random" else PriorPolicy(name, pop)
-            rec = _Recorder(policy, pop)
-            res = simulate(pop, rec, seed=data_seed)
-            for b, spec in enumerate(specs):
-                T = spec.horizon
-                row = {
+def _zoo_rows(cfg: CollectPreset, rng: np.random.Generator, bar) -> list[dict]:
+    """One population of zoo runs, each task under every schedule (one data order per task, shared)."""
+    specs = sample_specs(cfg.runs_per_schedule, rng, families=FAMILIES, horizon=cfg.horizon)
+    pop = make_population(specs)
+    data_seed = int(rng.integers(0, 2**31 - 1))
+    rows = []
+    for name in SCHEDULES:
+        policy = RandomPiecewisePolicy(pop, rng) if name == "random" else PriorPolicy(name, pop)
+        rec = _Recorder(policy, pop)
+        res = simulate(pop, rec, seed=data_seed)
+        for b, spec in enumerate(specs):
+            T = spec.horizon
+            rows.append(
+                {
                     **spec.to_dict(),
                     "architecture": f"{pop.kind}-{spec.hidden}",
                     "schedule": name,
@@ -192,22 +178,65 @@ def collect(
                     "grad_norm": [float(r["grad_norm"][b]) for r in rec.rows[:T]],
                     "features": [r["feats"][b].tolist() for r in rec.rows[:T]],
                 }
-                for k, v in row.items():
-                    columns.setdefault(k, []).append(v)
-            bar.update(1)
-    if cfg.trainer_tasks:
-        import tempfile
+            )
+        bar.update(1)
+    return rows
 
-        with tempfile.TemporaryDirectory() as tmp:
-            for row in _trainer_rows(cfg, Path(tmp), bar):
-                for k, v in row.items():
-                    columns.setdefault(k, []).append(v)
+
+def collect(
+    preset: str = "smoke", output_dir: str | Path = "runs/collect", seed: int = 0, progress: bool = True
+) -> Path:
+    """Record runs of every family under every schedule; writes ``runs.parquet`` and a dataset card.
+
+    The work is done in parts (one per zoo population, one per Trainer task), each written to
+    ``output_dir/parts/`` as soon as it is done; run again with the same preset and seed, it skips the parts
+    already there (a killed collection resumes), and only the finished whole becomes ``runs.parquet``. Each
+    population draws from its own generator (seeded by ``seed`` and its index), so a part does not depend on
+    which parts ran before it."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from tqdm.auto import tqdm
+
+    if preset not in COLLECT_PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(COLLECT_PRESETS)}")
+    cfg = COLLECT_PRESETS[preset]
+    out = Path(output_dir)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    meta = {"schema_version": SCHEMA_VERSION, "feature_names": list(FEATURE_NAMES), "preset": preset, "seed": seed}
+    stamp = parts / "collection.json"
+    if stamp.exists() and json.loads(stamp.read_text()) != meta:
+        raise ValueError(
+            f"{parts} holds parts of another collection ({stamp.read_text().strip()}); pass another --output-dir"
+        )
+    stamp.write_text(json.dumps(meta, indent=2))
+    jobs = [(f"zoo-{i:03d}", len(SCHEDULES), i) for i in range(cfg.populations)]
+    n_trainer = len(cfg.trainer_priors) * len(cfg.trainer_optimizers) * len(cfg.trainer_lrs)
+    jobs += [(f"trainer-{task}", n_trainer, task) for task in cfg.trainer_tasks]
+    bar = tqdm(total=sum(n for _, n, _ in jobs), desc=f"collect[{preset}]", disable=not progress)
+    columns: dict[str, list] = {}
+    for name, n, what in jobs:
+        path = parts / f"{name}.parquet"
+        if not path.exists():
+            if name.startswith("zoo-"):
+                rows = _zoo_rows(cfg, np.random.default_rng([seed, what]), bar)
+            else:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    rows = _trainer_rows(cfg, what, Path(tmp), bar)
+            tmp_path = path.with_suffix(".tmp")
+            Dataset.from_list(rows).to_parquet(str(tmp_path))
+            tmp_path.replace(path)  # atomic: a kill never leaves a half-written part
+        else:
+            bar.update(n)
+        for k, v in pq.read_table(path).to_pydict().items():
+            columns.setdefault(k, []).extend(v)
     bar.close()
     ds = Dataset.from_dict(columns)
     tmp = out / "runs.parquet.tmp"
     ds.to_parquet(str(tmp))
     tmp.replace(out / "runs.parquet")
-    meta = {"schema_version": SCHEMA_VERSION, "feature_names": list(FEATURE_NAMES), "preset": preset, "seed": seed}
     (out / "collection.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(_card(ds, preset, seed))
     return out / "runs.parquet"
