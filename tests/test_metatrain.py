@@ -284,6 +284,13 @@ def test_warm_start_clones_the_best_schedules(tmp_path):
     feats, targets, mask, tasks = cloning_targets(tmp_path / "runs")
     # 4 zoo tasks (best of 5 schedules each) and the Trainer task (best of 2 priors)
     assert len(tasks) == 5 and feats.shape[:2] == targets.shape == mask.shape
+    # meta-training clones the tasks of its own families only: the collection holds held-out ones (m4_rnn) too
+    fams = [t[0] for t in tasks]
+    assert "m4_rnn" in fams and "m4_rnn" not in META_TRAIN
+    kept = cloning_targets(tmp_path / "runs", families=META_TRAIN)[3]
+    assert kept == [t for t in tasks if t[0] in META_TRAIN] and len(kept) < len(tasks)
+    with pytest.raises(ValueError, match="no run of the families"):
+        cloning_targets(tmp_path / "runs", families=("nope",))
     learner = perturbed_learner(seed=8)
     stats = behaviour_cloning(learner, tmp_path / "runs", epochs=40)
     assert stats["mse_after"] < 0.5 * stats["mse_before"]

@@ -392,7 +392,9 @@ def meta_train(
     if preset.warm_start and not (resume and ckpt_path.exists()):
         from .warmstart import behaviour_cloning
 
-        cloning = behaviour_cloning(learner, preset.warm_start, epochs=preset.warm_start_epochs, progress=progress)
+        cloning = behaviour_cloning(
+            learner, preset.warm_start, epochs=preset.warm_start_epochs, progress=progress, families=preset.families
+        )  # the meta-training families only: a collection also holds the held-out ones
         (out / "warm_start.json").write_text(json.dumps(cloning, indent=2))
     theta = _flat(learner)
     adam_m, adam_v = torch.zeros_like(theta), torch.zeros_like(theta)

@@ -37,10 +37,16 @@ def _load(path: str | Path):
     return Dataset.from_parquet(str(path))
 
 
-def cloning_targets(path: str | Path, max_delta: float = 2.0):
+def cloning_targets(path: str | Path, max_delta: float = 2.0, families=None):
     """``(features [N, T, F], targets [N, T], mask [N, T], tasks)`` from the best run of each of the ``N`` tasks
-    of a collection (a ``runs.parquet`` file or the folder holding it)."""
+    of a collection (a ``runs.parquet`` file or the folder holding it). ``families``: only the tasks of these
+    families (a collection records every family, the held-out ones too: meta-training must not see those)."""
     ds = _load(path)
+    if families is not None:
+        families = set(families)
+        ds = ds.filter(lambda fam: fam in families, input_columns="family")
+        if len(ds) == 0:
+            raise ValueError(f"The run collection at {path} has no run of the families {sorted(families)}")
     best: dict[tuple, dict] = {}
     for row in ds:
         if row["diverged"] or not math.isfinite(row["final_val_loss"]):
@@ -68,13 +74,14 @@ def cloning_targets(path: str | Path, max_delta: float = 2.0):
 
 
 def behaviour_cloning(
-    learner: MetaLearner, path: str | Path, epochs: int = 30, lr: float = 3e-3, progress: bool = False
+    learner: MetaLearner, path: str | Path, epochs: int = 30, lr: float = 3e-3, progress: bool = False, families=None
 ) -> dict:
-    """Fit ``learner`` in place to the best-in-hindsight schedules of a run collection; returns the masked
-    mean squared error before and after, and the number of tasks."""
+    """Fit ``learner`` in place to the best-in-hindsight schedules of a run collection (the tasks of
+    ``families`` only, if given); returns the masked mean squared error before and after, and the number of
+    tasks."""
     from tqdm.auto import tqdm
 
-    feats, targets, mask = cloning_targets(path, learner.max_delta)[:3]
+    feats, targets, mask = cloning_targets(path, learner.max_delta, families)[:3]
     opt = torch.optim.Adam(learner.parameters(), lr=lr)
 
     def mse() -> torch.Tensor:
