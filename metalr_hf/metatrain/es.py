@@ -178,6 +178,10 @@ PRESETS |= {
         PRESETS["scratch"], name="finetune-aware", families=META_TRAIN_FINETUNE * 4 + PRESETS["default-mlp"].families,
         features=FEATURE_NAMES, init_from="finetune-aware-all",
     ),
+    # Experiments (not shipped): stage 1 warm-started by behaviour cloning on the full-size run collection, which
+    # must be written first (`metalr-hf collect --preset default --output-dir runs/collect-default`), then stage 2.
+    "default-mlp-ws": replace(PRESETS["default-mlp"], name="default-mlp-ws", warm_start="runs/collect-default"),
+    "default-all-ws": replace(PRESETS["default-all"], name="default-all-ws", init_from="default-mlp-ws"),
 }  # fmt: skip
 
 
