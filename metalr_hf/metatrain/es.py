@@ -182,6 +182,7 @@ PRESETS |= {
     # must be written first (`metalr-hf collect --preset default --output-dir runs/collect-default`), then stage 2.
     "default-mlp-ws": replace(PRESETS["default-mlp"], name="default-mlp-ws", warm_start="runs/collect-default"),
     "default-all-ws": replace(PRESETS["default-all"], name="default-all-ws", init_from="default-mlp-ws"),
+    "default-ws": replace(PRESETS["default"], name="default-ws", init_from="default-all-ws"),
 }  # fmt: skip
 
 
