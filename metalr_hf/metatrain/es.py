@@ -40,7 +40,8 @@ from .zoo import META_TRAIN, META_TRAIN_FINETUNE, OPTIMIZERS, make_population, s
 
 __all__ = ["PRESETS", "Preset", "meta_train"]
 
-BASE_FEATURES = FEATURE_NAMES[:16]  # every feature but `pretrained` (added with the fine-tuning families)
+# every feature before `pretrained` (added with the fine-tuning families): what the shipped learners read
+BASE_FEATURES = FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]
 
 
 @dataclass
@@ -157,7 +158,8 @@ PRESETS = {
     ),
 }
 
-# Wide-bound stages after `scratch` (its bound, LR ranges, objective and ES sizes; experiments, not shipped).
+# Experiments, not shipped. First the wide-bound stages after `scratch` (its bound, LR ranges, objective and ES
+# sizes), then the warm-started copy of the shipped chain.
 PRESETS |= {
     # From `scratch`: fine-tuning runs join the meta-training families (`finetune_cls`, half of the MLP runs),
     # where the small base LR is right and boosting it loses the pretrained features; to teach the wide-bound
@@ -178,8 +180,8 @@ PRESETS |= {
         PRESETS["scratch"], name="finetune-aware", families=META_TRAIN_FINETUNE * 4 + PRESETS["default-mlp"].families,
         features=FEATURE_NAMES, init_from="finetune-aware-all",
     ),
-    # Experiments (not shipped): stage 1 warm-started by behaviour cloning on the full-size run collection, which
-    # must be written first (`metalr-hf collect --preset default --output-dir runs/collect-default`), then stage 2.
+    # The shipped chain with stage 1 warm-started by behaviour cloning on the full-size run collection, which must
+    # be written first (`metalr-hf collect --preset default --output-dir runs/collect-default`).
     "default-mlp-ws": replace(PRESETS["default-mlp"], name="default-mlp-ws", warm_start="runs/collect-default"),
     "default-all-ws": replace(PRESETS["default-all"], name="default-all-ws", init_from="default-mlp-ws"),
     "default-ws": replace(PRESETS["default"], name="default-ws", init_from="default-all-ws"),
