@@ -100,7 +100,8 @@ def word_error_rate(predictions: list[str], references: list[str]) -> float:
 
 
 def train_evaluate_save(trainer, training_args, checkpoint, model_card_kwargs: dict, extra_metrics=None) -> dict:
-    """Train (resuming from ``checkpoint``), evaluate, then save and write the card as the HF examples do.
+    """Train (resuming from ``checkpoint``), evaluate, save and write the card as the HF examples do; the last call of
+    a recipe (it ends the process group of a distributed launch).
 
     ``extra_metrics(metrics) -> dict`` adds derived evaluation metrics (perplexity, for instance)."""
     result = None
@@ -110,7 +111,19 @@ def train_evaluate_save(trainer, training_args, checkpoint, model_card_kwargs: d
     if metrics and extra_metrics is not None:
         metrics.update(extra_metrics(metrics))
     finish(trainer, training_args, result, metrics, model_card_kwargs)
+    end_process_group()
     return metrics
+
+
+def end_process_group() -> None:
+    """Destroy the ``torchrun``/``accelerate launch`` process group at the end of a recipe. A gloo rank that exits
+    with it alive can abort at interpreter teardown (SIGABRT, "terminate called without an active exception",
+    pytorch/pytorch#190489): the launcher then reports a failed job although everything was written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears down while another still saves
+        dist.destroy_process_group()
 
 
 def finish(trainer, training_args, train_result, metrics: dict, model_card_kwargs: dict) -> None:

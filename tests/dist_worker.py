@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import torch.distributed
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 from conftest import tiny_bert, toy_classification  # noqa: E402
@@ -51,6 +53,9 @@ def main():
     trainer.train()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses}, f)
+    # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
