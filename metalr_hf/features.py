@@ -366,18 +366,20 @@ class FeatureExtractor:
 
     # -- persistence ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self.state.items()}
+        return {**{k: v.clone() for k, v in self.state.items()}, "pretrained": self._pretrained.clone()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = set(_STATE_KEYS) - set(state)
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        missing = set(_STATE_KEYS) - set(state_dict)
         if missing:
             raise KeyError(f"FeatureExtractor state is missing {sorted(missing)}")
-        state = {k: torch.as_tensor(state[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
+        state = {k: torch.as_tensor(state_dict[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
         last = state["last"]
         if last.shape[-1] < len(FEATURE_NAMES):  # written before the newest features existed
             pad = last.new_zeros(*last.shape[:-1], len(FEATURE_NAMES) - last.shape[-1])
             state["last"] = torch.cat([last, pad], -1)
         self.state = state
+        if "pretrained" in state_dict:  # a resumed run keeps its feature (states written before it existed lack it)
+            self.pretrained = state_dict["pretrained"]
 
     # -- update --------------------------------------------------------------------------------------------
     @torch.no_grad()

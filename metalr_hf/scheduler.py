@@ -190,6 +190,7 @@ class MetaLRScheduler(LRScheduler):
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
             from the model (``config._name_or_path`` set by ``from_pretrained``); a bare scheduler assumes False.
+            A resumed run keeps the value its checkpoint was written with.
         decision_lag (`int` or `None`, defaults to `None`): 1 applies the learner's decision one step later, so
             the statistics stay on the accelerator and the host never waits for it; 0 applies it at once (what
             meta-training simulates). `None` picks 1 when the parameters live on an accelerator, else 0.
@@ -408,6 +409,10 @@ class MetaLRScheduler(LRScheduler):
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
         self.controller.load_state_dict(state_dict["controller"])
+        if "pretrained" in state_dict["controller"]["extractor"]:
+            # decided by the interrupted run: the Trainer callback must not read it again from a model that may
+            # have been reloaded another way (from the checkpoint folder, which sets `config._name_or_path`)
+            self.pretrained_given = True
         held = state_dict.get("held_signals")
         self._held = None if held is None else (held, int(state_dict["held_step"]))
 

@@ -120,13 +120,15 @@ def test_backoff_halves_the_lr_on_a_bad_step():
     assert bad[10][0] < 0.75 * clean[10][0]
 
 
-def test_state_dict_is_weights_only_and_resume_is_exact():
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_state_dict_is_weights_only_and_resume_is_exact(pretrained):
+    """Resumed in a scheduler built with the defaults: the checkpoint brings the run's `pretrained` feature too."""
     learner = perturbed_learner(seed=10)
-    make = lambda o: MetaLRScheduler(o, num_training_steps=40, meta_learner=learner)  # noqa: E731
-    _, full, _, _ = _run(make, steps=40)
+    make = lambda o, **kw: MetaLRScheduler(o, num_training_steps=40, meta_learner=learner, **kw)  # noqa: E731
+    _, full, _, _ = _run(lambda o: make(o, pretrained=pretrained), steps=40)
     # run 20 steps, save model, optimizer and scheduler, then continue in fresh objects
     model, optimizer, X, y = _problem()
-    sched = make(optimizer)
+    sched = make(optimizer, pretrained=pretrained)
     for _ in range(20):
         loss = torch.nn.functional.mse_loss(model(X), y)
         loss.backward()

@@ -62,7 +62,10 @@ def test_meta_trainer_moves_lr_within_bounds_and_learns(tmp_path):
     assert trainer.meta_learner_info()["name_or_path"] == str(learner_dir)
 
 
-def test_resume_from_checkpoint_gives_same_lr_trajectory(tmp_path):
+@pytest.mark.parametrize("reload", ["same-construction", "from-checkpoint-folder"])
+def test_resume_from_checkpoint_gives_same_lr_trajectory(tmp_path, reload):
+    """The model of the resumed run built as before, or loaded from the checkpoint folder with `from_pretrained`
+    (which marks it pretrained by `config._name_or_path`: the run's `pretrained` feature must stay what it was)."""
     learner_dir = tmp_path / "learner"
     perturbed_learner(seed=2).save_pretrained(learner_dir)
     kwargs = {"meta_learner": str(learner_dir)}
@@ -83,8 +86,14 @@ def test_resume_from_checkpoint_gives_same_lr_trajectory(tmp_path):
 
     first.add_callback(Kill())
     first.train()
-    resumed = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
-    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-10"))
+    checkpoint = tmp_path / "b" / "out" / "checkpoint-10"
+    if reload == "same-construction":
+        model = tiny_bert()
+    else:
+        model = type(tiny_bert()).from_pretrained(checkpoint)
+        assert model.config._name_or_path == str(checkpoint)
+    resumed = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+    resumed.train(resume_from_checkpoint=str(checkpoint))
     a = _lrs(full)[10:]
     b = [h["learning_rate"] for h in resumed.state.log_history if "learning_rate" in h and h["step"] > 10]
     assert len(a) == len(b) == 10
