@@ -178,6 +178,10 @@ def test_a_learner_reads_the_features_it_was_trained_on():
     # the feature itself, and a scheduler state written before it existed
     ext = FeatureExtractor(100, batch_size=2, pretrained=torch.tensor([0.0, 1.0]))
     state = ext.state_dict()
+    fresh = FeatureExtractor(100, batch_size=2)
+    fresh.load_state_dict(state)  # a state of today carries the feature
+    assert fresh.pretrained.tolist() == [0.0, 1.0]
     state["last"] = state["last"][:, :-1]
+    del state["pretrained"]  # as written before the feature existed: the extractor keeps its own value
     ext.load_state_dict(state)
     assert ext.state["last"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]
