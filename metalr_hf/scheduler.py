@@ -45,6 +45,7 @@ META_SCHEDULER_KWARGS = (
     "recovery",
     "decision_lag",
     "pretrained",
+    "max_boost",
 )
 
 
@@ -74,6 +75,10 @@ class MetaController:
             the prior schedule (see `schedules.py`).
         guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
+        max_boost (`float`, `"auto"` or `None`, defaults to `"auto"`): the most the learner may raise the LR above
+            the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
+            does not read that feature (it was never shown a pretrained model: it may only lower their LR), no
+            cap otherwise. ``None``: no cap but the learner's own bound.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class MetaController:
         guard_ratio: float = 3.0,
         recovery: int = 10,
         pretrained=False,
+        max_boost="auto",
     ):
         if prior not in PRIORS:
             raise ValueError(f"Unknown prior {prior!r}; valid priors: {sorted(PRIORS)}")
@@ -98,6 +104,10 @@ class MetaController:
             raise ValueError(f"guard_ratio must be > 1, got {guard_ratio!r}")
         if int(recovery) < 1:
             raise ValueError(f"recovery must be a positive number of steps, got {recovery!r}")
+        if max_boost is not None and max_boost != "auto":
+            if isinstance(max_boost, bool) or not isinstance(max_boost, (int, float)) or not max_boost >= 1.0:
+                raise ValueError(f'max_boost must be a number >= 1, "auto" or None, got {max_boost!r}')
+        self.max_boost = max_boost
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -113,6 +123,17 @@ class MetaController:
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self.step_count = 0  # optimizer steps whose signals were consumed
+
+    def boost_cap(self) -> torch.Tensor:
+        """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
+        B = self.extractor.batch_size
+        if self.max_boost is None:
+            return torch.full((B,), math.inf)
+        if self.max_boost != "auto":
+            return torch.full((B,), math.log(self.max_boost))
+        if "pretrained" in getattr(self.learner, "config", {}).get("feature_names", FEATURE_NAMES):
+            return torch.full((B,), math.inf)
+        return torch.where(self.extractor.pretrained > 0.5, 0.0, math.inf).float()
 
     def prior_at(self, step) -> torch.Tensor:
         return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
@@ -131,7 +152,7 @@ class MetaController:
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
         device = self.learner.device
         delta, state = self.learner(feats.to(device), self.learner_state.to(device))
-        delta, state = delta.float().cpu(), state.cpu()
+        delta, state = torch.minimum(delta.float().cpu(), self.boost_cap()), state.cpu()
         self.delta = torch.where(ok, delta, self.delta)
         self.learner_state = torch.where(ok[:, None], state, self.learner_state)
         self.features = feats
@@ -186,7 +207,7 @@ class MetaLRScheduler(LRScheduler):
             ``None`` for the default learner bundled in the package (works offline).
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
         prior (`str`, defaults to `"cosine"`): one of `constant`, `cosine`, `linear`, `wsd`.
-        min_lr_ratio, decay_fraction, guard, guard_ratio, recovery: see `MetaController`.
+        min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
             from the model (``config._name_or_path`` set by ``from_pretrained``); a bare scheduler assumes False.
@@ -247,7 +268,11 @@ class MetaLRScheduler(LRScheduler):
             raise ValueError(f"decision_lag must be 0, 1 or None (auto), got {lag!r}")
         self.decision_lag = int(lag)
         self._held: tuple[torch.Tensor, int] | None = None
-        self.learner = load_learner(meta_learner, **hub)
+        # Building the learner's layers draws from the global generator (their random init, then overwritten by
+        # the saved weights): done in a fork, so that the training's dropout masks and data order are the ones a
+        # run without metalr-hf would draw, and meta and a baseline of the same seed stay paired.
+        with torch.random.fork_rng(devices=[]):
+            self.learner = load_learner(meta_learner, **hub)
         self.num_training_steps, self.num_warmup_steps = int(num_training_steps), int(num_warmup_steps)
         self.controller = MetaController(
             self.learner, self.num_training_steps, self.num_warmup_steps, pretrained=bool(pretrained), **options

@@ -100,19 +100,21 @@ def _pretrained_from(model) -> str:
     return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
 
 
-def _warn_if_fine_tuning_with_scratch_learner(fingerprint: str, model) -> None:
-    """A from-scratch-only learner on a model loaded with ``from_pretrained`` (its config records where from)."""
+def _warn_if_fine_tuning_with_scratch_learner(fingerprint: str, model, controller) -> None:
+    """A from-scratch-only learner allowed to raise the LR of a model loaded with ``from_pretrained`` (its config
+    records where from): ``max_boost`` lifted, or the run not marked ``pretrained``."""
     import warnings
 
     from .hub import FROM_SCRATCH_ONLY
 
     pretrained_from = _pretrained_from(model)
-    if fingerprint in FROM_SCRATCH_ONLY and pretrained_from:
+    if fingerprint in FROM_SCRATCH_ONLY and pretrained_from and bool(controller.boost_cap()[0] > 0):
         message = (
             f"metalr-hf: the meta-learner {FROM_SCRATCH_ONLY[fingerprint]!r} was meta-trained on from-scratch runs "
-            f"only, but this model was loaded from pretrained weights ({pretrained_from!r}). It raises a small base "
-            "LR even when the LR is right for fine-tuning (fine-tuning MiniLM at 5e-5 it collapsed the model to "
-            "chance); use the default learner (drop 'meta_learner' from lr_scheduler_kwargs) to fine-tune."
+            f"only, but this model was loaded from pretrained weights ({pretrained_from!r}) and the learner may "
+            "raise its LR (max_boost or pretrained set in lr_scheduler_kwargs). It raises a small base LR even when "
+            "the LR is right for fine-tuning (fine-tuning MiniLM at 5e-5 it collapsed the model to chance); leave "
+            'max_boost at "auto" to fine-tune.'
         )
         warnings.warn(message, UserWarning, stacklevel=2)
         logger.warning(message)
@@ -191,9 +193,9 @@ class MetaLRCallback(TrainerCallback):
             source.get("revision"),
             fingerprint,
         )
-        _warn_if_fine_tuning_with_scratch_learner(fingerprint, model)
         if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
             self._scheduler.controller.extractor.pretrained = float(bool(_pretrained_from(model)))
+        _warn_if_fine_tuning_with_scratch_learner(fingerprint, model, self._scheduler.controller)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._losses, self._scaled, self._grad_norm = [], [], None

@@ -366,3 +366,48 @@ def test_skipped_optimizer_step_backs_off_without_advancing():
     assert sched.last_epoch == epoch
     assert sched.get_last_lr()[0] == pytest.approx(lr / 2) == opt.param_groups[0]["lr"]
     assert sched.controller.extractor.state["n_loss"].item() == n_loss
+
+
+def _boosting_learner(feature_names):
+    """A learner that asks for the largest LR its bound allows, whatever it reads."""
+    from metalr_hf.learner import MetaLearner
+
+    learner = MetaLearner(feature_names=list(feature_names))
+    with torch.no_grad():
+        learner.head.bias.fill_(5.0)
+    return learner
+
+
+@pytest.mark.parametrize(
+    "reads_pretrained, pretrained, max_boost, expected",
+    [
+        (False, True, "auto", 1.0),  # never shown a pretrained model: it may only lower that LR
+        (False, False, "auto", math.exp(2.0)),  # from scratch: its own bound
+        (True, True, "auto", math.exp(2.0)),  # taught the feature: trusted
+        (False, True, None, math.exp(2.0)),  # cap lifted
+        (False, False, 3.0, 3.0),  # an explicit cap holds for every run
+        (True, True, 1.5, 1.5),
+    ],
+)
+def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, expected):
+    from metalr_hf.features import FEATURE_NAMES
+
+    names = FEATURE_NAMES if reads_pretrained else FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]
+    learner = _boosting_learner(names)
+    sched, lrs, _, _ = _run(
+        lambda o: MetaLRScheduler(
+            o, num_training_steps=20, meta_learner=learner, pretrained=pretrained, max_boost=max_boost, guard=False
+        ),
+        steps=20,
+    )
+    prior = [1e-2 * float(cosine(t + 1, 20, 0)) for t in range(20)]
+    ratios = [lr[0] / p for lr, p in zip(lrs[:-1], prior[:-1])]
+    assert max(ratios) == pytest.approx(expected, rel=1e-3)
+    assert sched.last_scale == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0.5, "high", True, -1])
+def test_bad_max_boost_is_refused_naming_it(bad):
+    _, optimizer, _, _ = _problem()
+    with pytest.raises(ValueError, match="max_boost"):
+        MetaLRScheduler(optimizer, num_training_steps=10, max_boost=bad)

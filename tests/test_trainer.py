@@ -318,8 +318,9 @@ def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path)
 
 
 def test_scratch_only_learner_warns_on_a_pretrained_model(tmp_path):
-    """``metalr-scratch-v1`` on a model loaded with ``from_pretrained`` warns (it boosts fine-tuning LRs); on a
-    model built from a config, and with the default learner on the pretrained one, it stays silent."""
+    """``metalr-scratch-v1`` allowed to boost a model loaded with ``from_pretrained`` warns (it boosts fine-tuning
+    LRs); under the default ``max_boost="auto"`` (it may only lower that LR), on a model built from a config, and
+    with the default learner, it stays silent."""
     import warnings
 
     from transformers import AutoModelForSequenceClassification
@@ -327,18 +328,20 @@ def test_scratch_only_learner_warns_on_a_pretrained_model(tmp_path):
     tiny_bert().save_pretrained(tmp_path / "pretrained")
     pretrained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")
 
-    def warned(model, learner):
-        kwargs = {"meta_learner": learner} if learner else {}
+    def warned(model, learner, **kwargs):
+        kwargs.update({"meta_learner": learner} if learner else {})
         args = _args(tmp_path, max_steps=2, lr_scheduler_kwargs=kwargs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             MetaTrainer(model=model, args=args, train_dataset=toy_classification()).train()
         return [w for w in caught if "from-scratch runs only" in str(w.message)]
 
-    hits = warned(pretrained, "metalr-scratch-v1")
+    hits = warned(pretrained, "metalr-scratch-v1", max_boost=None)
     assert len(hits) == 1 and str(tmp_path / "pretrained") in str(hits[0].message)
-    assert not warned(tiny_bert(), "metalr-scratch-v1")
-    assert not warned(pretrained, None)
+    assert len(warned(pretrained, "metalr-scratch-v1", max_boost=3.0)) == 1
+    assert not warned(pretrained, "metalr-scratch-v1")
+    assert not warned(tiny_bert(), "metalr-scratch-v1", max_boost=None)
+    assert not warned(pretrained, None, max_boost=None)
 
 
 def test_pretrained_feature_is_read_from_the_model_unless_given(tmp_path):
@@ -364,3 +367,48 @@ def test_pretrained_feature_is_read_from_the_model_unless_given(tmp_path):
     assert feature(tiny_bert(), pretrained=True) == 1.0
     with pytest.raises(ValueError, match="pretrained"):
         feature(tiny_bert(), pretrained="yes")
+
+
+def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
+    """Under the default ``max_boost="auto"`` a learner that never saw a pretrained model (no ``pretrained``
+    feature) may not raise the LR of a model loaded with ``from_pretrained``; built from a config, it may."""
+    from test_scheduler import _boosting_learner
+    from transformers import AutoModelForSequenceClassification
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    _boosting_learner(FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]).save_pretrained(tmp_path / "learner")
+    tiny_bert().save_pretrained(tmp_path / "pretrained")
+
+    def scales(model, **kwargs):
+        kwargs["meta_learner"] = str(tmp_path / "learner")
+        args = _args(tmp_path, max_steps=6, lr_scheduler_kwargs=kwargs)
+        trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+        trainer.train()
+        return [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h]
+
+    loaded = lambda: AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")  # noqa: E731
+    assert max(scales(loaded())) <= 1.0 + 1e-6
+    assert max(scales(tiny_bert())) > 7.0
+    assert max(scales(loaded(), max_boost=None)) > 7.0
+
+
+def test_a_learner_that_outputs_zero_reproduces_the_cosine_run(tmp_path):
+    """δ ≡ 0 without the guard *is* the prior: same LRs and the very same losses as the stock cosine run of that
+    seed — the scheduler draws nothing from the training's random generator (dropout masks, data order)."""
+    from metalr_hf.learner import MetaLearner
+
+    MetaLearner().save_pretrained(tmp_path / "zero")  # its output layer starts at zero: δ ≡ 0
+    runs = {}
+    for sched, kwargs in (("cosine", {}), ("meta", {"meta_learner": str(tmp_path / "zero"), "guard": False})):
+        args = _args(tmp_path / sched, lr_scheduler_type=sched, lr_scheduler_kwargs=kwargs, max_steps=12,
+                     warmup_steps=2)  # fmt: skip
+        model = tiny_bert()
+        for module in model.modules():  # dropout on: its masks come from the global generator
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.1
+        trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+        trainer.train()
+        runs[sched] = (_lrs(trainer), _losses(trainer))
+    assert runs["meta"][0] == pytest.approx(runs["cosine"][0], rel=1e-6)
+    assert runs["meta"][1] == runs["cosine"][1]
