@@ -192,6 +192,7 @@ def test_es_is_deterministic_and_resumes(tmp_path):
     ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     ckpt["preset"]["iterations"] = 3  # "kill" after 2 iterations, then continue the same run to 3
     del ckpt["preset"]["lr_ranges"]  # as written before Preset had this field: it counts as its default
+    del ckpt["preset"]["eval"]["max_boost"]  # the same for a field of its EvalConfig
     torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
     resumed = meta_train("smoke", tmp_path / "b", **kw)
     assert [h["fitness_current"] for h in straight["history"]] == [h["fitness_current"] for h in resumed["history"]]

@@ -59,16 +59,19 @@ class EvalConfig:
     # The horizon the schedules are told, as a multiple of the true one (1.0: right; 0.5: the run goes on past
     # the end of the schedule; 2.0: it stops half-way through).
     horizon_factor: float = 1.0
+    # The scheduler's ``max_boost`` (see ``MetaController``): "auto" is what a user gets; it only matters on the
+    # fine-tuning families (runs marked pretrained).
+    max_boost: object = "auto"
 
     @property
     def schedule_horizon(self) -> float:
         return self.horizon * self.horizon_factor
 
 
-def _policy(name: str, learner, pop: Population, told: float):
+def _policy(name: str, learner, pop: Population, told: float, max_boost="auto"):
     """``meta`` or a prior schedule for ``pop``, told that the runs last ``told`` steps."""
     if name == "meta":
-        return meta_policy(learner, pop, horizon=told)
+        return meta_policy(learner, pop, horizon=told, max_boost=max_boost)
     return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
 
@@ -104,7 +107,8 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     eval_steps: list[int] = []
     for idx, pop in make_populations(specs):  # one batched population per model kind
         for name in ("meta",) + BASELINES:
-            res = simulate(pop, _policy(name, learner, pop, cfg.schedule_horizon), seed=0, eval_every=eval_every)
+            policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg.max_boost)
+            res = simulate(pop, policy, seed=0, eval_every=eval_every)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
                 per_spec[i][name] = (res, col)
@@ -285,7 +289,7 @@ def horizon_check(learner, cfg: EvalConfig | None = None, factors=(0.5, 1.0, 2.0
         told = cfg.horizon * factor
         meta, cos = [0.0] * len(specs), [0.0] * len(specs)
         for idx, pop in make_populations(specs):
-            m = simulate(pop, _policy("meta", learner, pop, told), seed=0).final_val_loss.tolist()
+            m = simulate(pop, _policy("meta", learner, pop, told, cfg.max_boost), seed=0).final_val_loss.tolist()
             c = simulate(pop, _policy("cosine", learner, pop, told), seed=0).final_val_loss.tolist()
             for j, i in enumerate(idx):
                 meta[i], cos[i] = m[j], c[j]

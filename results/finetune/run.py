@@ -4,7 +4,9 @@ from every learner; ``finetune_cls`` is a meta-training family of the `scratch-f
 Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0-2, 300 steps; baselines tuned over the evaluation's LR grid.
 
 Run from the repository root:
-    python results/finetune/run.py NAME_OR_FOLDER [LABEL]   (writes results/finetune/result-LABEL.json)
+    python results/finetune/run.py NAME_OR_FOLDER [LABEL] [MAX_BOOST]   (writes results/finetune/result-LABEL.json)
+MAX_BOOST is the scheduler's ``max_boost``: ``auto`` (the default, what a user gets), ``none`` (cap lifted) or a
+number.
 """
 
 import json
@@ -15,9 +17,13 @@ from metalr_hf.learner import MetaLearner
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, format_eval_table
 from metalr_hf.metatrain.zoo import FINETUNE
 
+if len(sys.argv) < 2:
+    sys.exit("usage: python results/finetune/run.py NAME_OR_FOLDER [LABEL] [MAX_BOOST: auto | none | a number]")
 name = sys.argv[1]
 label = sys.argv[2] if len(sys.argv) > 2 else Path(name).name
-result = evaluate(MetaLearner.from_pretrained(name), EvalConfig(families=FINETUNE))
+boost = sys.argv[3] if len(sys.argv) > 3 else "auto"
+boost = None if boost == "none" else boost if boost == "auto" else float(boost)
+result = evaluate(MetaLearner.from_pretrained(name), EvalConfig(families=FINETUNE, max_boost=boost))
 result["config"]["learner"] = name
 out = Path(f"results/finetune/result-{label}.json")
 out.write_text(json.dumps({"config": result["config"], "summary": result["summary"]}, indent=1, default=str))
