@@ -3,7 +3,9 @@
     lr_g(t) = base_lr_g · prior(t) · exp(δ_t) · b_t · γ_t
 
 - ``prior`` is a schedule from `schedules.py` (cosine by default, with warmup);
-- ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``;
+- ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
+  most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
+  does not read that feature;
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss sits more than ``log(guard_ratio)`` above its best
