@@ -109,7 +109,10 @@ class MetaController:
         if max_boost is not None and max_boost != "auto":
             if isinstance(max_boost, bool) or not isinstance(max_boost, (int, float)) or not max_boost >= 1.0:
                 raise ValueError(f'max_boost must be a number >= 1, "auto" or None, got {max_boost!r}')
-        self.max_boost = max_boost
+        # δ ≤ _log_boost for every run; under "auto", δ ≤ 0 too on the pretrained runs of a learner blind to them
+        self._log_boost = math.inf if max_boost in (None, "auto") else math.log(max_boost)
+        reads_pretrained = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
+        self._cap_pretrained = max_boost == "auto" and not reads_pretrained
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -128,14 +131,8 @@ class MetaController:
 
     def boost_cap(self) -> torch.Tensor:
         """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
-        B = self.extractor.batch_size
-        if self.max_boost is None:
-            return torch.full((B,), math.inf)
-        if self.max_boost != "auto":
-            return torch.full((B,), math.log(self.max_boost))
-        if "pretrained" in getattr(self.learner, "config", {}).get("feature_names", FEATURE_NAMES):
-            return torch.full((B,), math.inf)
-        return torch.where(self.extractor.pretrained > 0.5, 0.0, math.inf).float()
+        cap = torch.full((self.extractor.batch_size,), self._log_boost)
+        return torch.where(self.extractor.pretrained > 0.5, 0.0, cap) if self._cap_pretrained else cap
 
     def prior_at(self, step) -> torch.Tensor:
         return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)

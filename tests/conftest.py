@@ -22,6 +22,14 @@ def perturbed_learner(seed: int = 0, scale: float = 0.5, **config) -> MetaLearne
     return learner
 
 
+def boosting_learner(feature_names) -> MetaLearner:
+    """A learner that asks for the largest LR its bound allows, whatever it reads."""
+    learner = MetaLearner(feature_names=list(feature_names))
+    with torch.no_grad():
+        learner.head.bias.fill_(5.0)
+    return learner
+
+
 @pytest.fixture
 def learner():
     return perturbed_learner()

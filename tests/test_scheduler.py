@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import perturbed_learner
+from conftest import boosting_learner, perturbed_learner
 from transformers import get_scheduler as hf_get_scheduler
 from transformers.trainer_utils import SchedulerType
 
@@ -368,16 +368,6 @@ def test_skipped_optimizer_step_backs_off_without_advancing():
     assert sched.controller.extractor.state["n_loss"].item() == n_loss
 
 
-def _boosting_learner(feature_names):
-    """A learner that asks for the largest LR its bound allows, whatever it reads."""
-    from metalr_hf.learner import MetaLearner
-
-    learner = MetaLearner(feature_names=list(feature_names))
-    with torch.no_grad():
-        learner.head.bias.fill_(5.0)
-    return learner
-
-
 @pytest.mark.parametrize(
     "reads_pretrained, pretrained, max_boost, expected",
     [
@@ -391,9 +381,9 @@ def _boosting_learner(feature_names):
 )
 def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, expected):
     from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.metatrain.es import BASE_FEATURES
 
-    names = FEATURE_NAMES if reads_pretrained else FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]
-    learner = _boosting_learner(names)
+    learner = boosting_learner(FEATURE_NAMES if reads_pretrained else BASE_FEATURES)
     sched, lrs, _, _ = _run(
         lambda o: MetaLRScheduler(
             o, num_training_steps=20, meta_learner=learner, pretrained=pretrained, max_boost=max_boost, guard=False

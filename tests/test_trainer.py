@@ -372,12 +372,12 @@ def test_pretrained_feature_is_read_from_the_model_unless_given(tmp_path):
 def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
     """Under the default ``max_boost="auto"`` a learner that never saw a pretrained model (no ``pretrained``
     feature) may not raise the LR of a model loaded with ``from_pretrained``; built from a config, it may."""
-    from test_scheduler import _boosting_learner
+    from conftest import boosting_learner
     from transformers import AutoModelForSequenceClassification
 
-    from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.metatrain.es import BASE_FEATURES
 
-    _boosting_learner(FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]).save_pretrained(tmp_path / "learner")
+    boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
     tiny_bert().save_pretrained(tmp_path / "pretrained")
 
     def scales(model, **kwargs):

@@ -337,13 +337,16 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
 def _same_settings(saved: dict, current: dict) -> bool:
     """A checkpoint's preset against the current one; a field added to `Preset` after the checkpoint was written
     counts as its default value (so older checkpoints stay resumable)."""
-    defaults = {f.name: f.default for f in fields(Preset) if f.default is not MISSING and f.name not in saved}
-    saved = {**json.loads(json.dumps(defaults, default=list)), **saved}
+    saved = _with_defaults(Preset, saved)
     if isinstance(saved.get("eval"), dict):  # the same for a field added to its EvalConfig
-        old_eval = saved["eval"]
-        added = {f.name: f.default for f in fields(EvalConfig) if f.default is not MISSING and f.name not in old_eval}
-        saved["eval"] = {**json.loads(json.dumps(added, default=list)), **old_eval}
+        saved["eval"] = _with_defaults(EvalConfig, saved["eval"])
     return saved == current
+
+
+def _with_defaults(cls, saved: dict) -> dict:
+    """``saved`` (a dataclass written as JSON) with the fields of ``cls`` it lacks set to their defaults."""
+    added = {f.name: f.default for f in fields(cls) if f.default is not MISSING and f.name not in saved}
+    return {**json.loads(json.dumps(added, default=list)), **saved}
 
 
 def _preset(preset: Preset | str) -> Preset:
