@@ -43,6 +43,7 @@ that prefix of the vector, so learners trained before a feature existed run unch
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import torch
@@ -181,6 +182,11 @@ def _sample(t: torch.Tensor, start: int, stride: int, rows: int) -> torch.Tensor
     return flat[: (flat.numel() // _BLOCK) * _BLOCK].view(-1, _BLOCK)[start::stride]
 
 
+def _readable(p: torch.Tensor) -> bool:
+    """A parameter whose statistics the reader takes: it has a dense gradient."""
+    return p.grad is not None and p.grad.layout == torch.strided
+
+
 def _flat(t: torch.Tensor) -> torch.Tensor:
     return t if t.dim() == 1 else t.reshape(-1)
 
@@ -191,6 +197,7 @@ class SignalReader:
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS):
         self.optimizer, self.max_elements = optimizer, max_elements
+        self._warned_sparse = False
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     def _cat(self, key: tuple, parts: list[torch.Tensor]) -> torch.Tensor:
@@ -206,7 +213,7 @@ class SignalReader:
     @torch.no_grad()
     def read(self, offset: int = 0) -> dict[str, torch.Tensor]:
         optimizer = self.optimizer
-        total = sum(p.numel() for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+        total = sum(p.numel() for group in optimizer.param_groups for p in group["params"] if _readable(p))
         budget = self.max_elements
         stride = 1 if not budget or total <= budget else -(-total // budget)
         start = offset % stride
@@ -214,7 +221,15 @@ class SignalReader:
         for group in optimizer.param_groups:
             buckets: dict[tuple, dict] = {}
             for p in group["params"]:
-                if p.grad is None:
+                if not _readable(p):
+                    if p.grad is not None and not self._warned_sparse:
+                        self._warned_sparse = True
+                        message = (
+                            f"metalr-hf: a parameter of shape {tuple(p.shape)} has a sparse gradient "
+                            "(nn.Embedding(sparse=True)?); the scheduler leaves such parameters out of its "
+                            "gradient and optimizer statistics."
+                        )
+                        warnings.warn(message, stacklevel=3)
                     continue
                 state = optimizer.state.get(p, {})
                 kind = _kind(state)
@@ -320,6 +335,8 @@ _STATE_KEYS = (
     "bad",
     "last",
 )
+# Added after the first release: a state written before them lacks them and starts them at 0.
+_LATER_STATE_KEYS = ("negative_loss", "guard_prev1", "guard_prev2", "guard_ema")
 
 
 class FeatureExtractor:
@@ -352,7 +369,7 @@ class FeatureExtractor:
         self.batch_size = T.numel()
         self.tau_f = torch.clamp(fast * T, min=2.0)
         self.tau_s = torch.clamp(slow * T, min=4.0)
-        self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS}
+        self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
         self.state["last"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
         self.pretrained = pretrained
 
@@ -373,6 +390,12 @@ class FeatureExtractor:
         if missing:
             raise KeyError(f"FeatureExtractor state is missing {sorted(missing)}")
         state = {k: torch.as_tensor(state_dict[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
+        for k in _LATER_STATE_KEYS:
+            state[k] = torch.as_tensor(state_dict.get(k, self.state[k]), dtype=torch.float64).clone()
+        for k, v in state.items():
+            want = self.state[k].shape
+            if tuple(v.shape) != tuple(want) and not (k == "last" and v.shape[:-1] == want[:-1]):
+                raise ValueError(f"FeatureExtractor state {k!r} has shape {tuple(v.shape)}, expected {tuple(want)}")
         last = state["last"]
         if last.shape[-1] < len(FEATURE_NAMES):  # written before the newest features existed
             pad = last.new_zeros(*last.shape[:-1], len(FEATURE_NAMES) - last.shape[-1])
@@ -399,9 +422,28 @@ class FeatureExtractor:
         new["t"] = s["t"] + 1.0
         new["bad"] = s["bad"] + a_f * ((~ok).double() - s["bad"])
 
+        # 0. The loss is read on a log scale. A loss of exactly 0 says nothing there: that step's loss is skipped.
+        # A negative loss (a log-likelihood, a contrastive objective) has no log: from its first one the run reads
+        # the gradient and optimizer statistics only, as a run without a loss does.
+        negative = s["negative_loss"].bool() | (ok & has_loss & (f64["loss"] < 0))
+        new["negative_loss"] = negative.double()
+        has_loss = has_loss & ~negative
+        positive = f64["loss"] > 0
+
         # 1. Loss statistics, in log units relative to the first loss.
-        use_loss = ok & has_loss
+        use_loss = ok & has_loss & positive
         log_l = torch.log(f64["loss"].abs().clamp(min=_EPS)).nan_to_num(0.0)
+        # The divergence guard reads EMA_fast of the median of the last three log-losses: no single step (a loss of
+        # 1e-30, one spike) moves its reference.
+        n = s["n_loss"]
+        lo, hi = torch.minimum(s["guard_prev1"], s["guard_prev2"]), torch.maximum(s["guard_prev1"], s["guard_prev2"])
+        med = torch.where(
+            n >= 2, log_l.clamp(min=lo, max=hi), torch.where(n >= 1, torch.maximum(log_l, s["guard_prev1"]), log_l)
+        )
+        guard_ema = torch.where(n == 0, med, s["guard_ema"] + a_f * (med - s["guard_ema"]))
+        new["guard_ema"] = keep(guard_ema, s["guard_ema"], use_loss)
+        new["guard_prev2"] = keep(s["guard_prev1"], s["guard_prev2"], use_loss)
+        new["guard_prev1"] = keep(log_l, s["guard_prev1"], use_loss)
         first = s["n_loss"] == 0
         ema_f = torch.where(first, log_l, s["ema_f"] + a_f * (log_l - s["ema_f"]))
         ema_s = torch.where(first, log_l, s["ema_s"] + a_s * (log_l - s["ema_s"]))

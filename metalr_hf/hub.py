@@ -91,6 +91,15 @@ def resolve_learner_files(
     if name_or_path is None or str(name_or_path) == "default":
         return _local(bundled_learner_dir(), DEFAULT_LEARNER)
     if str(name_or_path) in bundled_learners():  # an earlier shipped learner, e.g. to resume an old checkpoint
+        if Path(name_or_path).expanduser().is_dir():
+            import warnings
+
+            warnings.warn(
+                f"meta_learner {str(name_or_path)!r} names a learner bundled with metalr-hf and a local folder: the "
+                f"bundled learner is loaded. Pass './{name_or_path}' (or an absolute path) for the folder.",
+                UserWarning,
+                stacklevel=3,
+            )
         return _local(bundled_learner_dir(str(name_or_path)), str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -177,11 +186,21 @@ def render_card(template: str, **context) -> str:
 
 def learner_card(learner, repo_id: str | None = None, revision: str | None = None, folder: Path | None = None) -> str:
     """The model card of a learner; tables and training notes come from ``card.json`` in its folder, if any."""
-    import json
 
     extra = {}
     if folder is not None and (Path(folder) / CARD_CONTEXT_FILE).is_file():
-        extra = json.loads((Path(folder) / CARD_CONTEXT_FILE).read_text())
+        from ._files import read_json
+
+        path = Path(folder) / CARD_CONTEXT_FILE
+        extra = read_json(path, "card context")
+        if not isinstance(extra, dict):
+            raise ValueError(f"{str(path)!r} must hold a JSON object of card texts, got {type(extra).__name__}")
+        reserved = sorted(set(extra) & (set(learner.config) | {"name", "repo_id", "revision", "num_parameters"}))
+        if reserved:
+            raise ValueError(
+                f"{str(path)!r} holds {reserved}, which the card takes from the learner itself; remove them (it "
+                f"may hold texts such as 'training' and 'results_table')"
+            )
     name = repo_id or learner.source.get("name_or_path") or "metalr-hf learner"
     return render_card(
         "learner",

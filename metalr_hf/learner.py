@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import numbers
 import os
 from pathlib import Path
 
@@ -86,26 +87,12 @@ class MetaLearner(
         feature_names: list[str] | None = None,
     ):
         super().__init__()
-        if schema_version != SCHEMA_VERSION:
-            raise ValueError(
-                f"This meta-learner was built for feature schema version {schema_version}, but metalr-hf "
-                f"{_version()} reads schema version {SCHEMA_VERSION}. Use a learner trained for schema "
-                f"{SCHEMA_VERSION} (the bundled default is one), or install the metalr-hf release that matches it."
-            )
+        _validate_config(
+            core=core, hidden_size=hidden_size, num_layers=num_layers, window=window, num_heads=num_heads,
+            max_delta=max_delta, disabled_features=disabled_features, schema_version=schema_version,
+            feature_names=feature_names,
+        )  # fmt: skip
         names = list(FEATURE_NAMES) if feature_names is None else list(feature_names)
-        if not names or names != list(FEATURE_NAMES[: len(names)]):
-            raise ValueError(
-                f"The learner's feature_names {names} are not a prefix of this schema's {list(FEATURE_NAMES)}."
-            )
-        if core not in CORES:
-            raise ValueError(f"Unknown core {core!r}; valid cores: {list(CORES)}")
-        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), ("window", window)):
-            if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not max_delta > 0:
-            raise ValueError(f"max_delta must be > 0, got {max_delta!r}")
-        if core == "transformer" and hidden_size % num_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
         self.config = {
             "core": core,
             "hidden_size": int(hidden_size),
@@ -242,9 +229,11 @@ class MetaLearner(
         from safetensors.torch import load_file
 
         try:
-            config = json.loads(Path(files.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            config = json.loads(Path(files.config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"Cannot read the learner config {files.config}: {e}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"The learner config {files.config} must hold a JSON object, got {config!r:.80}")
         config.pop("metalr_hf_version", None)
         known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(config) - known)
@@ -257,7 +246,10 @@ class MetaLearner(
                 f"but metalr-hf {_version()} reads schema version {SCHEMA_VERSION}. Use a learner for schema "
                 f"{SCHEMA_VERSION}, or the metalr-hf release that matches the learner."
             )
-        model = cls(**{**config, **overrides})
+        try:
+            model = cls(**{**config, **overrides})
+        except ValueError as e:
+            raise ValueError(f"Invalid learner config {files.config}: {e}") from None
         try:
             weights = load_file(str(files.weights))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -265,6 +257,12 @@ class MetaLearner(
                 f"The learner weights {files.weights} are damaged or not a safetensors file ({e}). "
                 "Delete the file and download or save the learner again."
             ) from None
+        bad = sorted(k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all())
+        if bad:  # safetensors checks the header only: damage inside the tensor data loads silently
+            raise ValueError(
+                f"The learner weights {files.weights} hold non-finite values (NaN or inf) in {bad}: the file is "
+                "damaged. Delete it and download or save the learner again."
+            )
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
@@ -275,6 +273,44 @@ class MetaLearner(
         model.source = {"name_or_path": files.name_or_path, "revision": files.revision}
         model._hub_mixin_config = dict(model.config)
         return model
+
+
+# The bounds a learner config must respect: a tiny recurrent network, a correction of at most e^±10.
+_INT_BOUNDS = {"hidden_size": (1, 4096), "num_layers": (1, 64), "window": (1, 4096), "num_heads": (1, 64)}
+_MAX_DELTA_BOUND = 10.0
+
+
+def _validate_config(
+    core, hidden_size, num_layers, window, num_heads, max_delta, disabled_features, schema_version, feature_names
+) -> None:
+    """Every field of a learner config, checked before anything is built: ``ValueError`` naming the field."""
+    if schema_version != SCHEMA_VERSION:
+        raise ValueError(
+            f"This meta-learner was built for feature schema version {schema_version!r}, but metalr-hf "
+            f"{_version()} reads schema version {SCHEMA_VERSION}. Use a learner trained for schema "
+            f"{SCHEMA_VERSION} (the bundled default is one), or install the metalr-hf release that matches it."
+        )
+    if not isinstance(core, str) or core not in CORES:
+        raise ValueError(f"core must be one of {list(CORES)}, got {core!r}")
+    values = {"hidden_size": hidden_size, "num_layers": num_layers, "window": window, "num_heads": num_heads}
+    for name, value in values.items():
+        low, high = _INT_BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    if isinstance(max_delta, bool) or not isinstance(max_delta, numbers.Real) or not 0 < max_delta <= _MAX_DELTA_BOUND:
+        raise ValueError(f"max_delta must be a number in (0, {_MAX_DELTA_BOUND}], got {max_delta!r}")
+    if core == "transformer" and hidden_size % num_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    for name, value in (("disabled_features", disabled_features), ("feature_names", feature_names)):
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise ValueError(f"{name} must be a list of strings, got {value!r}")
+    if feature_names is not None:
+        names = list(feature_names)
+        if not names or names != list(FEATURE_NAMES[: len(names)]):
+            raise ValueError(
+                f"The learner's feature_names {names} are not a prefix of this schema's {list(FEATURE_NAMES)}."
+            )
+    feature_mask(list(disabled_features or []))  # unknown names: ValueError listing the valid ones
 
 
 def _version() -> str:

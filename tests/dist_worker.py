@@ -1,4 +1,9 @@
-"""Launched by tests/test_distributed.py under torchrun: a MetaTrainer job on gloo; writes each rank's LRs."""
+"""Launched by tests/test_distributed.py under torchrun: a MetaTrainer job on gloo; writes each rank's LRs.
+
+    python dist_worker.py OUT_DIR GRAD_ACC [MODE]
+
+MODE ``run`` (default) trains 12 steps; ``save`` also writes a checkpoint at step 6 and is killed (stops) at step 8;
+``resume`` continues from that checkpoint to step 12."""
 
 import json
 import os
@@ -15,16 +20,18 @@ from metalr_hf import MetaLRCallback, MetaTrainer, MetaTrainingArguments  # noqa
 
 def main():
     out_dir, grad_acc = sys.argv[1], int(sys.argv[2])
+    mode = sys.argv[3] if len(sys.argv) > 3 else "run"
     rank = int(os.environ["RANK"])
     learner_dir = os.path.join(out_dir, "learner")
     args = MetaTrainingArguments(
         output_dir=os.path.join(out_dir, "trainer"),
+        save_strategy="steps" if mode == "save" else "no",
+        save_steps=6,
         per_device_train_batch_size=8,
         gradient_accumulation_steps=grad_acc,
         learning_rate=3e-3,
         max_steps=12,
         logging_steps=1,
-        save_strategy="no",
         report_to=[],
         lr_scheduler_type="meta",
         lr_scheduler_kwargs={"meta_learner": learner_dir},
@@ -48,10 +55,13 @@ def main():
             lrs.append(optimizer.param_groups[0]["lr"])
             sched = trainer.lr_scheduler
             priors.append(sched.base_lrs[0] * float(sched.controller.prior_at(sched.last_epoch)[0]))
+            if mode == "save" and state.global_step == 8:
+                control.should_training_stop = True  # killed after the checkpoint
 
     trainer.add_callback(Record())
-    trainer.train()
-    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+    checkpoint = os.path.join(out_dir, "trainer", "checkpoint-6")
+    trainer.train(resume_from_checkpoint=checkpoint if mode == "resume" else None)
+    with open(os.path.join(out_dir, f"rank{rank}-{mode}.json"), "w") as f:
         json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses}, f)
     # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489)
     torch.distributed.barrier()

@@ -34,13 +34,36 @@ def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
     cmd = [*launch, worker, str(tmp_path), str(grad_acc)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r0 = json.loads((tmp_path / "rank0.json").read_text())
-    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    r0 = json.loads((tmp_path / "rank0-run.json").read_text())
+    r1 = json.loads((tmp_path / "rank1-run.json").read_text())
     assert len(r0["lrs"]) == len(r1["lrs"]) == 12
     assert r0["lrs"] == r1["lrs"]  # exactly equal, every step
     assert r0["local_losses"] != r1["local_losses"]  # the ranks really saw different data
     scales = [lr / prior for lr, prior in zip(r0["lrs"][2:-1], r0["priors"][2:-1])]
     assert max(abs(s - 1.0) for s in scales) > 0.05  # the learner moved the LR off the prior
+
+
+def test_two_ranks_killed_and_resumed_continue_the_uninterrupted_trajectory(tmp_path):
+    """torchrun, 2 gloo ranks: a run checkpointed at step 6 and killed at step 8, resumed from the checkpoint, sets
+    the LRs of the uninterrupted run at steps 7-12, identical on both ranks."""
+    worker = os.path.join(os.path.dirname(__file__), "dist_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    from conftest import perturbed_learner
+
+    perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
+    for mode in ("run", "save", "resume"):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                  "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
+        proc = subprocess.run([*launch, worker, str(tmp_path), "1", mode], env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert proc.returncode == 0, (mode, proc.stderr[-3000:])
+    runs = {(r, m): json.loads((tmp_path / f"rank{r}-{m}.json").read_text())["lrs"] for r in (0, 1)
+            for m in ("run", "save", "resume")}  # fmt: skip
+    assert len(runs[0, "save"]) == 8 and len(runs[0, "resume"]) == 6
+    for rank in (0, 1):
+        assert runs[rank, "resume"] == pytest.approx(runs[0, "run"][6:], rel=1e-6)
+        assert runs[rank, "save"] == runs[0, "run"][:8]
+    assert runs[0, "resume"] == runs[1, "resume"]
 
 
 def test_meta_training_shards_over_two_ranks_with_the_same_result(tmp_path):

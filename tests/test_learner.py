@@ -94,7 +94,7 @@ def test_pickle_weights_are_never_read(tmp_path):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="Unknown core 'cnn'"):
+    with pytest.raises(ValueError, match="core must be one of .* got 'cnn'"):
         MetaLearner(core="cnn")
     with pytest.raises(ValueError, match="hidden_size"):
         MetaLearner(hidden_size=0)
@@ -132,6 +132,7 @@ def test_scratch_learner_loads_by_name_and_can_pass_the_default_bound():
 
     assert FROM_SCRATCH_ONLY[learner.fingerprint()] == "metalr-scratch-v1"  # the fine-tuning warning knows it
     assert "Never for fine-tuning" in (bundled_learner_dir("metalr-scratch-v1") / "README.md").read_text()
+
     def max_scale(name):
         torch.manual_seed(0)
         x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
@@ -185,3 +186,58 @@ def test_a_learner_reads_the_features_it_was_trained_on():
     del state["pretrained"]  # as written before the feature existed: the extractor keeps its own value
     ext.load_state_dict(state)
     assert ext.state["last"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_delta", float("inf")),
+        ("max_delta", float("nan")),
+        ("max_delta", 1e6),
+        ("hidden_size", 10**9),
+        ("num_layers", 10**6),
+        ("hidden_size", None),
+        ("hidden_size", "32"),
+        ("num_layers", [1]),
+        ("core", None),
+        ("window", True),
+        ("disabled_features", "loss"),
+    ],
+)
+def test_absurd_learner_config_is_refused_naming_field_and_file(tmp_path, field, value):
+    """A config.json with a non-finite bound or an absurd size is refused before anything is allocated, with a
+    message that names the field and the file (not an infinite LR, a MemoryError or a bare AttributeError)."""
+    MetaLearner().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(config))  # json writes Infinity / NaN for those floats
+    with pytest.raises(ValueError, match=rf"{field}.*") as err:
+        MetaLearner.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(err.value)
+
+
+def test_transformer_with_zero_heads_is_refused():
+    with pytest.raises(ValueError, match="num_heads must be an integer in"):
+        MetaLearner(core="transformer", num_heads=0)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"[1, 2, 3]", b"null"])
+def test_unreadable_config_names_the_file(tmp_path, content):
+    MetaLearner().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(ValueError, match="config") as err:
+        MetaLearner.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(err.value)
+
+
+def test_non_finite_weights_are_refused_at_load_naming_the_file(tmp_path):
+    """safetensors checks only the header: NaN inside the tensor data would load silently and make every LR NaN."""
+    from safetensors.torch import load_file, save_file
+
+    perturbed_learner().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["head.bias"][0] = float("nan")
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="non-finite values .*head.bias") as err:
+        MetaLearner.from_pretrained(tmp_path)
+    assert str(tmp_path / "model.safetensors") in str(err.value)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .._files import folder_lock, read_json, write_text_atomic
 from .schedulers import EVAL_DRIVEN, LR_FREE, SCHEDULERS, build_optimizer_and_scheduler
 from .tasks import TASKS
 
@@ -210,7 +211,6 @@ def run_suite(
     meta_learner=None,
     progress: bool = True,
 ) -> list[dict]:
-    from tqdm.auto import tqdm
 
     if isinstance(suite, str):
         if suite not in SUITES:
@@ -223,17 +223,24 @@ def run_suite(
     _validate(suite)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _run_suite(suite, out, meta_learner, progress)
+
+
+def _run_suite(suite: Suite, out: Path, meta_learner, progress: bool) -> list[dict]:
+    from tqdm.auto import tqdm
+
     path = out / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else []
+    results = read_json(path, "benchmark results file") if path.exists() else []
+    if not isinstance(results, list):
+        raise ValueError(f"The benchmark results file {str(path)!r} is damaged (not a list of runs); delete it")
     done = {run_key(r["task"], r["scheduler"], r["optimizer"], r["base_lr"], r["seed"]) for r in results}
     todo = [r for r in plan(suite) if run_key(*r) not in done]
     bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="bench", disable=not progress)
     for task, scheduler, optimizer, lr, seed in todo:
         bar.set_postfix_str(f"{task} {scheduler} {optimizer} {lr:g} s{seed}")
         results.append(run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(path)  # atomic: a kill never leaves a half-written results file
+        write_text_atomic(path, json.dumps(results, indent=1))  # a kill never leaves a half-written file
         bar.update(1)
     bar.close()
     return results

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import atomic_write, folder_lock, read_json
 from ..features import FEATURE_NAMES, SCHEMA_VERSION
 from ..learner import MetaLearner
 from .simulate import PriorPolicy, meta_policy, simulate
@@ -57,7 +58,9 @@ COLLECT_PRESETS = {
         trainer_steps=12,
     ),
     "default": CollectPreset(
-        runs_per_schedule=64, horizon=(100, 400), populations=8,
+        runs_per_schedule=64,
+        horizon=(100, 400),
+        populations=8,
         trainer_tasks=("bert_cls", "gpt2_lm", "vit_digits", "wav2vec2_kws"),
     ),
 }
@@ -193,19 +196,24 @@ def collect(
     already there (a killed collection resumes), and only the finished whole becomes ``runs.parquet``. Each
     population draws from its own generator (seeded by ``seed`` and its index), so a part does not depend on
     which parts ran before it."""
+    if preset not in COLLECT_PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(COLLECT_PRESETS)}")
+    out = Path(output_dir)
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _collect(preset, out, seed, progress)
+
+
+def _collect(preset: str, out: Path, seed: int, progress: bool) -> Path:
     import pyarrow.parquet as pq
     from datasets import Dataset
     from tqdm.auto import tqdm
 
-    if preset not in COLLECT_PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(COLLECT_PRESETS)}")
     cfg = COLLECT_PRESETS[preset]
-    out = Path(output_dir)
     parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
     meta = {"schema_version": SCHEMA_VERSION, "feature_names": list(FEATURE_NAMES), "preset": preset, "seed": seed}
     stamp = parts / "collection.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != meta:
+    if stamp.exists() and read_json(stamp, "collection stamp") != meta:
         raise ValueError(
             f"{parts} holds parts of another collection ({stamp.read_text().strip()}); pass another --output-dir"
         )
@@ -225,18 +233,14 @@ def collect(
 
                 with tempfile.TemporaryDirectory() as tmp:
                     rows = _trainer_rows(cfg, what, Path(tmp), bar)
-            tmp_path = path.with_suffix(".tmp")
-            Dataset.from_list(rows).to_parquet(str(tmp_path))
-            tmp_path.replace(path)  # atomic: a kill never leaves a half-written part
+            atomic_write(path, lambda tmp, rows=rows: Dataset.from_list(rows).to_parquet(tmp))  # never half-written
         else:
             bar.update(n)
         for k, v in pq.read_table(path).to_pydict().items():
             columns.setdefault(k, []).extend(v)
     bar.close()
     ds = Dataset.from_dict(columns)
-    tmp = out / "runs.parquet.tmp"
-    ds.to_parquet(str(tmp))
-    tmp.replace(out / "runs.parquet")
+    atomic_write(out / "runs.parquet", lambda tmp: ds.to_parquet(tmp))
     (out / "collection.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(_card(ds, preset, seed))
     return out / "runs.parquet"

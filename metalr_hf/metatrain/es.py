@@ -21,6 +21,7 @@ batch size round differently, and a training run amplifies it; tested with 2 ran
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from .._files import atomic_write, folder_lock
 from ..features import FEATURE_NAMES
 from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
@@ -383,11 +385,18 @@ def meta_train(
 ) -> dict:
     """Meta-train a learner; writes ``learner/`` (loadable by ``MetaLearner.from_pretrained``), ``history.json``,
     ``eval.json`` and ``eval.md`` under ``output_dir``; checkpoints every iteration and resumes from it."""
-    from tqdm.auto import tqdm
 
     preset = replace(_preset(preset), **overrides)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _, rank, _ = _dist()
+    with folder_lock(out) if rank == 0 else contextlib.nullcontext():
+        return _meta_train(preset, out, resume, progress, evaluate_at_end)
+
+
+def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluate_at_end: bool) -> dict:
+    from tqdm.auto import tqdm
+
     torch.manual_seed(preset.seed)
     learner = MetaLearner(
         core=preset.core,
@@ -420,7 +429,13 @@ def meta_train(
     eps_gen = torch.Generator().manual_seed(preset.seed)
     preset_dict = json.loads(json.dumps(asdict(preset), default=list))
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=True)
+        try:
+            ckpt = torch.load(ckpt_path, weights_only=True)
+        except Exception as e:  # a damaged zip, a truncated file, a pickle with forbidden globals
+            raise ValueError(
+                f"The meta-training checkpoint {str(ckpt_path)!r} cannot be read ({type(e).__name__}: "
+                f"{str(e)[:200]}); delete it to start again, or pass --no-resume"
+            ) from None
         if not _same_settings(ckpt["preset"], preset_dict):
             raise ValueError(
                 f"{ckpt_path} was written by another preset or settings; pass another --output-dir or --no-resume"
@@ -453,21 +468,17 @@ def meta_train(
         }
         history.append(record)
         if rank == 0:
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "theta": theta,
-                    "adam_m": adam_m,
-                    "adam_v": adam_v,
-                    "history": history,
-                    "iteration": it + 1,
-                    "rng": rng.bit_generator.state,
-                    "eps_gen": eps_gen.get_state(),
-                    "preset": preset_dict,
-                },
-                tmp,
-            )
-            tmp.replace(ckpt_path)  # atomic: a kill never leaves a half-written checkpoint
+            ckpt = {
+                "theta": theta,
+                "adam_m": adam_m,
+                "adam_v": adam_v,
+                "history": history,
+                "iteration": it + 1,
+                "rng": rng.bit_generator.state,
+                "eps_gen": eps_gen.get_state(),
+                "preset": preset_dict,
+            }
+            atomic_write(ckpt_path, lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))  # never half-written
         bar.set_postfix(fit=f"{record['fitness_current']:+.4f}", best=f"{record['fitness_perturbed_best']:+.4f}")
         bar.update(1)
     bar.close()
