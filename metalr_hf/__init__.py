@@ -2,7 +2,9 @@
 
 __version__ = "0.1.0"
 
+from .integration import disable, enable
 from .learner import MetaLearner
+from .options import MetaSchedulerOptions
 from .scheduler import MetaLRScheduler, get_scheduler
 from .trainer import MetaLRCallback, MetaTrainer, MetaTrainingArguments
 
@@ -10,8 +12,11 @@ __all__ = [
     "MetaLRCallback",
     "MetaLRScheduler",
     "MetaLearner",
+    "MetaSchedulerOptions",
     "MetaTrainer",
     "MetaTrainingArguments",
     "__version__",
+    "disable",
+    "enable",
     "get_scheduler",
 ]

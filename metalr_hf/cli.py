@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -55,6 +56,11 @@ def make_parser() -> argparse.ArgumentParser:
     show.add_argument("--revision", default=None, help="branch, tag or commit sha of a Hub learner")
     show.add_argument("--card", action="store_true", help="print the learner's model card instead")
     show.set_defaults(func=_cmd_show)
+    sub.add_parser(
+        "run",
+        help="Run a transformers script with --lr_scheduler_type meta available: metalr-hf run SCRIPT.py [args]",
+        add_help=False,
+    )
     from . import hub_cli
     from .bench import cli as bench_cli
     from .metatrain import cli as metatrain_cli
@@ -71,15 +77,53 @@ def _hub_error():
     return HfHubHTTPError
 
 
+def _offline_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when it cannot reach the Hub (offline mode, no network)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from huggingface_hub.errors import OfflineModeIsEnabled
+
+        errors.append(OfflineModeIsEnabled)
+    except ImportError:
+        pass
+    for module, name in (("requests", "ConnectionError"), ("httpx", "TransportError"), ("httpx2", "TransportError")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # the script's own arguments and errors are its own: no parsing, no catching here
+        from .run import main as run_main
+
+        return run_main(argv[1:])
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (CliError, ValueError, FileNotFoundError, TypeError, _hub_error()) as e:
-        print(f"metalr-hf {args.command}: error: {e}", file=sys.stderr)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:  # `metalr-hf show | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (CliError, ValueError, FileNotFoundError, TypeError, RuntimeError, _hub_error()) as e:
+        print(f"metalr-hf {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except _offline_errors() as e:
+        print(
+            f"metalr-hf {args.command}: error: the Hugging Face Hub cannot be reached ({type(e).__name__}); check "
+            "the network, or unset HF_HUB_OFFLINE",
+            file=sys.stderr,
+        )
         return 2
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

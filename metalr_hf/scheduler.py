@@ -8,8 +8,13 @@
   does not read that feature;
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
-- ``γ_t`` is the divergence guard: while the smoothed log-loss sits more than ``log(guard_ratio)`` above its best
-  value, it shrinks by ``×0.7`` a step, whatever the learner says; it recovers like ``b_t``.
+- ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
+  single step moves it) sits more than ``log(guard_ratio)`` above its best value, it shrinks by ``×0.7`` a step,
+  whatever the learner says; it recovers like ``b_t``.
+
+The loss is read on a log scale: a loss of exactly 0 is skipped; from the first negative loss on, the run reads the
+gradient and optimizer statistics only (warned once). A non-finite δ (whatever its cause) is replaced by 0: that
+step follows the prior (warned once, naming the learner).
 
 :class:`MetaController` holds this logic for ``B`` runs at once; the scheduler is a controller with ``B = 1``
 and meta-training drives a controller over a whole population, so both use the same code.
@@ -26,29 +31,15 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from .features import FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
 from .learner import MetaLearner
-from .schedules import PRIORS, prior_multiplier
+from .options import MetaSchedulerOptions, check_controller_options
+from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
 
 logger = logging.getLogger(__name__)
 
-# Keys accepted in `lr_scheduler_kwargs` for the "meta" scheduler.
-META_SCHEDULER_KWARGS = (
-    "meta_learner",
-    "revision",
-    "cache_dir",
-    "token",
-    "local_files_only",
-    "prior",
-    "min_lr_ratio",
-    "decay_fraction",
-    "guard",
-    "guard_ratio",
-    "recovery",
-    "decision_lag",
-    "pretrained",
-    "max_boost",
-)
+# Keys accepted in `lr_scheduler_kwargs` for the "meta" scheduler (see `options.MetaSchedulerOptions`).
+META_SCHEDULER_KWARGS = MetaSchedulerOptions.names()
 
 
 def load_learner(meta_learner=None, **hub_kwargs) -> MetaLearner:
@@ -98,17 +89,7 @@ class MetaController:
         pretrained=False,
         max_boost="auto",
     ):
-        if prior not in PRIORS:
-            raise ValueError(f"Unknown prior {prior!r}; valid priors: {sorted(PRIORS)}")
-        if not 0.0 <= min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
-        if not guard_ratio > 1.0:
-            raise ValueError(f"guard_ratio must be > 1, got {guard_ratio!r}")
-        if int(recovery) < 1:
-            raise ValueError(f"recovery must be a positive number of steps, got {recovery!r}")
-        if max_boost is not None and max_boost != "auto":
-            if isinstance(max_boost, bool) or not isinstance(max_boost, (int, float)) or not max_boost >= 1.0:
-                raise ValueError(f'max_boost must be a number >= 1, "auto" or None, got {max_boost!r}')
+        check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
         # δ ≤ _log_boost for every run; under "auto", δ ≤ 0 too on the pretrained runs of a learner blind to them
         self._log_boost = math.inf if max_boost in (None, "auto") else math.log(max_boost)
         reads_pretrained = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
@@ -128,6 +109,7 @@ class MetaController:
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self.step_count = 0  # optimizer steps whose signals were consumed
+        self.nonfinite_decisions = 0  # steps whose learner output was not finite (the prior was used instead)
 
     def boost_cap(self) -> torch.Tensor:
         """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
@@ -152,8 +134,13 @@ class MetaController:
         device = self.learner.device
         delta, state = self.learner(feats.to(device), self.learner_state.to(device))
         delta, state = torch.minimum(delta.float().cpu(), self.boost_cap()), state.cpu()
+        # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
+        sane = torch.isfinite(delta) & torch.isfinite(state).all(-1)
+        self.nonfinite_decisions += int((ok & ~sane).sum())
+        delta = torch.where(sane, delta, torch.zeros_like(delta))
+        ok_state = ok & sane
         self.delta = torch.where(ok, delta, self.delta)
-        self.learner_state = torch.where(ok[:, None], state, self.learner_state)
+        self.learner_state = torch.where(ok_state[:, None], state, self.learner_state)
         self.features = feats
         # Non-finite back-off.
         self.backoff = torch.where(
@@ -163,8 +150,8 @@ class MetaController:
         if self.guard:
             s = self.extractor.state
             seen = s["n_loss"] > 0
-            self.best = torch.where(seen, torch.minimum(self.best, s["ema_f"]), self.best)
-            blown = seen & (s["ema_f"] - self.best > self.log_guard_ratio)
+            self.best = torch.where(seen, torch.minimum(self.best, s["guard_ema"]), self.best)
+            blown = seen & (s["guard_ema"] - self.best > self.log_guard_ratio)
             shrink = (self.guard_scale * 0.7).clamp(min=2**-10)
             grow = (self.guard_scale * self.recover).clamp(max=1.0)
             self.guard_scale = torch.where(blown, shrink, torch.where(ok, grow, self.guard_scale)).float()
@@ -247,36 +234,35 @@ class MetaLRScheduler(LRScheduler):
             raise TypeError(
                 f"MetaLRScheduler got unknown option(s) {unknown}; valid options: {sorted(META_SCHEDULER_KWARGS)}"
             )
-        if num_training_steps is None or isinstance(num_training_steps, bool) or int(num_training_steps) <= 0:
+        opts = MetaSchedulerOptions(meta_learner=meta_learner, **options)
+        if num_training_steps is not None and (not _is_count(num_training_steps) or int(num_training_steps) <= 0):
             raise ValueError(
-                f"MetaLRScheduler needs num_training_steps > 0, got {num_training_steps!r}: the learner reads "
-                "progress relative to the run length (in a Trainer, set max_steps or a sized train dataset)."
+                f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}: the "
+                "learner reads progress relative to the run length (in a Trainer, leave it None: the callback "
+                "takes it from the Trainer)."
             )
-        if num_warmup_steps is None or int(num_warmup_steps) < 0:
-            raise ValueError(f"num_warmup_steps must be >= 0, got {num_warmup_steps!r}")
-        hub = {k: options.pop(k, None) for k in ("revision", "cache_dir", "token", "local_files_only")}
-        pretrained = options.pop("pretrained", None)
-        if pretrained is not None and not isinstance(pretrained, bool):
-            raise ValueError(f"pretrained must be true, false or unset (read from the model), got {pretrained!r}")
-        self.pretrained_given = pretrained is not None
-        lag = options.pop("decision_lag", None)
+        if not _is_count(num_warmup_steps) or int(num_warmup_steps) < 0:
+            raise ValueError(f"num_warmup_steps must be a whole number >= 0, got {num_warmup_steps!r}")
+        self.opts = opts
+        self.pretrained_given = opts.pretrained is not None
+        lag = opts.decision_lag
         if lag is None:  # auto: lag on accelerators (no host-device sync per step), none on the CPU
             on_cpu = all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"])
             lag = 0 if on_cpu else 1
-        if lag not in (0, 1):
-            raise ValueError(f"decision_lag must be 0, 1 or None (auto), got {lag!r}")
         self.decision_lag = int(lag)
         self._held: tuple[torch.Tensor, int] | None = None
         # Building the learner's layers draws from the global generator (their random init, then overwritten by
         # the saved weights): done in a fork, so that the training's dropout masks and data order are the ones a
         # run without metalr-hf would draw, and meta and a baseline of the same seed stay paired.
         with torch.random.fork_rng(devices=[]):
-            self.learner = load_learner(meta_learner, **hub)
-        self.num_training_steps, self.num_warmup_steps = int(num_training_steps), int(num_warmup_steps)
-        self.controller = MetaController(
-            self.learner, self.num_training_steps, self.num_warmup_steps, pretrained=bool(pretrained), **options
-        )
-        self.options = dict(options)
+            self.learner = load_learner(opts.meta_learner, **opts.hub_kwargs())
+        self.num_warmup_steps = int(num_warmup_steps)
+        # the controller's options, recorded in the state: those given, as before the options were a dataclass
+        self.options = {k: v for k, v in opts.controller_kwargs().items() if k in options}
+        self.controller: MetaController | None = None
+        self.num_training_steps: int | None = None
+        if num_training_steps is not None:
+            self.set_num_training_steps(num_training_steps)
         self._pending_loss = None
         self._pending_count = 0
         self._pending_grad_norm = None
@@ -286,11 +272,55 @@ class MetaLRScheduler(LRScheduler):
         self._reader = SignalReader(optimizer)
         super().__init__(optimizer, last_epoch)
 
+    def set_num_training_steps(self, num_training_steps: int) -> None:
+        """Fix the horizon ``T`` of a scheduler built with ``num_training_steps=None`` (``MetaLRCallback`` does it
+        from the Trainer's ``max_steps`` when training begins), before the first step."""
+        if not _is_count(num_training_steps) or int(num_training_steps) <= 0:
+            raise ValueError(
+                f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}"
+            )
+        if self.controller is not None and self.controller.step_count > 0:
+            raise RuntimeError("num_training_steps cannot change once the scheduler has taken a step")
+        self.num_training_steps = int(num_training_steps)
+        self.controller = MetaController(
+            self.learner,
+            self.num_training_steps,
+            self.num_warmup_steps,
+            pretrained=bool(self.opts.pretrained),
+            **self.opts.controller_kwargs(),
+        )
+        if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
+            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+                group["lr"] = lr
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _need_controller(self) -> MetaController:
+        if self.controller is None:
+            raise RuntimeError(
+                "MetaLRScheduler was built with num_training_steps=None and stepped before it was set: pass "
+                "num_training_steps, call set_num_training_steps(T), or add MetaLRCallback() to the Trainer."
+            )
+        return self.controller
+
     # -- signals -------------------------------------------------------------------------------------------
     def observe(self, loss, grad_norm=None) -> None:
         """Hand over the loss of the optimizer step about to be taken (and, optionally, the gradient norm before
         clipping). Several calls before one ``step()`` are averaged (gradient accumulation)."""
-        loss = torch.as_tensor(loss).detach().float().reshape(-1).mean()
+        if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
+            raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
+        try:
+            loss = torch.as_tensor(loss).detach().float().reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(
+                f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80} ({e})"
+            ) from None
+        if loss.numel() == 0:
+            raise ValueError("MetaLRScheduler.observe(loss) got an empty tensor: pass the loss of the step")
+        loss = loss.mean()
+        if grad_norm is not None and (isinstance(grad_norm, (str, bytes, bool)) or not _is_number_like(grad_norm)):
+            raise TypeError(
+                f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
+            )
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
         self._pending_count += 1
         if grad_norm is not None:
@@ -333,6 +363,22 @@ class MetaLRScheduler(LRScheduler):
     def _consume(self, vec: torch.Tensor, step: int) -> None:
         """Feed one step's signals to the controller (the learner sees only finite ones)."""
         signals = Signals.from_vector(vec.cpu())
+        if bool(signals.has_loss[0]):
+            value = float(signals.loss[0])
+            if value < 0:
+                self._warn_once(
+                    "negative_loss",
+                    f"MetaLRScheduler: negative loss {value:.4g} at step {step}. The learner reads the loss on a log "
+                    "scale, which a negative loss does not have: from this step on it runs on the gradient and "
+                    "optimizer statistics only (as without `observe`). To keep the loss features, hand `observe` a "
+                    "positive transform of your objective (e.g. `loss - lower_bound`).",
+                )
+            elif value == 0:
+                self._warn_once(
+                    "zero_loss",
+                    f"MetaLRScheduler: a loss of exactly 0 at step {step} cannot be read on a log scale; the "
+                    "learner skips the loss of such steps (the gradient statistics are still read).",
+                )
         if float(signals.gg[0]) == 0.0:
             self._warn_once(
                 "no_grad",
@@ -340,11 +386,20 @@ class MetaLRScheduler(LRScheduler):
                 "the gradient features use the gradient norm the Trainer reports, the others stay neutral.",
             )
         self.last_signals = signals
+        before = self.controller.nonfinite_decisions
         self._report(self.controller.update(signals, step=step))
+        if self.controller.nonfinite_decisions > before:
+            self._warn_once(
+                "nonfinite_delta",
+                f"MetaLRScheduler: the meta-learner {self.learner.source.get('name_or_path')!r} returned a non-finite "
+                f"correction at step {step}; the LR follows the prior schedule at such steps. The learner's weights "
+                "or config are probably damaged.",
+            )
 
     # -- LRScheduler API -----------------------------------------------------------------------------------
     def step(self, epoch: int | None = None) -> None:
         if not self._is_initial and epoch is None:
+            self._need_controller()
             vec, step = self._collect_signals(), self.last_epoch
             if self.decision_lag == 0:
                 if self._held is not None:  # resumed from a checkpoint written with decision_lag=1
@@ -381,6 +436,8 @@ class MetaLRScheduler(LRScheduler):
         self._in_incident = bad
 
     def get_lr(self) -> list[float]:
+        if self.controller is None:  # the horizon is not known yet: the LR is set when it is
+            return list(self.base_lrs)
         scale = float(self.controller.scale(self.last_epoch)[0])
         return [base * scale for base in self.base_lrs]
 
@@ -414,6 +471,7 @@ class MetaLRScheduler(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
+        _check_state(state_dict, len(self.optimizer.param_groups))
         schema = state_dict.get("schema_version")
         if schema != SCHEMA_VERSION:
             raise ValueError(
@@ -428,6 +486,10 @@ class MetaLRScheduler(LRScheduler):
                 f"scheduler uses {self.learner.source.get('name_or_path')!r} (fingerprint {mine}). Resume with the "
                 "same `meta_learner` (and revision) as the interrupted run."
             )
+        if self.controller is None or self.num_training_steps != int(state_dict["num_training_steps"]):
+            self.num_training_steps = None
+            self.controller = None
+            self.set_num_training_steps(state_dict["num_training_steps"])  # the interrupted run's horizon
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
@@ -439,6 +501,55 @@ class MetaLRScheduler(LRScheduler):
             self.pretrained_given = True
         held = state_dict.get("held_signals")
         self._held = None if held is None else (held, int(state_dict["held_step"]))
+
+
+def _is_count(value) -> bool:
+    """A whole number (an int, or a float/0-d tensor that is one), not a bool."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return False
+    try:
+        f = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return math.isfinite(f) and f == int(f)
+
+
+def _is_number_like(value) -> bool:
+    try:
+        torch.as_tensor(value).float()
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+_STATE_KEYS = {
+    "last_epoch", "_step_count", "base_lrs", "_last_lr", "num_training_steps", "num_warmup_steps", "options",
+    "schema_version", "learner_fingerprint", "learner_source", "controller",
+}  # fmt: skip
+_LATER_STATE_KEYS = {"decision_lag", "held_signals", "held_step"}  # states written before them load without
+_CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
+
+
+def _check_state(state: dict, num_groups: int) -> None:
+    """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
+    if not isinstance(state, dict):
+        raise ValueError(f"A MetaLRScheduler state must be a dict, got {type(state).__name__}")
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - _LATER_STATE_KEYS)
+    if missing or extra:
+        raise ValueError(
+            f"Not a MetaLRScheduler state of this version: missing keys {missing}, unexpected keys {extra}. "
+            "Was it written by another scheduler, or truncated?"
+        )
+    controller = state["controller"]
+    if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
+        have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
+        raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
+    for key in ("base_lrs", "_last_lr"):
+        if len(state[key]) != num_groups:
+            raise ValueError(
+                f"The scheduler state holds {len(state[key])} {key} (one per param group) but this optimizer has "
+                f"{num_groups} param groups: resume with the optimizer of the interrupted run."
+            )
 
 
 def _all_reduce_mean(vec: torch.Tensor) -> torch.Tensor:

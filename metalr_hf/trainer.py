@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 from transformers.utils.generic import ExplicitEnum
 
+from .options import MetaSchedulerOptions
 from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler
 
 __all__ = ["MetaLRCallback", "MetaSchedulerType", "MetaTrainer", "MetaTrainingArguments", "VALID_SCHEDULER_NAMES"]
@@ -76,14 +77,7 @@ class MetaTrainingArguments(TrainingArguments):
                 raise ValueError(f"lr_scheduler_kwargs {kwargs!r} is neither a JSON object nor a JSON file")
             with open(kwargs) as f:
                 kwargs = self.lr_scheduler_kwargs = json.load(f)
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"lr_scheduler_kwargs must be a dict for lr_scheduler_type='meta', got {kwargs!r}")
-        unknown = sorted(set(kwargs) - set(META_SCHEDULER_KWARGS))
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {unknown} in lr_scheduler_kwargs for lr_scheduler_type='meta'; "
-                f"valid keys: {sorted(META_SCHEDULER_KWARGS)}"
-            )
+        check_meta_kwargs(kwargs)
 
     def set_lr_scheduler(self, name="linear", **kwargs):
         """As in ``TrainingArguments``, with ``"meta"`` accepted."""
@@ -92,6 +86,29 @@ class MetaTrainingArguments(TrainingArguments):
             self.lr_scheduler_type = MetaSchedulerType.META
             return self
         return super().set_lr_scheduler(name, **kwargs)
+
+
+def check_meta_kwargs(kwargs) -> MetaSchedulerOptions:
+    """``lr_scheduler_kwargs`` of a ``Trainer`` with ``lr_scheduler_type="meta"``, checked before training starts:
+    ``ValueError`` for an unknown key, a bad value or a Hub token (training arguments are logged and pickled)."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"lr_scheduler_kwargs must be a dict for lr_scheduler_type='meta', got {kwargs!r}")
+    if "token" in kwargs:
+        raise ValueError(
+            "lr_scheduler_kwargs must not hold a Hub 'token': training arguments are logged by every tracker "
+            "and pickled into each checkpoint's training_args.bin. Log in with `hf auth login` or set HF_TOKEN; "
+            "the learner is downloaded with that login."
+        )
+    unknown = sorted(set(kwargs) - set(META_SCHEDULER_KWARGS))
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in lr_scheduler_kwargs for lr_scheduler_type='meta'; "
+            f"valid keys: {sorted(META_SCHEDULER_KWARGS)}"
+        )
+    try:
+        return MetaSchedulerOptions(**kwargs)
+    except ValueError as e:
+        raise ValueError(f"lr_scheduler_kwargs for lr_scheduler_type='meta': {e}") from None
 
 
 def _pretrained_from(model) -> str:
@@ -132,20 +149,26 @@ class MetaLRCallback(TrainerCallback):
       the clipped gradients, from which it reads the norm itself).
 
     The scheduler reduces these over all ranks before its learner sees them, so every rank sets the same LR.
-    It adds ``meta/lr_scale``, ``meta/delta`` and one ``meta/feature/<name>`` per feature to the training logs.
+    It adds ``meta/lr_scale`` (``exp(δ)·b·γ``, the factor on the prior) and ``meta/delta`` (``δ``) to every training
+    log, before the trackers (TensorBoard, W&B, MLflow, ``log_history``) receive it; with ``log_features`` also
+    ``meta/backoff``, ``meta/guard`` and one ``meta/feature/<name>`` per feature. A scheduler built with
+    ``num_training_steps=None`` gets its horizon from the Trainer (``max_steps``, or epochs × steps per epoch).
 
     Args:
-        log_features (`bool`, *optional*, defaults to `True`): also log the feature vector.
+        log_features (`bool`, *optional*): also log the features, the back-off and the guard. Unset: the
+            scheduler's ``log_features`` option (default False).
 
     Example:
 
     ```python
-    scheduler = MetaLRScheduler(optimizer, num_training_steps=args.max_steps)
+    scheduler = MetaLRScheduler(optimizer)  # the horizon comes from the Trainer
     trainer = Trainer(model, args, train_dataset=ds, optimizers=(optimizer, scheduler), callbacks=[MetaLRCallback()])
     ```
     """
 
-    def __init__(self, log_features: bool = True):
+    def __init__(self, log_features: bool | None = None):
+        if log_features is not None and not isinstance(log_features, bool):
+            raise ValueError(f"log_features must be true, false or None, got {log_features!r}")
         self.log_features = log_features
         self.fed_by_trainer = False  # set by MetaTrainer, which reports losses and grad norms itself
         self._losses: list[torch.Tensor] = []
@@ -183,8 +206,20 @@ class MetaLRCallback(TrainerCallback):
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
             return
+        if self._scheduler.controller is None:  # built with num_training_steps=None: the Trainer knows it
+            self._scheduler.set_num_training_steps(state.max_steps)
         if not self.fed_by_trainer and model is not None and self._hook is None:
             self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
+        if not self.fed_by_trainer:
+            _run_before_the_trackers(self)
+        if state.global_step > 0 and self._scheduler.last_epoch == 0:
+            # transformers restores scheduler.pt (and optimizer.pt) only when both exist, silently otherwise
+            checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            raise ValueError(
+                f"Resuming at step {state.global_step}, but the MetaLRScheduler state was not restored: the "
+                f"checkpoint ({checkpoint}?) lacks scheduler.pt or optimizer.pt, and the meta schedule would restart "
+                "from step 0 with a fresh optimizer. Resume from a complete checkpoint, or start a new run."
+            )
         source = self._scheduler.learner.source
         fingerprint = self._scheduler.learner.fingerprint()
         logger.info(
@@ -224,20 +259,41 @@ class MetaLRCallback(TrainerCallback):
         if self._scheduler is None:
             return {}
         c = self._scheduler.controller
-        logs = {
-            "meta/lr_scale": self._scheduler.last_scale,
-            "meta/delta": float(c.delta[0]),
-            "meta/backoff": float(c.backoff[0]),
-            "meta/guard": float(c.guard_scale[0]),
-        }
-        if self.log_features:
+        logs = {"meta/lr_scale": self._scheduler.last_scale, "meta/delta": float(c.delta[0])}
+        log_features = self._scheduler.opts.log_features if self.log_features is None else self.log_features
+        if log_features:
+            logs.update({"meta/backoff": float(c.backoff[0]), "meta/guard": float(c.guard_scale[0])})
             logs.update({f"meta/feature/{k}": v for k, v in self._scheduler.features_dict().items()})
         return logs
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        # In a stock Trainer this reaches the callbacks after this one; MetaTrainer adds them in `log` instead.
+        # A stock Trainer has appended a copy of `logs` to `log_history` already, and calls the callbacks with the
+        # `logs` dict itself: this callback runs first (see `_run_before_the_trackers`), so the trackers get the
+        # values through it, and the copy in `log_history` is completed here. MetaTrainer adds them in `log`.
         if logs is not None and "loss" in logs and not self.fed_by_trainer:
-            logs.update(self.meta_logs())
+            meta = self.meta_logs()
+            logs.update(meta)
+            last = state.log_history[-1] if state.log_history else None
+            if last is not None and last.get("step") == state.global_step and last.get("loss") == logs["loss"]:
+                last.update(meta)
+
+
+def _run_before_the_trackers(callback: TrainerCallback) -> None:
+    """Move ``callback`` to the front of the Trainer's callback list, so that what it adds to ``logs`` in
+    ``on_log`` reaches the reporting integrations (transformers puts them before the user's callbacks). The list
+    is found among the callback's referrers: a Trainer passes no handle to it."""
+    import gc
+
+    for ref in gc.get_referrers(callback):
+        if (
+            isinstance(ref, list)
+            and ref
+            and ref[0] is not callback
+            and all(isinstance(cb, TrainerCallback) for cb in ref)
+            and sum(cb is callback for cb in ref) == 1
+        ):
+            ref.remove(callback)
+            ref.insert(0, callback)
 
 
 class MetaTrainer(Trainer):

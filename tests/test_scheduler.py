@@ -166,11 +166,26 @@ def test_checkpoint_of_another_learner_is_refused():
         b.load_state_dict(a.state_dict())
 
 
-@pytest.mark.parametrize("steps", [None, 0, -5])
+@pytest.mark.parametrize("steps", [0, -5])
 def test_num_training_steps_required(steps):
     _, opt, _, _ = _problem()
     with pytest.raises(ValueError, match="num_training_steps > 0"):
         MetaLRScheduler(opt, num_training_steps=steps)
+
+
+def test_horizon_set_later_gives_the_same_run_and_stepping_without_it_is_refused():
+    learner = perturbed_learner(seed=3)
+    _, lrs, _, _ = _run(lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=learner), steps=20)
+
+    def later(o):
+        sched = MetaLRScheduler(o, meta_learner=learner)
+        sched.set_num_training_steps(20)
+        return sched
+
+    _, lrs_later, _, _ = _run(later, steps=20)
+    assert lrs_later == lrs
+    with pytest.raises(RuntimeError, match="num_training_steps=None .* MetaLRCallback"):
+        _run(lambda o: MetaLRScheduler(o, meta_learner=learner), steps=2)
 
 
 def test_unknown_option_and_missing_learner(tmp_path):

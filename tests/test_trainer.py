@@ -58,8 +58,17 @@ def test_meta_trainer_moves_lr_within_bounds_and_learns(tmp_path):
     losses = _losses(trainer)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     logged = [h for h in trainer.state.log_history if "meta/lr_scale" in h]
-    assert len(logged) == 30 and "meta/feature/log_loss_rel" in logged[-1]
+    assert len(logged) == 30 and set(logged[-1]) >= {"meta/lr_scale", "meta/delta"}
+    assert not any(k.startswith("meta/feature/") for k in logged[-1])  # the features are opt-in
     assert trainer.meta_learner_info()["name_or_path"] == str(learner_dir)
+
+
+def test_log_features_option_adds_the_features(tmp_path):
+    args = _args(tmp_path, lr_scheduler_kwargs={"log_features": True}, max_steps=3)
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "meta/lr_scale" in h]
+    assert "meta/feature/log_loss_rel" in logged[-1] and "meta/guard" in logged[-1]
 
 
 @pytest.mark.parametrize("reload", ["same-construction", "from-checkpoint-folder"])

@@ -1,0 +1,128 @@
+"""The options of the meta scheduler, in one typed place: defaults, validation and help.
+
+Every entry point reads :class:`MetaSchedulerOptions`: ``MetaLRScheduler(**options)``, ``get_scheduler("meta", ...,
+scheduler_specific_kwargs=options)``, ``--lr_scheduler_kwargs '{...}'`` of a ``Trainer`` (``MetaTrainer``, or any
+script under ``metalr-hf run``), and ``metalr_hf.enable()``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from .schedules import PRIORS
+
+__all__ = ["HUB_OPTIONS", "MetaSchedulerOptions", "check_controller_options"]
+
+# Where the learner comes from (handed to `MetaLearner.from_pretrained`, not to the controller).
+HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_only")
+
+
+def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost) -> None:
+    """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
+    if prior not in PRIORS:
+        raise ValueError(f"Unknown prior {prior!r}; valid priors: {sorted(PRIORS)}")
+    for name, value, low, high in (
+        ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
+        ("decay_fraction", decay_fraction, 0.0, 1.0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+            raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    if isinstance(guard_ratio, bool) or not isinstance(guard_ratio, numbers.Real) or not 1.0 < guard_ratio < math.inf:
+        raise ValueError(f"guard_ratio must be a finite number > 1, got {guard_ratio!r}")
+    if isinstance(recovery, bool) or not isinstance(recovery, numbers.Integral) or int(recovery) < 1:
+        raise ValueError(f"recovery must be a positive number of steps, got {recovery!r}")
+    if max_boost is not None and max_boost != "auto":
+        if isinstance(max_boost, bool) or not isinstance(max_boost, numbers.Real) or not 1.0 <= max_boost < math.inf:
+            raise ValueError(f'max_boost must be a number >= 1, "auto" or None, got {max_boost!r}')
+
+
+@dataclass
+class MetaSchedulerOptions:
+    """Options of ``lr_scheduler_type="meta"``; each can be passed in ``lr_scheduler_kwargs``.
+
+    Args:
+        meta_learner (`str`, *optional*): a folder written by ``save_pretrained``, a Hub repo id, or unset for
+            the learner bundled with the package (works offline). In Python, also a ``MetaLearner``.
+        revision (`str`, *optional*): branch, tag or commit sha of a Hub learner (pin it for reproducible runs).
+        cache_dir (`str`, *optional*), local_files_only (`bool`, defaults to `False`): as in ``from_pretrained``.
+        token (`str`, *optional*): a Hub token, for a plain loop only; a ``Trainer`` refuses it in
+            ``lr_scheduler_kwargs`` (they are logged and pickled): log in with ``hf auth login`` or set ``HF_TOKEN``.
+        prior (`str`, defaults to `"cosine"`): the schedule the learner corrects: `constant`, `cosine`,
+            `linear` or `wsd`.
+        min_lr_ratio (`float`, defaults to 0.0): the prior's final LR as a fraction of the peak.
+        decay_fraction (`float`, defaults to 0.2): the share of the run the `wsd` prior spends decaying.
+        guard (`bool`, defaults to `True`), guard_ratio (`float`, defaults to 3.0): the divergence guard cuts the
+            LR while the smoothed loss sits more than ``guard_ratio``× above its best.
+        recovery (`int`, defaults to 10): steps over which a backed-off LR recovers ×2.
+        decision_lag (`int`, *optional*): 1 applies each decision one step later so that the host never waits
+            for the accelerator; 0 at once; unset picks 1 on accelerators, 0 on the CPU.
+        pretrained (`bool`, *optional*): the run fine-tunes pretrained weights (a learner feature); unset, a
+            ``Trainer`` reads it from the model, a plain loop assumes False.
+        max_boost (`float`, `"auto"` or `None`, defaults to `"auto"`): the most the learner may raise the LR above
+            the prior; `"auto"` caps it at 1 on pretrained runs for a learner that never saw one.
+        log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
+            (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
+            and ``meta/delta`` are always logged.
+    """
+
+    meta_learner: Any = field(default=None, metadata={"help": "learner folder or Hub repo id (unset: bundled)"})
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit sha of a Hub learner"})
+    cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder"})
+    token: Any = field(default=None, metadata={"help": "Hub token (plain loops only; use HF_TOKEN in a Trainer)"})
+    local_files_only: bool = field(default=False, metadata={"help": "never download the learner"})
+    prior: str = field(default="cosine", metadata={"help": f"schedule the learner corrects: {sorted(PRIORS)}"})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "final LR of the prior, as a fraction of the peak"})
+    decay_fraction: float = field(default=0.2, metadata={"help": "share of the run the wsd prior decays"})
+    guard: bool = field(default=True, metadata={"help": "divergence guard on the smoothed loss"})
+    guard_ratio: float = field(default=3.0, metadata={"help": "the guard acts above best loss × this"})
+    recovery: int = field(default=10, metadata={"help": "steps for a backed-off LR to recover ×2"})
+    decision_lag: int | None = field(default=None, metadata={"help": "0, 1 or unset (1 on accelerators)"})
+    pretrained: bool | None = field(default=None, metadata={"help": "the run fine-tunes pretrained weights"})
+    max_boost: Any = field(default="auto", metadata={"help": 'most the LR may rise above the prior; "auto"/null'})
+    log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
+
+    def __post_init__(self):
+        for name in ("local_files_only", "guard", "log_features"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.pretrained is not None and not isinstance(self.pretrained, bool):
+            raise ValueError(f"pretrained must be true, false or unset (read from the model), got {self.pretrained!r}")
+        if self.decision_lag is not None and (isinstance(self.decision_lag, bool) or self.decision_lag not in (0, 1)):
+            raise ValueError(f"decision_lag must be 0, 1 or None (auto), got {self.decision_lag!r}")
+        for name in ("revision", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+        check_controller_options(
+            self.prior, self.min_lr_ratio, self.decay_fraction, self.guard_ratio, self.recovery, self.max_boost
+        )
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict | None, where: str = "lr_scheduler_kwargs") -> MetaSchedulerOptions:
+        """Options from a dict; an unknown key is a ``TypeError`` that lists the valid ones."""
+        kwargs = dict(kwargs or {})
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            raise TypeError(
+                f"Unknown option(s) {unknown} in {where} for the meta scheduler; valid: {sorted(cls.names())}"
+            )
+        return cls(**kwargs)
+
+    def non_default(self) -> dict:
+        """The options that differ from their defaults."""
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        return {k: v for k, v in asdict(self).items() if v != defaults.get(k)}
+
+    def controller_kwargs(self) -> dict:
+        return {k: getattr(self, k) for k in ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio",
+                                              "recovery", "max_boost")}  # fmt: skip
+
+    def hub_kwargs(self) -> dict:
+        return {k: getattr(self, k) for k in HUB_OPTIONS[1:]}
