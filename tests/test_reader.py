@@ -1,0 +1,78 @@
+"""The batched signal reader reads exactly the sums the per-parameter reader of 0.1.0 read (kept in
+tests/reference_reader.py), plans once, and allocates no work buffer after its first step."""
+
+import pytest
+import torch
+from reference_reader import ReferenceSignalReader
+
+from metalr_hf.reader import SignalReader
+
+
+def _model_and_optimizer(kind, seed=0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=32)  # fmt: skip
+    model = BertForSequenceClassification(config)
+    if kind == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    elif kind == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    elif kind == "groups":
+        params = list(model.parameters())
+        opt = torch.optim.AdamW([{"params": params[:10], "lr": 1e-3}, {"params": params[10:], "lr": 1e-4}])
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    return model, opt
+
+
+@pytest.mark.parametrize("budget", [None, 1 << 15, 20_000])
+@pytest.mark.parametrize("kind", ["adamw", "sgd", "plain", "groups"])
+def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budget):
+    model, opt = _model_and_optimizer(kind)
+    new, old = SignalReader(opt, budget), ReferenceSignalReader(opt, budget)
+    for step in range(4):
+        ids = torch.randint(0, 300, (4, 12))
+        model(input_ids=ids, labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+        opt.step()
+        a, b = new.read(step), old.read(step)
+        assert a.keys() == b.keys()
+        for k in b:
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-6, abs=1e-12), (k, step)
+        opt.zero_grad()
+    if budget == 20_000:
+        assert new.stride > 1  # the sampled path was exercised
+
+
+def test_reader_replans_when_the_optimizer_state_is_replaced():
+    """optimizer.load_state_dict puts new moment tensors in place: the reader must read those, not the old ones."""
+    model, opt = _model_and_optimizer("adamw")
+    model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+    opt.step()
+    reader = SignalReader(opt, None)
+    before = reader.read()
+    state = opt.state_dict()
+    for s in state["state"].values():
+        s["exp_avg"] = s["exp_avg"] * 2
+    opt.load_state_dict(state)
+    after = reader.read()
+    assert float(after["mm"]) == pytest.approx(4 * float(before["mm"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("budget", [None, 1000])
+def test_reader_keeps_its_work_buffers_after_the_first_step(budget):
+    model, opt = _model_and_optimizer("adamw")
+    for step in range(3):
+        model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+        opt.step()
+        reader = reader if step else SignalReader(opt, budget)
+        out = reader.read_into(step)
+        buffers = [b.data_ptr() for bucket in reader._buckets for b in bucket.buffers.values()]
+        if step:
+            assert out.data_ptr() == first_out and buffers == first_buffers
+        first_out, first_buffers = out.data_ptr(), buffers
+        opt.zero_grad(set_to_none=True)  # new gradient tensors every step, as in a Trainer
+    work = sum(b.numel() for bucket in reader._buckets for b in bucket.buffers.values())
+    if budget:
+        assert work < 20 * (budget + 256 * len(list(model.parameters())))  # set by the budget, not the model
