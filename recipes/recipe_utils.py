@@ -1,4 +1,4 @@
-"""What every recipe shares: argument parsing (CLI or one JSON file), checkpoint detection, offline-safe metrics.
+"""What every recipe shares: argument parsing (CLI or one JSON file), checkpoint detection, local `evaluate` metrics.
 
 Kept beside the scripts (not in the package) so that each recipe still reads like a Hugging Face example.
 """
@@ -9,8 +9,8 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
-import numpy as np
 from transformers import HfArgumentParser
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -62,41 +62,15 @@ def require_columns(dataset, columns, source: str) -> None:
         raise ValueError(f"{source} lacks the column(s) {missing}; it has {dataset.column_names}")
 
 
-def classification_metrics(logits, labels) -> dict:
-    """Accuracy, macro F1 and (with ≥ 5 classes) top-5 accuracy: accuracy and F1 through `evaluate` when its
-    modules load, the same formulas with scikit-learn otherwise, so that a recipe never fails offline."""
-    from metalr_hf.bench.tasks import classification_metrics as offline_metrics
-
-    out = offline_metrics(logits, labels)
-    pred, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
-    try:
-        import evaluate
-
-        out["accuracy"] = float(evaluate.load("accuracy").compute(predictions=pred, references=labels)["accuracy"])
-        out["f1"] = float(evaluate.load("f1").compute(predictions=pred, references=labels, average="macro")["f1"])
-    except Exception:  # no `evaluate`, or its metric scripts cannot be fetched offline: keep the offline values
-        pass
-    return out
+METRICS_DIR = Path(__file__).parent / "metrics"
 
 
-def word_error_rate(predictions: list[str], references: list[str]) -> float:
-    """WER: word-level edit distance over reference words (``jiwer`` when installed, the same formula otherwise)."""
-    try:
-        import jiwer
+def load_metric(name: str, config_name: str | None = None):
+    """The ``evaluate`` module ``recipes/metrics/<name>`` (``config_name``: a GLUE task, for instance), loaded once
+    per run by the recipe. ``evaluate.load`` reads it from that folder: no network, no fallback (see its README)."""
+    import evaluate
 
-        return float(jiwer.wer(references, predictions))
-    except ImportError:
-        errors = words = 0
-        for hyp, ref in zip(predictions, references):
-            h, r = hyp.split(), ref.split()
-            d = list(range(len(h) + 1))
-            for i, rw in enumerate(r, 1):
-                prev, d[0] = d[0], i
-                for j, hw in enumerate(h, 1):
-                    prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
-            errors += d[len(h)]
-            words += len(r)
-        return errors / max(words, 1)
+    return evaluate.load(str(METRICS_DIR / name), config_name=config_name)
 
 
 def train_evaluate_save(trainer, training_args, checkpoint, model_card_kwargs: dict, extra_metrics=None) -> dict:

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
+import numpy as np  # noqa: E402
 from recipe_utils import (  # noqa: E402
-    classification_metrics,
     last_checkpoint,
+    load_metric,
     parse_args,
     require_columns,
     setup_logging,
@@ -72,7 +73,13 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    task_name: str | None = field(default=None, metadata={"help": f"A GLUE task: {', '.join(TASK_TO_KEYS)}."})
+    task_name: str | None = field(
+        default=None,
+        metadata={
+            "help": f"A GLUE task: {', '.join(TASK_TO_KEYS)}. Alone, its data come from the Hub; with "
+            "--train_file/--validation_file, the local files are read as that task (its columns and metrics)."
+        },
+    )
     train_file: str | None = field(default=None, metadata={"help": "A local CSV or JSON training file."})
     validation_file: str | None = field(default=None, metadata={"help": "A local CSV or JSON validation file."})
     max_seq_length: int = field(default=128, metadata={"help": "Sequences are truncated to this many tokens."})
@@ -84,7 +91,7 @@ class DataTrainingArguments:
             self.task_name = self.task_name.lower()
             if self.task_name not in TASK_TO_KEYS:
                 raise ValueError(f"Unknown task {self.task_name!r}; valid GLUE tasks: {list(TASK_TO_KEYS)}")
-        elif self.train_file is None and self.validation_file is None:
+        if self.task_name is None and self.train_file is None and self.validation_file is None:
             raise ValueError("Pass --task_name or --train_file/--validation_file.")
         for f in (self.train_file, self.validation_file):
             if f is not None and f.rsplit(".", 1)[-1] not in ("csv", "json", "jsonl"):
@@ -92,7 +99,7 @@ class DataTrainingArguments:
 
 
 def load_data(data_args, cache_dir):
-    if data_args.task_name is not None:
+    if data_args.train_file is None and data_args.validation_file is None:
         raw = datasets.load_dataset("nyu-mll/glue", data_args.task_name, cache_dir=cache_dir)
         keys = TASK_TO_KEYS[data_args.task_name]
         return raw, keys, "validation_matched" if data_args.task_name == "mnli" else "validation"
@@ -101,7 +108,10 @@ def load_data(data_args, cache_dir):
     raw = datasets.load_dataset(ext, data_files=files, cache_dir=cache_dir)
     split, source = next(iter(files.items()))
     cols = raw[split].column_names
-    keys = ("sentence1", "sentence2") if "sentence1" in cols else ("sentence", None)
+    if data_args.task_name is not None:
+        keys = TASK_TO_KEYS[data_args.task_name]
+    else:
+        keys = ("sentence1", "sentence2") if "sentence1" in cols else ("sentence", None)
     for split, source in files.items():
         require_columns(raw[split], [k for k in keys if k] + ["label"], source)
     return raw, keys, "validation"
@@ -115,7 +125,14 @@ def main():
     raw, (key1, key2), eval_split = load_data(data_args, model_args.cache_dir)  # validated before any write
 
     label_list = raw["train" if "train" in raw else eval_split].unique("label")
-    is_regression = data_args.task_name == "stsb"
+    label_type = raw["train" if "train" in raw else eval_split].features["label"]
+    is_regression = data_args.task_name == "stsb" or getattr(label_type, "dtype", "").startswith("float")
+    # one evaluate module for the run: the task's GLUE metrics, or accuracy / F1 (regression: Pearson, Spearman)
+    metric = (
+        load_metric("glue", data_args.task_name or ("stsb" if is_regression else None))
+        if (data_args.task_name or is_regression)
+        else load_metric("classification")
+    )
     num_labels = 1 if is_regression else len(label_list)
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path, num_labels=num_labels, cache_dir=model_args.cache_dir
@@ -142,11 +159,12 @@ def main():
         evals = evals.select(range(min(data_args.max_eval_samples, len(evals))))
 
     def compute_metrics(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         if is_regression:
-            from scipy.stats import pearsonr
-
-            return {"pearson": float(pearsonr(p.predictions.squeeze(), p.label_ids)[0])}
-        return classification_metrics(p.predictions, p.label_ids)
+            return metric.compute(predictions=np.squeeze(logits, -1), references=p.label_ids)
+        if metric.name == "classification":
+            return metric.compute(predictions=logits, references=p.label_ids)
+        return metric.compute(predictions=np.argmax(logits, -1), references=p.label_ids)
 
     trainer = MetaTrainer(
         model=model,

@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from recipe_utils import (
-    classification_metrics,
     last_checkpoint,
+    load_metric,
     parse_args,
     require_columns,
     setup_logging,
@@ -42,7 +42,6 @@ from transformers import AutoConfig, AutoModelForImageClassification, set_seed  
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 @dataclass
@@ -65,26 +64,14 @@ class DataTrainingArguments:
             raise ValueError("Pass --dataset_name or --train_dir.")
 
 
-def load_folder(folder: str):
-    """``{"image": [path...], "label": [int...]}`` and the class names, from ``folder/<class>/<image>``."""
-    if not os.path.isdir(folder):
-        raise ValueError(f"Image folder {folder} does not exist")
-    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
-    if not classes:
-        raise ValueError(f"Image folder {folder} holds no class sub-folders")
-    paths, labels = [], []
-    for i, c in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(folder, c))):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                path = os.path.join(folder, c, f)
-                try:
-                    with Image.open(path) as im:
-                        im.verify()
-                except Exception as e:  # PIL raises many types for a broken file
-                    raise ValueError(f"Cannot decode image file {path}: {e}") from None
-                paths.append(path)
-                labels.append(i)
-    return {"image": paths, "label": labels}, classes
+def check_images(split, source: str) -> None:
+    """Open every image once before training, so that a damaged file is named now rather than mid-run."""
+    for path in split.cast_column("image", datasets.Image(decode=False))["image"]:
+        try:
+            with Image.open(path["path"]) as im:
+                im.verify()
+        except Exception as e:  # PIL raises many types for a broken file
+            raise ValueError(f"Cannot decode image file {path['path']} (in {source}): {e}") from None
 
 
 def load_data(data_args):
@@ -95,14 +82,18 @@ def load_data(data_args):
         raw = raw.rename_columns({data_args.image_column_name: "image", data_args.label_column_name: "label"})
         names = raw["train"].features["label"].names
         return datasets.DatasetDict(train=raw["train"], validation=raw["test"]), names
-    train, names = load_folder(data_args.train_dir)
-    splits = {"train": datasets.Dataset.from_dict(train).cast_column("image", datasets.Image())}
-    if data_args.validation_dir:
-        val, val_names = load_folder(data_args.validation_dir)
-        if val_names != names:
-            raise ValueError(f"{data_args.validation_dir} has classes {val_names}, {data_args.train_dir} has {names}")
-        splits["validation"] = datasets.Dataset.from_dict(val).cast_column("image", datasets.Image())
-    return datasets.DatasetDict(splits), names
+    dirs = {"train": data_args.train_dir, "validation": data_args.validation_dir}
+    for folder in filter(None, dirs.values()):
+        if not os.path.isdir(folder):
+            raise ValueError(f"Image folder {folder} does not exist")
+    # the `imagefolder` builder: one sub-folder per class, labels from the folder names
+    files = {k: os.path.join(v, "**") for k, v in dirs.items() if v}
+    raw = datasets.load_dataset("imagefolder", data_files=files)
+    names = raw["train"].features["label"].names
+    for split, folder in dirs.items():
+        if folder:
+            check_images(raw[split], folder)
+    return raw, names
 
 
 def main():
@@ -111,6 +102,7 @@ def main():
     checkpoint = last_checkpoint(training_args)
     set_seed(training_args.seed)
     raw, names = load_data(data_args)
+    metric = load_metric("classification")  # accuracy, macro F1, top-5 accuracy (evaluate, local module)
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path,
         num_labels=len(names),
@@ -149,7 +141,7 @@ def main():
         train_dataset=raw["train"] if training_args.do_train else None,
         eval_dataset=raw["validation"] if training_args.do_eval and "validation" in raw else None,
         data_collator=collate,
-        compute_metrics=lambda p: classification_metrics(p.predictions, p.label_ids),
+        compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
     )
     train_evaluate_save(
         trainer,

@@ -15,11 +15,11 @@ relative to the CSV) and ``text``. A character vocabulary is built from the trai
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import sys
-import wave
 from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,11 +28,11 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 from recipe_utils import (
     last_checkpoint,
+    load_metric,
     parse_args,
     require_columns,
     setup_logging,
     train_evaluate_save,
-    word_error_rate,
 )  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCTC,
@@ -61,7 +61,10 @@ class DataTrainingArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. clean"})
     train_split_name: str = field(default="train", metadata={"help": "Training split of the Hub dataset."})
     eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of the Hub dataset."})
-    train_file: str | None = field(default=None, metadata={"help": "Local CSV with `audio` and `text` columns."})
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Local CSV with `audio` (paths) and `text` columns, or a folder holding a metadata.csv."},
+    )
     validation_file: str | None = field(default=None, metadata={"help": "Local CSV for evaluation."})
     audio_column: str = field(default="audio", metadata={"help": "The column with the audio (path or array)."})
     text_column: str = field(default="text", metadata={"help": "The column with the transcript."})
@@ -72,21 +75,26 @@ class DataTrainingArguments:
             raise ValueError("Pass --dataset_name or --train_file.")
 
 
-def read_wav(path: str) -> np.ndarray:
-    """A mono float32 array at 16 kHz; a clear error naming the file when it cannot be decoded."""
+def decode_audio(audio: dict, source: str = "") -> np.ndarray:
+    """A mono float32 array at 16 kHz from an undecoded ``datasets.Audio`` value (``{"path", "bytes"}``), read with
+    soundfile (datasets 4+ decodes through torchcodec, which needs FFmpeg); a clear error names the file."""
+    import soundfile as sf
+
+    where = audio.get("path") or source
     try:
-        with wave.open(path, "rb") as w:
-            if w.getframerate() != SAMPLING_RATE:
-                raise ValueError(f"sampled at {w.getframerate()} Hz, expected {SAMPLING_RATE}")
-            if w.getsampwidth() != 2:
-                raise ValueError("not 16-bit PCM")
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768.0
-            return data.reshape(-1, w.getnchannels()).mean(1)
-    except (wave.Error, EOFError, ValueError, OSError) as e:
-        raise ValueError(f"Cannot decode audio file {path}: {e}") from None
+        data, rate = sf.read(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"], dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
+        raise ValueError(f"Cannot decode audio file {where}: {e}") from None
+    if rate != SAMPLING_RATE:
+        raise ValueError(f"Cannot decode audio file {where}: sampled at {rate} Hz, expected {SAMPLING_RATE}")
+    return data if data.ndim == 1 else data.mean(1)
 
 
 def load_data(data_args, cache_dir):
+    """Hub datasets, or local data through the `csv` builder: a CSV with a column of paths relative to it, or a
+    folder in the `audiofolder` layout (its ``metadata.csv`` names each clip in ``file_name``; the `audiofolder`
+    builder itself encodes through torchcodec in datasets 5, which needs FFmpeg). The audio column becomes a
+    ``datasets.Audio`` feature, read undecoded and decoded with soundfile."""
     if data_args.dataset_name is not None:
         raw = datasets.DatasetDict(
             train=datasets.load_dataset(
@@ -95,18 +103,32 @@ def load_data(data_args, cache_dir):
             validation=datasets.load_dataset(
                 data_args.dataset_name, data_args.dataset_config_name, split=data_args.eval_split_name
             ),
-        ).cast_column(data_args.audio_column, datasets.Audio(sampling_rate=SAMPLING_RATE))
-        return raw
-    files = {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file)) if v}
-    raw = datasets.load_dataset("csv", data_files=files, cache_dir=cache_dir)
-    for split, source in files.items():
-        require_columns(raw[split], [data_args.audio_column, data_args.text_column], source)
-        base = os.path.dirname(os.path.abspath(source))
-        raw[split] = raw[split].map(
-            lambda ex, base=base: {"path": os.path.join(base, ex[data_args.audio_column])}, desc="paths"
         )
-        for p in raw[split]["path"]:  # decode every file now: a broken one fails before anything is written
-            read_wav(p)
+    else:
+        files = {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file)) if v}
+        audio_column = {}
+        for split, source in files.items():
+            if os.path.isdir(source):  # the audiofolder layout
+                files[split], audio_column[split] = os.path.join(source, "metadata.csv"), "file_name"
+        raw = datasets.load_dataset("csv", data_files=files, cache_dir=cache_dir)
+        for split, source in files.items():
+            column = audio_column.get(split, data_args.audio_column)
+            require_columns(raw[split], [column, data_args.text_column], source)
+            base = os.path.dirname(os.path.abspath(source))
+            raw[split] = (
+                raw[split]
+                .map(
+                    lambda ex, base=base, column=column: {data_args.audio_column: os.path.join(base, ex[column])},
+                    remove_columns=[column] if column != data_args.audio_column else [],
+                    desc="paths",
+                )
+                .cast_column(data_args.audio_column, datasets.Value("string"))
+            )  # the Audio cast wants `string`
+    raw = raw.cast_column(data_args.audio_column, datasets.Audio(decode=False))
+    if data_args.dataset_name is None:
+        for split in raw:  # decode every file now: a broken one fails before anything is written
+            for audio in raw[split][data_args.audio_column]:
+                decode_audio(audio)
     return raw
 
 
@@ -139,6 +161,7 @@ def main():
     checkpoint = last_checkpoint(training_args)
     set_seed(training_args.seed)
     raw = load_data(data_args, model_args.cache_dir)
+    metric = load_metric("wer")  # evaluate, local module (jiwer)
     if model_args.tokenizer_name_or_path:
         tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
     else:
@@ -158,8 +181,7 @@ def main():
     )
 
     def prepare(ex):
-        audio = ex[data_args.audio_column]
-        array = audio["array"] if isinstance(audio, dict) else read_wav(ex["path"])
+        array = decode_audio(ex[data_args.audio_column])
         values = feature_extractor(array, sampling_rate=SAMPLING_RATE).input_values[0]
         return {
             "input_values": values,
@@ -176,7 +198,7 @@ def main():
         label_ids = np.where(p.label_ids == -100, tokenizer.pad_token_id, p.label_ids)
         preds = tokenizer.batch_decode(pred_ids)
         refs = tokenizer.batch_decode(label_ids, group_tokens=False)
-        return {"wer": word_error_rate(preds, refs)}
+        return metric.compute(predictions=preds, references=refs)
 
     trainer = MetaTrainer(
         model=model,

@@ -23,11 +23,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
-from recipe_utils import last_checkpoint, parse_args, require_columns, setup_logging, train_evaluate_save  # noqa: E402
+from recipe_utils import (  # noqa: E402
+    last_checkpoint,
+    load_metric,
+    parse_args,
+    require_columns,
+    setup_logging,
+    train_evaluate_save,
+)
 from transformers import set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
-from metalr_hf.bench.forecasters import FORECASTERS, forecast_metrics  # noqa: E402
+from metalr_hf.bench.forecasters import FORECASTERS  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +111,18 @@ def main():
         kwargs["context"] = data_args.context_length
     model = FORECASTERS[model_args.model_type](**kwargs)
     training_args.label_names = ["future_values"]
+    metric = load_metric("regression")  # MAE, MSE, RMSE in the series' units (evaluate, local module)
+
+    def compute_metrics(p):
+        pred, target = np.asarray(p.predictions), np.asarray(p.label_ids)
+        return metric.compute(predictions=pred.reshape(len(pred), -1), references=target.reshape(len(target), -1))
 
     trainer = MetaTrainer(
         model=model,
         args=training_args,
         train_dataset=train if training_args.do_train else None,
         eval_dataset=evals if training_args.do_eval else None,
-        compute_metrics=forecast_metrics,
+        compute_metrics=compute_metrics,
     )
     train_evaluate_save(
         trainer,

@@ -14,8 +14,10 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "b", "c", "d"]
 
 
-def run(script, *args, expect_ok=True):
+def run(script, *args, expect_ok=True, hub_offline=True):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
+    if not hub_offline:  # no network here either way: evaluation must not wait for it
+        env.pop("HF_HUB_OFFLINE")
     common = [
         "--report_to", "none", "--use_cpu", "--max_steps", "4", "--lr_scheduler_type", "meta",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--save_strategy", "no",
@@ -71,6 +73,49 @@ def test_run_glue_local_csv(tmp_path):
     info = json.loads((out / "metalr_hf_learner.json").read_text())
     assert info["name_or_path"] == "metalr-default-v3"
     assert "metalr-hf" in (out / "README.md").read_text()
+
+
+def _glue_model(model_dir: Path, num_labels: int):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = _tokenizer_dir(model_dir)
+    BertForSequenceClassification(
+        BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64, num_labels=num_labels)
+    ).save_pretrained(model_dir)  # fmt: skip
+
+
+@pytest.mark.parametrize("hub_offline", [True, False], ids=["HF_HUB_OFFLINE", "no-HF_HUB_OFFLINE"])
+def test_run_glue_cola_shaped_csv_reports_matthews_correlation(tmp_path, hub_offline):
+    _glue_model(tmp_path / "model", 2)
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 32), ("dev", 24)):
+        text, labels = _sentences(n, rng)
+        (tmp_path / f"{name}.csv").write_text("sentence,label\n" + "\n".join(f"{t},{y}" for t, y in zip(text, labels)))
+    out = tmp_path / "out"
+    run("run_glue.py", "--model_name_or_path", str(tmp_path / "model"), "--task_name", "cola", "--train_file",
+        str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"), "--do_train", "--do_eval",
+        "--max_seq_length", "16", "--output_dir", str(out), hub_offline=hub_offline)  # fmt: skip
+    m = _metrics(out)
+    assert -1.0 <= m["eval_matthews_correlation"] <= 1.0 and "eval_f1" not in m
+    assert m["eval_runtime"] < 10  # not waiting on the network (a failed Hub fetch took ~14 s)
+
+
+def test_run_glue_stsb_shaped_csv_reports_pearson_and_spearman(tmp_path):
+    _glue_model(tmp_path / "model", 1)
+    rng = np.random.default_rng(2)
+    for name, n in (("train", 32), ("dev", 24)):
+        a, _ = _sentences(n, rng)
+        b, _ = _sentences(n, rng)
+        scores = rng.uniform(0, 5, n)
+        rows = [f"{x},{y},{z:.2f}" for x, y, z in zip(a, b, scores)]
+        (tmp_path / f"{name}.csv").write_text("sentence1,sentence2,label\n" + "\n".join(rows))
+    out = tmp_path / "out"
+    run("run_glue.py", "--model_name_or_path", str(tmp_path / "model"), "--task_name", "stsb", "--train_file",
+        str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"), "--do_train", "--do_eval",
+        "--max_seq_length", "16", "--output_dir", str(out))  # fmt: skip
+    m = _metrics(out)
+    assert {"eval_pearson", "eval_spearmanr"} <= set(m) and "eval_accuracy" not in m
 
 
 def test_run_glue_bad_input_names_the_culprit(tmp_path):
@@ -145,6 +190,19 @@ def test_run_speech_recognition_ctc_local_audio(tmp_path):
         "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
     m = _metrics(out)
     assert {"eval_loss", "eval_wer"} <= set(m) and m["eval_wer"] >= 0
+
+
+def test_run_speech_recognition_ctc_audiofolder(tmp_path):
+    """A folder of WAVs with its metadata.csv, read by the `audiofolder` builder and decoded with soundfile."""
+    _wav2vec2_dir(tmp_path / "model")
+    _speech_data(tmp_path, n=6)
+    rows = [f"{i}.wav,{'a b' if i % 2 else 'c d'}" for i in range(6)]
+    (tmp_path / "clips" / "metadata.csv").write_text("file_name,text\n" + "\n".join(rows))
+    out = tmp_path / "out"
+    run("run_speech_recognition_ctc.py", "--model_name_or_path", str(tmp_path / "model"),
+        "--train_file", str(tmp_path / "clips"), "--validation_file", str(tmp_path / "clips"),
+        "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
+    assert _metrics(out)["eval_wer"] >= 0
 
 
 def test_undecodable_audio_is_named(tmp_path):
