@@ -166,6 +166,11 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
             ) from None
         except HFValidationError as e:
             raise MetaLearnerNotFoundError(f"meta_learner {repo_id!r} is not a valid Hub repo id: {e}") from None
+    try:  # optional: the card context, so that a learner saved again keeps its card
+        hf_hub_download(repo_id, CARD_CONTEXT_FILE, revision=revision, cache_dir=cache_dir, token=token,
+                        local_files_only=local_files_only, force_download=force_download)  # fmt: skip
+    except (EntryNotFoundError, LocalEntryNotFoundError, OSError):
+        pass
     return LearnerFiles(repo_id, paths["config.json"], paths["model.safetensors"], _revision_of(paths["config.json"]))
 
 
@@ -173,49 +178,79 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
 CARD_CONTEXT_FILE = "card.json"  # optional, next to a learner: training notes and the tables for its card
 
 
-def render_card(template: str, **context) -> str:
-    """Render ``model_cards/<template>.md.j2`` (shipped inside the package) with ``context``."""
-    import jinja2
+def render_card(template: str, card_data, **context):
+    """A ``huggingface_hub`` card (``ModelCard`` for ``card_data`` of type ``ModelCardData``, ``DatasetCard``
+    otherwise) from ``model_cards/<template>.md.j2`` (shipped inside the package), its YAML header from
+    ``card_data``."""
+    from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "model_cards")),
-        keep_trailing_newline=True,
-    )
-    return env.get_template(f"{template}.md.j2").render(**context)
+    cls = ModelCard if isinstance(card_data, ModelCardData) else DatasetCard
+    path = Path(__file__).parent / "model_cards" / f"{template}.md.j2"
+    return cls.from_template(card_data, template_path=str(path), **context)
 
 
-def learner_card(learner, repo_id: str | None = None, revision: str | None = None, folder: Path | None = None) -> str:
-    """The model card of a learner; tables and training notes come from ``card.json`` in its folder, if any."""
+_RESERVED_CARD_KEYS = {"name", "repo_id", "revision", "num_parameters", "num_features", "card_data"}
 
-    extra = {}
-    if folder is not None and (Path(folder) / CARD_CONTEXT_FILE).is_file():
-        from ._files import read_json
 
-        path = Path(folder) / CARD_CONTEXT_FILE
-        extra = read_json(path, "card context")
-        if not isinstance(extra, dict):
-            raise ValueError(f"{str(path)!r} must hold a JSON object of card texts, got {type(extra).__name__}")
-        reserved = sorted(set(extra) & (set(learner.config) | {"name", "repo_id", "revision", "num_parameters"}))
-        if reserved:
-            raise ValueError(
-                f"{str(path)!r} holds {reserved}, which the card takes from the learner itself; remove them (it "
-                f"may hold texts such as 'training' and 'results_table')"
-            )
+def read_card_context(folder) -> dict:
+    """``card.json`` beside a learner (its training notes, results table and ``eval_results``), or ``{}``."""
+    from ._files import read_json
+
+    path = Path(folder) / CARD_CONTEXT_FILE
+    if not path.is_file():
+        return {}
+    context = read_json(path, "card context")
+    if not isinstance(context, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object of card texts, got {type(context).__name__}")
+    import inspect
+
+    from .learner import MetaLearner
+
+    config_keys = set(inspect.signature(MetaLearner.__init__).parameters) - {"self"}
+    reserved = sorted(set(context) & (config_keys | _RESERVED_CARD_KEYS))
+    if reserved:
+        raise ValueError(
+            f"{str(path)!r} holds {reserved}, which the card takes from the learner itself; remove them (it may "
+            "hold texts such as 'training' and 'results_table', and 'eval_results')"
+        )
+    return context
+
+
+def learner_card(learner, repo_id: str | None = None, revision: str | None = None, folder: Path | None = None):
+    """The model card of a learner (a ``huggingface_hub.ModelCard``): the same whether it is written by
+    ``save_pretrained``, ``push_to_hub`` or ``metalr-hf push``. Tables and training notes come from the learner's
+    card context (``card.json``, read at load; or from ``folder``); ``eval_results`` in it become the card's
+    model-index."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    context = dict(getattr(learner, "card_context", {}) or {})
+    if folder is not None:
+        context.update(read_card_context(folder))
+    eval_results = [EvalResult(**r) for r in context.pop("eval_results", [])] or None
     name = repo_id or learner.source.get("name_or_path") or "metalr-hf learner"
+    short = str(name).rstrip("/").split("/")[-1]
+    card_data = ModelCardData(
+        library_name="metalr-hf",
+        license="apache-2.0",
+        tags=["metalr-hf", "meta-lr", "learning-rate-scheduler", "pytorch_model_hub_mixin"],
+        model_name=short if eval_results else None,
+        eval_results=eval_results,
+    )
     return render_card(
         "learner",
-        name=str(name).split("/")[-1],
+        card_data,
+        name=short,
         repo_id=repo_id or "<org>/<learner>",
         revision=revision,
         num_parameters=learner.num_parameters(),
         num_features=len(learner.config["feature_names"]),
         **learner.config,
-        **extra,
+        **context,
     )
 
 
 # -- publishing ------------------------------------------------------------------------------------------------
-LEARNER_PATTERNS = ["config.json", "model.safetensors", "README.md"]
+LEARNER_PATTERNS = ["config.json", "model.safetensors", CARD_CONTEXT_FILE, "README.md"]
 RUNS_PATTERNS = ["runs.parquet", "collection.json", "README.md"]
 
 
@@ -248,9 +283,10 @@ def push_learner(
     api = _api(api, token)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("config.json", "model.safetensors"):
-            shutil.copy2(folder / name, Path(tmp) / name)
-        (Path(tmp) / "README.md").write_text(learner_card(learner, repo_id=repo_id, folder=folder))
+        for name in ("config.json", "model.safetensors", CARD_CONTEXT_FILE):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, Path(tmp) / name)
+        learner.generate_model_card(repo_id=repo_id).save(Path(tmp) / "README.md")
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,

@@ -121,6 +121,7 @@ class MetaLearner(
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.source: dict = {"name_or_path": None, "revision": None}
+        self.card_context: dict = {}  # card.json: training notes, results table, eval_results (see hub.learner_card)
 
     # -- recurrent state ----------------------------------------------------------------------------------
     @property
@@ -180,12 +181,11 @@ class MetaLearner(
         return sum(p.numel() for p in self.parameters())
 
     def generate_model_card(self, *args, **kwargs):
-        """The card written by ``save_pretrained``/``push_to_hub``, from ``model_cards/learner.md.j2``."""
-        from huggingface_hub import ModelCard
-
+        """The card written by ``save_pretrained``, ``push_to_hub`` and ``metalr-hf push`` alike (see
+        :func:`hub.learner_card`)."""
         from .hub import learner_card
 
-        return ModelCard(learner_card(self, repo_id=kwargs.get("repo_id")))
+        return learner_card(self, repo_id=kwargs.get("repo_id"))
 
     # -- persistence (safetensors only, strict) --------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -195,6 +195,11 @@ class MetaLearner(
         save_model(self, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
         config = dict(self.config, metalr_hf_version=_version())
         (save_directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if self.card_context:
+            from .hub import CARD_CONTEXT_FILE
+
+            text = json.dumps(self.card_context, indent=2, ensure_ascii=False) + "\n"
+            (save_directory / CARD_CONTEXT_FILE).write_text(text, encoding="utf-8")
 
     @classmethod
     def from_pretrained(
@@ -209,8 +214,12 @@ class MetaLearner(
         **kwargs,
     ) -> MetaLearner:
         """Load a learner from a local folder, a Hub repo id (pinned by ``revision``) or, for ``None``, the
-        default learner bundled in the package. Only ``config.json`` + ``model.safetensors`` are read; loading is
-        strict and refuses another feature schema, unknown config keys and damaged weights."""
+        default learner bundled in the package. Only ``config.json`` + ``model.safetensors`` (and the optional
+        ``card.json``) are read; loading is strict and refuses another feature schema, unknown or out-of-range
+        config values and damaged weights.
+
+        The files are found first (the bundled learners by name, friendly errors for a missing folder, repo or
+        revision); the ``PyTorchModelHubMixin`` machinery then loads them through :meth:`_from_pretrained`."""
         from .hub import resolve_learner_files
 
         files = resolve_learner_files(
@@ -221,20 +230,24 @@ class MetaLearner(
             local_files_only=local_files_only,
             force_download=force_download,
         )
-        return cls._from_files(files, **kwargs)
+        _read_config(files)  # a clear error naming the file before the mixin reads it
+        return super().from_pretrained(files.config.parent, local_files_only=True, _files=files, _overrides=kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id, _files=None, _overrides=None, **config_from_mixin) -> MetaLearner:
+        """The mixin's loading hook: strict loading of the resolved files (the config values the mixin read are not
+        used: every field is validated here, from the file)."""
+        from .hub import resolve_learner_files
+
+        files = _files if _files is not None else resolve_learner_files(model_id)
+        return cls._from_files(files, **(_overrides or {}))
 
     @classmethod
     def _from_files(cls, files, **overrides) -> MetaLearner:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        try:
-            config = json.loads(Path(files.config).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"Cannot read the learner config {files.config}: {e}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"The learner config {files.config} must hold a JSON object, got {config!r:.80}")
-        config.pop("metalr_hf_version", None)
+        config = _read_config(files)
         known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -271,8 +284,23 @@ class MetaLearner(
             ) from None
         model.eval()
         model.source = {"name_or_path": files.name_or_path, "revision": files.revision}
+        from .hub import read_card_context
+
+        model.card_context = read_card_context(Path(files.config).parent)
         model._hub_mixin_config = dict(model.config)
         return model
+
+
+def _read_config(files) -> dict:
+    """The learner's ``config.json`` as a dict (without the version stamp), or a ``ValueError`` naming the file."""
+    try:
+        config = json.loads(Path(files.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"Cannot read the learner config {files.config}: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"The learner config {files.config} must hold a JSON object, got {config!r:.80}")
+    config.pop("metalr_hf_version", None)
+    return config
 
 
 # The bounds a learner config must respect: a tiny recurrent network, a correction of at most e^±10.

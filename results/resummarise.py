@@ -50,4 +50,4 @@ for name, folder in CARDS.items():
     context["results_table"] = texts[folder]
     context_path.write_text(json.dumps(context, indent=2, ensure_ascii=False) + "\n")
     learner = MetaLearner.from_pretrained(str(learner_dir))
-    (learner_dir / "README.md").write_text(learner_card(learner, folder=learner_dir))
+    learner_card(learner, folder=learner_dir).save(learner_dir / "README.md")

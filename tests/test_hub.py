@@ -196,3 +196,37 @@ def test_bundled_learner_card_has_results_and_limitations():
     summary = json.loads((root / "results" / "meta-train-default-v3" / "eval.json").read_text())["summary"]
     assert format_eval_table(summary) in card
     assert "Mis-specified horizons" in card and "| variant |" in card  # horizon check and ablations
+
+
+def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):
+    """save_pretrained of a loaded learner, push_to_hub through the mixin and `metalr-hf push` write the same card:
+    the tables of card.json, and its eval_results as the card's model-index."""
+    from huggingface_hub import ModelCard
+
+    from metalr_hf.hub import CARD_CONTEXT_FILE
+
+    folder = tmp_path / "learner"
+    perturbed_learner(seed=3).save_pretrained(folder)
+    context = {
+        "training": "ES, 3 iterations",
+        "results_table": "| family | meta | cosine |\n|---|---|---|\n| wine | 0.044 | 0.220 |",
+        "eval_results": [
+            {"task_type": "learning-rate-scheduling", "dataset_type": "zoo", "dataset_name": "held-out families",
+             "metric_type": "win_rate", "metric_name": "meta <= cosine", "metric_value": 0.87}
+        ],
+    }  # fmt: skip
+    (folder / CARD_CONTEXT_FILE).write_text(json.dumps(context))
+    loaded = MetaLearner.from_pretrained(folder)
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / CARD_CONTEXT_FILE).read_text()) == context
+    saved = ModelCard.load(tmp_path / "again" / "README.md")
+    sha = push_learner(folder, "org/one-card", api=FakeHubApi(cache=hub_cache))
+    pushed = ModelCard.load(hub_cache / "models--org--one-card" / "snapshots" / sha / "README.md")
+    for card in (saved, pushed):
+        assert context["results_table"] in card.text and "ES, 3 iterations" in card.text
+        (result,) = card.data.eval_results
+        assert result.metric_value == 0.87 and result.dataset_name == "held-out families"
+    def sections(card):
+        return [line for line in card.text.splitlines() if line.startswith("## ")]
+
+    assert sections(saved) == sections(pushed) and "## Held-out results" in sections(saved)

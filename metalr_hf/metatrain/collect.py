@@ -242,15 +242,24 @@ def _collect(preset: str, out: Path, seed: int, progress: bool) -> Path:
     ds = Dataset.from_dict(columns)
     atomic_write(out / "runs.parquet", lambda tmp: ds.to_parquet(tmp))
     (out / "collection.json").write_text(json.dumps(meta, indent=2))
-    (out / "README.md").write_text(_card(ds, preset, seed))
+    _card(ds, preset, seed).save(out / "README.md")
     return out / "runs.parquet"
 
 
 def _card(ds, preset: str, seed: int) -> str:
+    from huggingface_hub import DatasetCardData
+
     from ..hub import render_card
 
+    card_data = DatasetCardData(
+        license="apache-2.0",
+        tags=["metalr-hf", "meta-lr", "learning-rate-schedules", "training-runs"],
+        pretty_name=f"metalr-hf runs ({preset})",
+        size_categories=["1K<n<10K"] if len(ds) >= 1000 else ["n<1K"],
+    )
     return render_card(
         "runs",
+        card_data,
         name=f"metalr-hf-runs-{preset}",
         num_runs=len(ds),
         schedules=list(SCHEDULES),

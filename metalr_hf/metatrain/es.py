@@ -34,7 +34,6 @@ from torch.func import functional_call
 
 from .._files import atomic_write, folder_lock
 from ..features import FEATURE_NAMES
-from ..hub import CARD_CONTEXT_FILE, learner_card
 from ..learner import MetaLearner
 from .evaluate import EvalConfig, evaluate, horizon_check, results_text
 from .simulate import meta_policy, simulate
@@ -517,8 +516,8 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
             summary["eval"] = result["summary"]
             card["results_table"] = results_text(preset.eval, result["summary"], check)
             (out / "eval.md").write_text(card["results_table"] + "\n")
-        (out / "learner" / CARD_CONTEXT_FILE).write_text(json.dumps(card, indent=2))
-        (out / "learner" / "README.md").write_text(learner_card(learner, folder=out / "learner"))
+        learner.card_context = card
+        learner.save_pretrained(out / "learner")  # config, weights, card.json and the card they render
     dist, _, world = _dist()
     if dist is not None and world > 1:
         dist.barrier()  # the other ranks may read what rank 0 just wrote (a stage's learner)
