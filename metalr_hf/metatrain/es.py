@@ -517,7 +517,8 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
             card["results_table"] = results_text(preset.eval, result["summary"], check)
             (out / "eval.md").write_text(card["results_table"] + "\n")
         learner.card_context = card
-        learner.save_pretrained(out / "learner")  # config, weights, card.json and the card they render
+        learner.save_pretrained(out / "learner")  # config, weights and card.json
+        learner.generate_model_card().save(out / "learner" / "README.md")  # the mixin keeps an existing card
     dist, _, world = _dist()
     if dist is not None and world > 1:
         dist.barrier()  # the other ranks may read what rank 0 just wrote (a stage's learner)
