@@ -43,6 +43,7 @@ that prefix of the vector, so learners trained before a feature existed run unch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -208,7 +209,13 @@ class FeatureExtractor:
     """
 
     def __init__(
-        self, num_training_steps, batch_size: int = 1, fast: float = 0.02, slow: float = 0.1, pretrained=False
+        self,
+        num_training_steps,
+        batch_size: int = 1,
+        fast: float = 0.02,
+        slow: float = 0.1,
+        pretrained=False,
+        scalar: bool | None = None,
     ):
         T = torch.as_tensor(num_training_steps, dtype=torch.float64).reshape(-1)
         if T.numel() == 1 and batch_size > 1:
@@ -219,9 +226,36 @@ class FeatureExtractor:
         self.batch_size = T.numel()
         self.tau_f = torch.clamp(fast * T, min=2.0)
         self.tau_s = torch.clamp(slow * T, min=4.0)
+        # One run is kept in Python floats (the scheduler's case: `update_values`), several in [B] tensors.
+        self.scalar = self.batch_size == 1 if scalar is None else bool(scalar)
+        if self.scalar and self.batch_size != 1:
+            raise ValueError("a scalar FeatureExtractor holds one run")
+        self._T, self._tau_f, self._tau_s = (float(v[0]) for v in (self.T, self.tau_f, self.tau_s))
         self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
         self.state["last"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
         self.pretrained = pretrained
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The statistics as ``[B]`` float64 tensors (``last``: ``[B, F]``)."""
+        if not self.scalar:
+            return self._state
+        values = {k: torch.tensor([v], dtype=torch.float64) for k, v in self._values.items() if k != "last"}
+        values["last"] = torch.tensor([self._values["last"]], dtype=torch.float64)
+        return values
+
+    @state.setter
+    def state(self, state: dict) -> None:
+        if not self.scalar:
+            self._state = state
+            return
+        self._values = {k: float(v.reshape(-1)[0]) for k, v in state.items() if k != "last"}
+        self._values["last"] = [float(v) for v in state["last"].reshape(-1)]
+
+    @property
+    def values(self) -> dict:
+        """The statistics of a scalar extractor, as Python floats (read-only view for the controller)."""
+        return self._values
 
     @property
     def pretrained(self) -> torch.Tensor:
@@ -230,6 +264,7 @@ class FeatureExtractor:
     @pretrained.setter
     def pretrained(self, value) -> None:
         self._pretrained = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.batch_size).clone()
+        self._pretrained_value = float(self._pretrained[0])
 
     # -- persistence ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -255,120 +290,253 @@ class FeatureExtractor:
             self.pretrained = state_dict["pretrained"]
 
     # -- update --------------------------------------------------------------------------------------------
+    def update_values(self, x: dict, ok: bool, has_loss: bool, prior: float, prev_delta: float) -> list[float]:
+        """One run in Python floats: ``x`` maps :data:`_SIGNAL_FLOATS` to floats; returns the ``F`` features."""
+        new, feats = _step(self._values, x, ok, has_loss, prior, prev_delta, self._T, self._tau_f, self._tau_s,
+                           self._pretrained_value, _SCALAR)  # fmt: skip
+        self._values = new
+        return feats
+
     @torch.no_grad()
-    def update(self, signals: Signals, prior: torch.Tensor, prev_delta: torch.Tensor) -> torch.Tensor:
-        s = self.state
-        f64 = {k: torch.as_tensor(getattr(signals, k), dtype=torch.float64).reshape(-1) for k in _SIGNAL_FLOATS}
+    def update(self, signals: Signals, prior, prev_delta) -> torch.Tensor:
+        """The ``[B, F]`` float32 features of this step (see :meth:`update_values` for one run, in floats)."""
+        if self.scalar:
+            x = {k: float(torch.as_tensor(getattr(signals, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
+            ok, has_loss = (
+                bool(signals.finite().reshape(-1)[0]),
+                bool(torch.as_tensor(signals.has_loss).reshape(-1)[0]),
+            )
+            prior = float(torch.as_tensor(prior).reshape(-1)[0])
+            prev_delta = float(torch.as_tensor(prev_delta).reshape(-1)[0])
+            return torch.tensor([self.update_values(x, ok, has_loss, prior, prev_delta)], dtype=torch.float32)
+        o = _TENSOR
+        x = {k: torch.as_tensor(getattr(signals, k), dtype=torch.float64).reshape(-1) for k in _SIGNAL_FLOATS}
         has_loss = torch.as_tensor(signals.has_loss).reshape(-1).bool()
         ok = signals.finite().reshape(-1)
         prior = torch.as_tensor(prior, dtype=torch.float64).reshape(-1).expand(self.batch_size)
         prev_delta = torch.as_tensor(prev_delta, dtype=torch.float64).reshape(-1).expand(self.batch_size)
-        a_f, a_s = 1.0 / self.tau_f, 1.0 / self.tau_s
-
-        def keep(new, old, where=ok):
-            return torch.where(where, new, old)
-
-        new = dict(s)
-        new["t"] = s["t"] + 1.0
-        new["bad"] = s["bad"] + a_f * ((~ok).double() - s["bad"])
-
-        # 0. The loss is read on a log scale. A loss of exactly 0 says nothing there: that step's loss is skipped.
-        # A negative loss (a log-likelihood, a contrastive objective) has no log: from its first one the run reads
-        # the gradient and optimizer statistics only, as a run without a loss does.
-        negative = s["negative_loss"].bool() | (ok & has_loss & (f64["loss"] < 0))
-        new["negative_loss"] = negative.double()
-        has_loss = has_loss & ~negative
-        positive = f64["loss"] > 0
-
-        # 1. Loss statistics, in log units relative to the first loss.
-        use_loss = ok & has_loss & positive
-        log_l = torch.log(f64["loss"].abs().clamp(min=_EPS)).nan_to_num(0.0)
-        # The divergence guard reads EMA_fast of the median of the last three log-losses: no single step (a loss of
-        # 1e-30, one spike) moves its reference.
-        n = s["n_loss"]
-        lo, hi = torch.minimum(s["guard_prev1"], s["guard_prev2"]), torch.maximum(s["guard_prev1"], s["guard_prev2"])
-        med = torch.where(
-            n >= 2, log_l.clamp(min=lo, max=hi), torch.where(n >= 1, torch.maximum(log_l, s["guard_prev1"]), log_l)
-        )
-        guard_ema = torch.where(n == 0, med, s["guard_ema"] + a_f * (med - s["guard_ema"]))
-        new["guard_ema"] = keep(guard_ema, s["guard_ema"], use_loss)
-        new["guard_prev2"] = keep(s["guard_prev1"], s["guard_prev2"], use_loss)
-        new["guard_prev1"] = keep(log_l, s["guard_prev1"], use_loss)
-        first = s["n_loss"] == 0
-        ema_f = torch.where(first, log_l, s["ema_f"] + a_f * (log_l - s["ema_f"]))
-        ema_s = torch.where(first, log_l, s["ema_s"] + a_s * (log_l - s["ema_s"]))
-        d = torch.where(first, torch.zeros_like(log_l), ema_f - s["ema_f"])
-        new["log_l0"] = keep(torch.where(first, log_l, s["log_l0"]), s["log_l0"], use_loss)
-        new["ema_f_prev"] = keep(s["ema_f"], s["ema_f_prev"], use_loss)
-        new["ema_f"] = keep(ema_f, s["ema_f"], use_loss)
-        new["ema_s"] = keep(ema_s, s["ema_s"], use_loss)
-        new["slope_f"] = keep(s["slope_f"] + a_f * (d - s["slope_f"]), s["slope_f"], use_loss)
-        new["slope_s"] = keep(s["slope_s"] + a_s * (d - s["slope_s"]), s["slope_s"], use_loss)
-        new["noise"] = keep(s["noise"] + a_f * ((log_l - ema_f) ** 2 - s["noise"]), s["noise"], use_loss)
-        # 2. Second order: observed loss change against the first-order prediction made one step earlier.
-        have_prev = use_loss & (s["n_loss"] > 0)
-        obs = f64["loss"].nan_to_num(0.0) - s["prev_loss"]
-        new["obs"] = keep(s["obs"] + a_s * (obs - s["obs"]), s["obs"], have_prev)
-        new["pred"] = keep(s["pred"] + a_s * (s["prev_pred"] - s["pred"]), s["pred"], have_prev)
-        new["prev_loss"] = keep(f64["loss"].nan_to_num(0.0), s["prev_loss"], use_loss)
-        new["prev_pred"] = keep(f64["g_upd"], s["prev_pred"], ok)
-        new["n_loss"] = s["n_loss"] + use_loss.double()
-
-        # 3. Gradient statistics.
-        log_g = torch.log(f64["grad_norm"].clamp(min=_EPS)).nan_to_num(0.0)
-        first_g = s["n_grad"] == 0
-        new["log_g0"] = keep(torch.where(first_g, log_g, s["log_g0"]), s["log_g0"])
-        new["g_f"] = keep(torch.where(first_g, log_g, s["g_f"] + a_f * (log_g - s["g_f"])), s["g_f"])
-        new["g_s"] = keep(torch.where(first_g, log_g, s["g_s"] + a_s * (log_g - s["g_s"])), s["g_s"])
-        cos = f64["gm"] / torch.sqrt(f64["gg"] * f64["mm"]).clamp(min=_EPS)
-        new["cos"] = keep(torch.where(first_g, cos, s["cos"] + a_f * (cos - s["cos"])), s["cos"])
-        new["gg_f"] = keep(torch.where(first_g, f64["gg"], s["gg_f"] + a_f * (f64["gg"] - s["gg_f"])), s["gg_f"])
-        new["n_grad"] = s["n_grad"] + ok.double()
-
-        # 4. The feature vector.
-        v_ref = torch.where(f64["vv"] > 0, f64["vv"], new["gg_f"])
-        feats = torch.stack(
-            [
-                new["t"] / self.T,
-                prior,
-                new["ema_f"] - new["log_l0"],
-                self.tau_f * new["slope_f"],
-                self.tau_s * new["slope_s"],
-                new["noise"].clamp(min=0).sqrt(),
-                log_g - new["g_s"],
-                new["g_f"] - new["log_g0"],
-                new["cos"],
-                torch.log10(torch.sqrt(f64["upd_sq"] / f64["ww"].clamp(min=_EPS)).clamp(min=_EPS)) + 3.0,
-                new["obs"] / torch.where(new["pred"].abs() > _EPS, new["pred"], torch.full_like(new["pred"], -_EPS)),
-                torch.log(f64["mm"].clamp(min=_EPS) / v_ref.clamp(min=_EPS)),
-                f64["adaptive"],
-                prev_delta,
-                new["bad"],
-                (~has_loss).double(),
-                self.pretrained,
-            ],
-            dim=-1,
-        )
-        feats = feats.nan_to_num(0.0, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP).clamp(-FEATURE_CLIP, FEATURE_CLIP)
-        # Without a loss, the loss features are neutral rather than stale.
-        loss_cols = [FEATURE_NAMES.index(n) for n in FEATURE_GROUPS["loss"] + ("curvature_ratio",)]
-        feats[:, loss_cols] = torch.where(
-            has_loss[:, None], feats[:, loss_cols], torch.zeros_like(feats[:, loss_cols])
-        )
-        # Without visible gradients (a sharded backend that keeps them out of ``param.grad``), the features read
-        # from the gradient and the optimizer state are switched off: 0, the value the ablations use.
-        no_grad = f64["gg"] == 0
-        feats[:, _OPTIMIZER_COLS] = torch.where(
-            no_grad[:, None], torch.zeros_like(feats[:, _OPTIMIZER_COLS]), feats[:, _OPTIMIZER_COLS]
-        )
-        # Non-finite runs kept their statistics above; they also keep their previous features.
-        feats = torch.where(ok[:, None], feats, s["last"])
-        new["last"] = feats
+        new, feats = _step(self.state, x, ok, has_loss, prior, prev_delta, self.T, self.tau_f, self.tau_s,
+                           self._pretrained, o)  # fmt: skip
         self.state = new
         return feats.float()
+
+
+def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pretrained, o):
+    """One step of the running statistics: ``(new state, features)``. The one implementation, for ``B`` runs as
+    ``[B]`` tensors (``o`` = :data:`_TENSOR`) or one run as Python floats (``o`` = :data:`_SCALAR`, what the
+    scheduler uses: a few microseconds instead of a hundred tensor operations)."""
+    a_f, a_s = 1.0 / tau_f, 1.0 / tau_s
+    where = o.where
+
+    def keep(value, old, cond=ok):
+        return where(cond, value, old)
+
+    new = dict(s)
+    new["t"] = s["t"] + 1.0
+    new["bad"] = s["bad"] + a_f * (o.f(o.not_(ok)) - s["bad"])
+    # 0. The loss is read on a log scale. A loss of exactly 0 says nothing there: that step's loss is skipped.
+    # A negative loss (a log-likelihood, a contrastive objective) has no log: from its first one the run reads the
+    # gradient and optimizer statistics only, as a run without a loss does.
+    loss = x["loss"]
+    negative = o.or_(s["negative_loss"] > 0.5, o.and_(o.and_(ok, has_loss), loss < 0))
+    new["negative_loss"] = o.f(negative)
+    has_loss = o.and_(has_loss, o.not_(negative))
+    use_loss = o.and_(o.and_(ok, has_loss), loss > 0)
+
+    # 1. Loss statistics, in log units relative to the first loss.
+    log_l = o.nan_to_num(o.log(o.clamp(o.abs(loss), _EPS, None)))
+    # The divergence guard reads EMA_fast of the median of the last three log-losses: no single step (a loss of
+    # 1e-30, one spike) moves its reference.
+    n, p1, p2 = s["n_loss"], s["guard_prev1"], s["guard_prev2"]
+    med = where(
+        n >= 2, o.clamp(log_l, o.minimum(p1, p2), o.maximum(p1, p2)), where(n >= 1, o.maximum(log_l, p1), log_l)
+    )
+    new["guard_ema"] = keep(
+        where(n == 0, med, s["guard_ema"] + a_f * (med - s["guard_ema"])), s["guard_ema"], use_loss
+    )
+    new["guard_prev2"] = keep(p1, p2, use_loss)
+    new["guard_prev1"] = keep(log_l, p1, use_loss)
+    first = n == 0
+    ema_f = where(first, log_l, s["ema_f"] + a_f * (log_l - s["ema_f"]))
+    ema_s = where(first, log_l, s["ema_s"] + a_s * (log_l - s["ema_s"]))
+    d = where(first, 0.0 * log_l, ema_f - s["ema_f"])
+    new["log_l0"] = keep(where(first, log_l, s["log_l0"]), s["log_l0"], use_loss)
+    new["ema_f_prev"] = keep(s["ema_f"], s["ema_f_prev"], use_loss)
+    new["ema_f"] = keep(ema_f, s["ema_f"], use_loss)
+    new["ema_s"] = keep(ema_s, s["ema_s"], use_loss)
+    new["slope_f"] = keep(s["slope_f"] + a_f * (d - s["slope_f"]), s["slope_f"], use_loss)
+    new["slope_s"] = keep(s["slope_s"] + a_s * (d - s["slope_s"]), s["slope_s"], use_loss)
+    dev = log_l - ema_f
+    new["noise"] = keep(s["noise"] + a_f * (dev * dev - s["noise"]), s["noise"], use_loss)
+    # 2. Second order: observed loss change against the first-order prediction made one step earlier.
+    have_prev = o.and_(use_loss, n > 0)
+    clean_loss = o.nan_to_num(loss)
+    new["obs"] = keep(s["obs"] + a_s * ((clean_loss - s["prev_loss"]) - s["obs"]), s["obs"], have_prev)
+    new["pred"] = keep(s["pred"] + a_s * (s["prev_pred"] - s["pred"]), s["pred"], have_prev)
+    new["prev_loss"] = keep(clean_loss, s["prev_loss"], use_loss)
+    new["prev_pred"] = keep(x["g_upd"], s["prev_pred"])
+    new["n_loss"] = n + o.f(use_loss)
+
+    # 3. Gradient statistics.
+    log_g = o.nan_to_num(o.log(o.clamp(x["grad_norm"], _EPS, None)))
+    first_g = s["n_grad"] == 0
+    new["log_g0"] = keep(where(first_g, log_g, s["log_g0"]), s["log_g0"])
+    new["g_f"] = keep(where(first_g, log_g, s["g_f"] + a_f * (log_g - s["g_f"])), s["g_f"])
+    new["g_s"] = keep(where(first_g, log_g, s["g_s"] + a_s * (log_g - s["g_s"])), s["g_s"])
+    cos = x["gm"] / o.clamp(o.sqrt(x["gg"] * x["mm"]), _EPS, None)
+    new["cos"] = keep(where(first_g, cos, s["cos"] + a_f * (cos - s["cos"])), s["cos"])
+    new["gg_f"] = keep(where(first_g, x["gg"], s["gg_f"] + a_f * (x["gg"] - s["gg_f"])), s["gg_f"])
+    new["n_grad"] = s["n_grad"] + o.f(ok)
+
+    # 4. The feature vector.
+    v_ref = where(x["vv"] > 0, x["vv"], new["gg_f"])
+    pred = new["pred"]
+    feats = [
+        new["t"] / T,
+        prior,
+        new["ema_f"] - new["log_l0"],
+        tau_f * new["slope_f"],
+        tau_s * new["slope_s"],
+        o.sqrt(o.clamp(new["noise"], 0.0, None)),
+        log_g - new["g_s"],
+        new["g_f"] - new["log_g0"],
+        new["cos"],
+        o.log10(o.clamp(o.sqrt(x["upd_sq"] / o.clamp(x["ww"], _EPS, None)), _EPS, None)) + 3.0,
+        new["obs"] / where(o.abs(pred) > _EPS, pred, 0.0 * pred - _EPS),
+        o.log(o.clamp(x["mm"], _EPS, None) / o.clamp(v_ref, _EPS, None)),
+        x["adaptive"],
+        prev_delta,
+        new["bad"],
+        o.f(o.not_(has_loss)),
+        pretrained,
+    ]
+    # clipped; without a loss the loss features are neutral rather than stale; without visible gradients (a sharded
+    # backend that keeps them out of ``param.grad``) the features read from them are off (0, as in the ablations);
+    # runs whose signals are not finite keep their previous features.
+    feats = o.finish(feats, has_loss, x["gg"] == 0, ok, s["last"])
+    new["last"] = feats
+    return new, feats
+
+
+class _TensorOps:
+    """``_step`` on ``[B]`` float64 tensors."""
+
+    where = staticmethod(torch.where)
+    log, log10, sqrt, abs = (
+        staticmethod(torch.log),
+        staticmethod(torch.log10),
+        staticmethod(torch.sqrt),
+        staticmethod(torch.abs),
+    )
+    minimum, maximum = staticmethod(torch.minimum), staticmethod(torch.maximum)
+
+    @staticmethod
+    def clamp(x, lo, hi):
+        return torch.clamp(x, min=lo, max=hi)
+
+    @staticmethod
+    def nan_to_num(x):
+        return torch.nan_to_num(x, 0.0)
+
+    @staticmethod
+    def f(b):
+        return b.double()
+
+    and_ = staticmethod(torch.logical_and)
+    or_ = staticmethod(torch.logical_or)
+    not_ = staticmethod(torch.logical_not)
+
+    @staticmethod
+    def finish(feats, has_loss, no_grad, ok, last):
+        B = ok.shape[0]
+        f = torch.stack([torch.as_tensor(v, dtype=torch.float64).expand(B) for v in feats], dim=-1)
+        f = f.nan_to_num(0.0, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP).clamp(-FEATURE_CLIP, FEATURE_CLIP)
+        f[:, _LOSS_COLS] = torch.where(has_loss[:, None], f[:, _LOSS_COLS], torch.zeros_like(f[:, _LOSS_COLS]))
+        f[:, _OPTIMIZER_COLS] = torch.where(
+            no_grad[:, None], torch.zeros_like(f[:, _OPTIMIZER_COLS]), f[:, _OPTIMIZER_COLS]
+        )
+        return torch.where(ok[:, None], f, last)
+
+
+class _ScalarOps:
+    """``_step`` on Python floats and bools (one run), with the tensor semantics: NaN passes through ``clamp``,
+    ``log``/``sqrt`` of a negative number is NaN, of 0 is ``-inf``/0."""
+
+    @staticmethod
+    def where(c, a, b):
+        return a if c else b
+
+    @staticmethod
+    def log(x):
+        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+    @staticmethod
+    def log10(x):
+        return math.log10(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+    @staticmethod
+    def sqrt(x):
+        return math.sqrt(x) if x >= 0 else math.nan
+
+    abs = staticmethod(abs)
+
+    @staticmethod
+    def minimum(a, b):
+        return math.nan if a != a or b != b else (a if a <= b else b)
+
+    @staticmethod
+    def maximum(a, b):
+        return math.nan if a != a or b != b else (a if a >= b else b)
+
+    @staticmethod
+    def clamp(x, lo, hi):
+        if x != x:
+            return x
+        if lo is not None and x < lo:
+            x = lo
+        if hi is not None and x > hi:
+            x = hi
+        return x
+
+    @staticmethod
+    def nan_to_num(x):
+        return 0.0 if x != x else x
+
+    @staticmethod
+    def f(b):
+        return 1.0 if b else 0.0
+
+    @staticmethod
+    def and_(a, b):
+        return bool(a) and bool(b)
+
+    @staticmethod
+    def or_(a, b):
+        return bool(a) or bool(b)
+
+    @staticmethod
+    def not_(a):
+        return not a
+
+    @staticmethod
+    def finish(feats, has_loss, no_grad, ok, last):
+        if not ok:
+            return list(last)
+        out = []
+        for i, v in enumerate(feats):
+            v = 0.0 if v != v else (FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v)
+            if (not has_loss and i in _LOSS_COL_SET) or (no_grad and i in _OPTIMIZER_COL_SET):
+                v = 0.0
+            out.append(v)
+        return out
+
+
+_TENSOR, _SCALAR = _TensorOps(), _ScalarOps()
 
 
 _OPTIMIZER_COLS = [
     FEATURE_NAMES.index(n) for n in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr")
 ]
 _SIGNAL_FLOATS = ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")
+_LOSS_COLS = [FEATURE_NAMES.index(n) for n in FEATURE_GROUPS["loss"] + ("curvature_ratio",)]
+_LOSS_COL_SET, _OPTIMIZER_COL_SET = frozenset(_LOSS_COLS), frozenset(_OPTIMIZER_COLS)

@@ -59,6 +59,8 @@ class _Bucket:
         n = sum(p.numel() for p in params) if not sampled else None
         self.numel = n
         self.device = device
+        self._phases: dict = {}
+        self._views: dict = {}
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
         if not sampled:  # fixed layout: one flat float32 row per tensor kind, a view of it per parameter
@@ -81,12 +83,11 @@ class _Bucket:
                 torch._foreach_copy_(self.dst[row], tensors)
             return self.numel
         sources = {"g": grads, "w": self.params, **self.moments}
-        rows = [max(0, -(-(r - start) // stride)) for r in self.block_rows]
-        n = sum(rows) * _BLOCK
         if not self.buffers:
             rows_max = budget_rows + len(self.params) + 1  # the budget, and one partial block per parameter at most
             for row in _ROWS[self.kind]:  # sized by the budget, not the model
                 self.buffers[row] = torch.empty(rows_max * _BLOCK, dtype=torch.float32, device=self.device)
+        rows, n = self._rows(stride, start)
         if n == 0:
             return 0
         for row, tensors in sources.items():
@@ -109,9 +110,27 @@ class _Bucket:
                 out.copy_(torch.cat(parts))
         return n
 
-    def stats(self, out: torch.Tensor, n: int, scale: int) -> bool:
-        """Write this bucket's seven sums into ``out``; returns whether it read Adam moments."""
-        b = {k: v[:n] for k, v in self.buffers.items()}
+    def _rows(self, stride: int, start: int) -> tuple[list[int], int]:
+        """Blocks read from each parameter at this ``start`` (one of ``stride`` phases, remembered), and elements."""
+        cached = self._phases.get(start)
+        if cached is None:
+            rows = [max(0, -(-(r - start) // stride)) for r in self.block_rows]
+            cached = (rows, sum(rows) * _BLOCK)
+            if len(self._phases) < 4096:
+                self._phases[start] = cached
+        return cached
+
+    def _slices(self, n: int) -> dict[str, torch.Tensor]:
+        cached = self._views.get(n)
+        if cached is None:
+            cached = {k: v[:n] for k, v in self.buffers.items()}
+            if len(self._views) < 4096:
+                self._views[n] = cached
+        return cached
+
+    def stats(self, out: list[torch.Tensor], n: int, scale: int, row: torch.Tensor) -> bool:
+        """Write this bucket's seven sums into ``out`` (views of ``row``); returns whether it read Adam moments."""
+        b = self._slices(n)
         g, w = b["g"], b["w"]
         group, lr = self.group, float(self.group.get("lr", 0.0))
         torch.dot(g, g, out=out[0])
@@ -146,7 +165,7 @@ class _Bucket:
             out[4].copy_(out[0]).mul_(lr * lr)
             out[6].zero_()
         if scale != 1:
-            out.mul_(scale)
+            row.mul_(scale)
         return self.kind == "adam"
 
 
@@ -167,9 +186,12 @@ class SignalReader:
         self._out: torch.Tensor | None = None
 
     def _signature(self) -> tuple:
+        """What the plan depends on: the state and groups objects, how many states, which gradients exist (a
+        gradient that turns sparse is caught because sparse ones are never planned as dense)."""
         opt = self.optimizer
-        readable = tuple(tuple(_readable(p) for p in g["params"]) for g in opt.param_groups)
-        return id(opt.state), len(opt.state), tuple(id(g) for g in opt.param_groups), readable
+        groups = opt.param_groups
+        have = tuple([p.grad is not None for g in groups for p in g["params"]])
+        return id(opt.state), len(opt.state), id(groups), len(groups), have
 
     def _plan(self) -> None:
         opt = self.optimizer
@@ -201,9 +223,14 @@ class SignalReader:
             _Bucket(opt.param_groups[gi], kind, sampled, params, opt.state, device)
             for (gi, kind, sampled, device), params in buckets.items()
         ]
+        if len({b.device for b in self._buckets}) > 1:
+            raise NotImplementedError("metalr-hf reads the parameters of one device per process")
         device = self._buckets[0].device if self._buckets else torch.device("cpu")
         self._table = torch.zeros(max(len(self._buckets), 1), len(STAT_KEYS), device=device)
+        self._rows_of = [self._table[i] for i in range(len(self._buckets))]
+        self._cells = [[row[j] for j in range(len(STAT_KEYS))] for row in self._rows_of]
         self._out = torch.zeros(len(STAT_KEYS) + 1, device=device)  # the seven sums, then `adaptive`
+        self._sums, self._adaptive = self._out[: len(STAT_KEYS)], self._out[len(STAT_KEYS)]
 
     @torch.no_grad()
     def read_into(self, offset: int = 0) -> torch.Tensor:
@@ -213,21 +240,18 @@ class SignalReader:
         if key != self._key:
             self._plan()
             self._key = key
-        table, out = self._table, self._out
         stride = self.stride
         start = offset % stride
         adaptive = False
-        for i, bucket in enumerate(self._buckets):
+        for bucket, row, cells in zip(self._buckets, self._rows_of, self._cells):
             n = bucket.fill(stride, start, self._budget_rows)
             if n == 0:
-                table[i].zero_()
+                row.zero_()
                 continue
-            adaptive |= bucket.stats(table[i], n, stride if bucket.sampled else 1)
-        if len(self._buckets) > 1 and len({b.device for b in self._buckets}) > 1:
-            raise NotImplementedError("metalr-hf reads the parameters of one device per process")
-        torch.sum(table, 0, out=out[: len(STAT_KEYS)])
-        out[len(STAT_KEYS)].fill_(1.0 if adaptive else 0.0)
-        return out
+            adaptive |= bucket.stats(cells, n, stride if bucket.sampled else 1, row)
+        torch.sum(self._table, 0, out=self._sums)
+        self._adaptive.fill_(1.0 if adaptive else 0.0)
+        return self._out
 
     def read(self, offset: int = 0) -> dict[str, torch.Tensor]:
         """:meth:`read_into` as a dict of 0-d tensors (``adaptive`` included)."""

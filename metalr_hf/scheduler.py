@@ -22,14 +22,16 @@ and meta-training drives a controller over a whole population, so both use the s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import struct
 import warnings
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .features import FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
+from .features import _SIGNAL_FLOATS, FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
 from .learner import MetaLearner
 from .options import MetaSchedulerOptions, check_controller_options
 from .schedules import prior_multiplier
@@ -103,13 +105,46 @@ class MetaController:
         self.guard, self.log_guard_ratio, self.recover = guard, math.log(guard_ratio), 2.0 ** (1.0 / int(recovery))
         with torch.no_grad():
             self.learner_state = learner.init_state(B).cpu()
+        # One run (the scheduler) is driven in Python floats, a population in [B] tensors: the same rule.
+        self.scalar = self.extractor.scalar
+        self._T, self._warmup = float(self.T[0]), float(self.warmup[0])
+        self._control: dict = {}
         self.delta = torch.zeros(B)
         self.backoff = torch.ones(B)
         self.guard_scale = torch.ones(B)
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
+        self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
         self.nonfinite_decisions = 0  # steps whose learner output was not finite (the prior was used instead)
+
+    def _control_property(name, dtype):  # noqa: N805  (a property factory, used in the class body)
+        def get(self):
+            value = self._control[name]
+            return torch.tensor([value], dtype=dtype) if self.scalar else value
+
+        def set_(self, value):
+            if self.scalar:
+                value = torch.as_tensor(value, dtype=dtype).reshape(-1)
+                value = [float(v) for v in value] if name == "features" else float(value[0])
+            self._control[name] = value
+
+        return property(get, set_)
+
+    delta = _control_property("delta", torch.float32)
+    backoff = _control_property("backoff", torch.float32)
+    guard_scale = _control_property("guard_scale", torch.float32)
+    best = _control_property("best", torch.float64)
+    del _control_property
+
+    @property
+    def features(self) -> torch.Tensor:
+        f = self._control["features"]
+        return torch.tensor([f], dtype=torch.float32) if self.scalar else f
+
+    @features.setter
+    def features(self, value) -> None:
+        self._control["features"] = [float(v) for v in value.reshape(-1)] if self.scalar else value
 
     def boost_cap(self) -> torch.Tensor:
         """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
@@ -119,15 +154,73 @@ class MetaController:
     def prior_at(self, step) -> torch.Tensor:
         return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
 
+    def _prior_value(self, step: int) -> float:
+        """``prior_at(step)`` of a scalar controller, remembered for the few steps that ask again."""
+        value = self._priors.get(step)
+        if value is None:
+            if len(self._priors) > 8:
+                self._priors.clear()
+            value = prior_multiplier(self.prior, int(step), self._T, self._warmup, **self.prior_kwargs)
+            value = self._priors[step] = float(value)
+        return value
+
     def scale(self, step) -> torch.Tensor:
         """``prior(step) · exp(δ) · b · γ`` for every run (float64, ``[B]``)."""
+        if self.scalar:
+            return torch.tensor([self.scale_value(step)], dtype=torch.float64)
         corr = torch.exp(self.delta.double()) * self.backoff.double() * self.guard_scale.double()
         return self.prior_at(step) * corr
+
+    def scale_value(self, step: int) -> float:
+        """:meth:`scale` of a scalar controller, as a float."""
+        c = self._control
+        return self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
+
+    @torch.no_grad()
+    def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:
+        """:meth:`update` of a scalar controller, from the signals as Python floats (``x`` maps the signal names to
+        floats); returns whether they were finite. The same rule as the batched path, without tensor overhead."""
+        c = self._control
+        ok = all(math.isfinite(v) for k, v in x.items() if k != "loss") and (math.isfinite(x["loss"]) or not has_loss)
+        step = self.step_count if step is None else step
+        feats = self.extractor.update_values(x, ok, has_loss, self._prior_value(step), c["delta"])
+        device = self.learner.device
+        delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
+        delta = float(delta[0])
+        cap = 0.0 if self._cap_pretrained and self.extractor._pretrained_value > 0.5 else self._log_boost
+        delta = min(delta, cap) if delta == delta else delta
+        # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
+        sane = math.isfinite(delta) and bool(torch.isfinite(state).all())
+        if ok:
+            if not sane:
+                self.nonfinite_decisions += 1
+            c["delta"] = float(torch.tensor(delta, dtype=torch.float32)) if sane else 0.0
+            if sane:
+                self.learner_state = state.cpu()
+        c["features"] = feats
+        # Non-finite back-off (in float32, as the batched path).
+        c["backoff"] = _f32(min(c["backoff"] * self.recover, 1.0) if ok else max(c["backoff"] * 0.5, 2**-10))
+        # Divergence guard on the smoothed log-loss.
+        if self.guard:
+            v = self.extractor.values
+            seen = v["n_loss"] > 0
+            if seen:
+                c["best"] = min(c["best"], v["guard_ema"])
+            if seen and v["guard_ema"] - c["best"] > self.log_guard_ratio:
+                c["guard_scale"] = _f32(max(c["guard_scale"] * 0.7, 2**-10))
+            elif ok:
+                c["guard_scale"] = _f32(min(c["guard_scale"] * self.recover, 1.0))
+        self.step_count += 1
+        return ok
 
     @torch.no_grad()
     def update(self, signals: Signals, step=None) -> torch.Tensor:
         """Consume the signals of optimizer step ``step`` (default: the count of steps consumed so far); returns
         the ``[B]`` mask of runs whose signals were finite (the others are skipped by the learner)."""
+        if self.scalar:
+            x = {k: float(torch.as_tensor(getattr(signals, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
+            has_loss = bool(torch.as_tensor(signals.has_loss).reshape(-1)[0])
+            return torch.tensor([self.update_values(x, has_loss, step)])
         ok = signals.finite().reshape(-1)
         step = self.step_count if step is None else step
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
@@ -180,6 +273,11 @@ class MetaController:
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])
+
+
+def _f32(x: float) -> float:
+    """``x`` rounded to float32, as the batched controller keeps its scales."""
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 class MetaLRScheduler(LRScheduler):
@@ -268,7 +366,9 @@ class MetaLRScheduler(LRScheduler):
         self._pending_grad_norm = None
         self._warned: set[str] = set()
         self._in_incident = False
-        self.last_signals: Signals | None = None
+        self._last_values: list[float] | None = None
+        self._buffers: list | None = None
+        self._flip = 0
         self._reader = SignalReader(optimizer)
         super().__init__(optimizer, last_epoch)
 
@@ -333,61 +433,76 @@ class MetaLRScheduler(LRScheduler):
             logger.warning(message)
 
     def _collect_signals(self) -> torch.Tensor:
-        """The ``[1, S]`` signal vector of this step, reduced over ranks, still on the parameters' device.
+        """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks.
 
-        On an accelerator a non-blocking copy to host memory starts here; it is read one step later
+        It is written into one of two buffers kept from step to step (a held decision keeps the other). On an
+        accelerator a non-blocking copy to pinned host memory starts here; it is read one step later
         (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
-        stats = self._reader.read(offset=max(self.last_epoch, 0))
-        device = stats["gg"].device
+        stats = self._reader.read_into(offset=max(self.last_epoch, 0))  # Σg², g·m, …, Σv, adaptive
+        device = stats.device
+        if self._buffers is None or self._buffers[0][0].device != device:
+            on_host = device.type == "cpu"
+            self._buffers = [
+                (torch.empty(_NUM_SIGNALS, dtype=torch.float64, device=device),
+                 None if on_host else torch.empty(_NUM_SIGNALS, dtype=torch.float64, pin_memory=device.type == "cuda"))
+                for _ in range(2)
+            ]  # fmt: skip
+        self._flip ^= 1
+        vec, host = self._buffers[self._flip]
         if self._pending_loss is None:
             self._warn_once(
                 "no_loss",
                 "MetaLRScheduler received no loss: call `scheduler.observe(loss)` before `scheduler.step()`, or "
                 "add `MetaLRCallback()` to the Trainer. Running on gradient and optimizer statistics only.",
             )
-            loss, has_loss = torch.tensor(float("nan"), device=device), torch.tensor(0.0, device=device)
+            vec[0].fill_(math.nan)
+            vec[1].fill_(0.0)
         else:
-            loss = (self._pending_loss / self._pending_count).to(device)
-            has_loss = torch.tensor(1.0, device=device)
-        grad_norm = self._pending_grad_norm
-        grad_norm = stats["gg"].sqrt() if grad_norm is None else grad_norm.to(device)
-        values = {"loss": loss, "has_loss": has_loss, "grad_norm": grad_norm, **stats}
-        vec = Signals(**{k: v.reshape(1).to(device) for k, v in values.items()}).to_vector()
-        vec = _all_reduce_mean(vec)
+            vec[0].copy_(self._pending_loss).div_(self._pending_count)
+            vec[1].fill_(1.0)
+        vec[3:].copy_(stats)
+        if self._pending_grad_norm is None:
+            torch.sqrt(vec[3], out=vec[2])
+        else:
+            vec[2].copy_(self._pending_grad_norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        if vec.device.type == "cpu":
+        vec = _all_reduce_mean(vec)
+        if host is None:
             return vec
-        host = torch.empty(vec.shape, dtype=vec.dtype, pin_memory=vec.device.type == "cuda")
         return host.copy_(vec, non_blocking=True)
 
     def _consume(self, vec: torch.Tensor, step: int) -> None:
         """Feed one step's signals to the controller (the learner sees only finite ones)."""
-        signals = Signals.from_vector(vec.cpu())
-        if bool(signals.has_loss[0]):
-            value = float(signals.loss[0])
-            if value < 0:
-                self._warn_once(
-                    "negative_loss",
-                    f"MetaLRScheduler: negative loss {value:.4g} at step {step}. The learner reads the loss on a log "
-                    "scale, which a negative loss does not have: from this step on it runs on the gradient and "
-                    "optimizer statistics only (as without `observe`). To keep the loss features, hand `observe` a "
-                    "positive transform of your objective (e.g. `loss - lower_bound`).",
-                )
-            elif value == 0:
-                self._warn_once(
-                    "zero_loss",
-                    f"MetaLRScheduler: a loss of exactly 0 at step {step} cannot be read on a log scale; the "
-                    "learner skips the loss of such steps (the gradient statistics are still read).",
-                )
-        if float(signals.gg[0]) == 0.0:
+        values = vec.reshape(-1).tolist()
+        self._last_values = values
+        x = dict(zip(_SIGNAL_NAMES, values))
+        has_loss = x.pop("has_loss") > 0.5
+        if has_loss and x["loss"] < 0:
+            self._warn_once(
+                "negative_loss",
+                f"MetaLRScheduler: negative loss {x['loss']:.4g} at step {step}. The learner reads the loss on a log "
+                "scale, which a negative loss does not have: from this step on it runs on the gradient and "
+                "optimizer statistics only (as without `observe`). To keep the loss features, hand `observe` a "
+                "positive transform of your objective (e.g. `loss - lower_bound`).",
+            )
+        elif has_loss and x["loss"] == 0:
+            self._warn_once(
+                "zero_loss",
+                f"MetaLRScheduler: a loss of exactly 0 at step {step} cannot be read on a log scale; the "
+                "learner skips the loss of such steps (the gradient statistics are still read).",
+            )
+        if x["gg"] == 0.0:
             self._warn_once(
                 "no_grad",
                 "MetaLRScheduler found no gradients at `step()` (zero_grad before step, or a sharded backend); "
                 "the gradient features use the gradient norm the Trainer reports, the others stay neutral.",
             )
-        self.last_signals = signals
         before = self.controller.nonfinite_decisions
-        self._report(self.controller.update(signals, step=step))
+        if self.controller.scalar:
+            ok = self.controller.update_values(x, has_loss, step=step)
+        else:
+            ok = bool(self.controller.update(Signals.from_vector(torch.tensor([values])), step=step).all())
+        self._report(ok)
         if self.controller.nonfinite_decisions > before:
             self._warn_once(
                 "nonfinite_delta",
@@ -395,6 +510,13 @@ class MetaLRScheduler(LRScheduler):
                 f"correction at step {step}; the LR follows the prior schedule at such steps. The learner's weights "
                 "or config are probably damaged.",
             )
+
+    @property
+    def last_signals(self) -> Signals | None:
+        """The signals of the last step the controller consumed (``[1]`` tensors), or ``None``."""
+        if self._last_values is None:
+            return None
+        return Signals.from_vector(torch.tensor([self._last_values], dtype=torch.float64))
 
     # -- LRScheduler API -----------------------------------------------------------------------------------
     def step(self, epoch: int | None = None) -> None:
@@ -424,8 +546,8 @@ class MetaLRScheduler(LRScheduler):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def _report(self, ok: torch.Tensor) -> None:
-        bad = not bool(ok.all())
+    def _report(self, ok) -> None:
+        bad = not bool(ok.all() if torch.is_tensor(ok) else ok)
         if bad and not self._in_incident:  # one warning per incident (a run of non-finite steps)
             message = (
                 f"MetaLRScheduler: non-finite loss or gradient at step {self.last_epoch}; the learner skipped it "
@@ -438,14 +560,15 @@ class MetaLRScheduler(LRScheduler):
     def get_lr(self) -> list[float]:
         if self.controller is None:  # the horizon is not known yet: the LR is set when it is
             return list(self.base_lrs)
-        scale = float(self.controller.scale(self.last_epoch)[0])
+        c = self.controller
+        scale = c.scale_value(self.last_epoch) if c.scalar else float(c.scale(self.last_epoch)[0])
         return [base * scale for base in self.base_lrs]
 
     @property
     def last_scale(self) -> float:
         """``exp(δ)·b·γ`` of the current step: the factor the learner and the guards apply to the prior."""
         c = self.controller
-        return float(torch.exp(c.delta[0]) * c.backoff[0] * c.guard_scale[0])
+        return math.exp(float(c.delta[0])) * float(c.backoff[0]) * float(c.guard_scale[0])
 
     def features_dict(self) -> dict[str, float]:
         return dict(zip(FEATURE_NAMES, self.controller.features[0].tolist()))
@@ -501,6 +624,10 @@ class MetaLRScheduler(LRScheduler):
             self.pretrained_given = True
         held = state_dict.get("held_signals")
         self._held = None if held is None else (held, int(state_dict["held_step"]))
+
+
+_SIGNAL_NAMES = tuple(f.name for f in dataclasses.fields(Signals))
+_NUM_SIGNALS = len(_SIGNAL_NAMES)
 
 
 def _is_count(value) -> bool:

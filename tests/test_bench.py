@@ -66,18 +66,25 @@ def test_aggregate_win_rate_regret_profile_and_divergence():
     assert agg["diverged"] == 1
 
 
-def test_overhead_state_does_not_grow_with_the_model():
+def test_overhead_state_does_not_grow_with_the_model(monkeypatch):
     """The meta scheduler keeps no copy of gradients or weights: its state has the same size for a model twice
-    as wide, and the measured times are real (positive, paired)."""
-    from metalr_hf.bench.overhead import measure_overhead
+    as wide, and the measured times are real (positive, paired); the table names every model."""
+    from metalr_hf.bench.overhead import MODELS, measure_overhead, overhead_table
 
-    small = measure_overhead(layers=1, hidden=32, seq_len=8, batch_size=2, pairs=2, progress=False)
-    wide = measure_overhead(layers=1, hidden=64, seq_len=8, batch_size=2, pairs=2, progress=False)
+    for name, width in (("narrow", 32), ("wide", 64)):
+        config = dict(vocab_size=64, hidden_size=width, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=2 * width, max_position_embeddings=16)  # fmt: skip
+        monkeypatch.setitem(MODELS, name, ("bert", config, 2, 8, 3))
+    result = measure_overhead(models=("narrow", "wide"), trainer_steps=4, progress=False)
+    small, wide = result["models"]
     assert wide["parameters"] > 1.5 * small["parameters"]
     assert wide["state_bytes"] == small["state_bytes"] > 0
-    lo, hi = small["step_overhead_ci95"]
-    assert lo <= hi and all(t > 0 for t in small["median_step_seconds"].values())
-    assert 0 < small["scheduler_seconds_median"] < small["median_step_seconds"]["meta"]
+    lo, hi = small["step_ratio_ci95"]
+    assert lo <= hi and all(t > 0 for t in small["median_step_ms"].values())
+    assert 0 < small["scheduler_ms_median"] <= small["scheduler_ms_p90"] < small["median_step_ms"]["meta"]
+    assert result["trainer_wall"]["ratio"] > 0 and len(result["trainer_wall"]["seconds"]["meta"]) == 2
+    table = overhead_table(result)
+    assert "| narrow |" in table and "| wide |" in table and "wall time meta / cosine" in table
 
 
 def test_wav2vec2_task_learns_under_the_meta_scheduler():
