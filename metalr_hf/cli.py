@@ -61,14 +61,25 @@ def make_parser() -> argparse.ArgumentParser:
         help="Run a transformers script with --lr_scheduler_type meta available: metalr-hf run SCRIPT.py [args]",
         add_help=False,
     )
+    # The lab's commands: registered here (their modules import nothing heavy), run with their extras installed.
+    # This is the composition root, the one place where the product meets the lab and the lab's parts meet.
     from . import hub_cli
     from .bench import cli as bench_cli
     from .metatrain import cli as metatrain_cli
 
-    metatrain_cli.register(sub)
+    metatrain_cli.register(sub, trainer_runner=_bench_runner)
     bench_cli.register(sub)
     hub_cli.register(sub)
     return parser
+
+
+def _bench_runner():
+    from .bench.runner import run_one
+
+    return run_one
+
+
+_EXTRAS = {"collect": "metatrain,bench", "meta-train": "metatrain", "bench": "bench", "push-runs": "metatrain"}
 
 
 def _hub_error():
@@ -105,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except ImportError as e:  # a lab command without its extra
+        extra = _EXTRAS.get(args.command)
+        if extra is None:
+            raise
+        print(
+            f"metalr-hf {args.command}: error: needs the {extra} extra: pip install 'metalr-hf[{extra}]' ({e})",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # `metalr-hf show | head`: the reader left, nothing is wrong
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -178,17 +178,6 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
 CARD_CONTEXT_FILE = "card.json"  # optional, next to a learner: training notes and the tables for its card
 
 
-def render_card(template: str, card_data, **context):
-    """A ``huggingface_hub`` card (``ModelCard`` for ``card_data`` of type ``ModelCardData``, ``DatasetCard``
-    otherwise) from ``model_cards/<template>.md.j2`` (shipped inside the package), its YAML header from
-    ``card_data``."""
-    from huggingface_hub import DatasetCard, ModelCard, ModelCardData
-
-    cls = ModelCard if isinstance(card_data, ModelCardData) else DatasetCard
-    path = Path(__file__).parent / "model_cards" / f"{template}.md.j2"
-    return cls.from_template(card_data, template_path=str(path), **context)
-
-
 _RESERVED_CARD_KEYS = {"name", "repo_id", "revision", "num_parameters", "num_features", "card_data"}
 
 
@@ -216,12 +205,75 @@ def read_card_context(folder) -> dict:
     return context
 
 
+_DEFAULT_LIMITATIONS = (
+    "Meta-trained on small simulated MLP tasks; its behaviour on large models is measured only where the tables "
+    "above say so. Use the prior (cosine) when in doubt, and report where it loses."
+)
+_LEARNER_CARD = """
+# {name}: a meta-learned learning-rate scheduler for 🤗 Trainer
+
+A tiny recurrent meta-learner ({core} core, hidden size {hidden_size}, {num_parameters} parameters) for
+[metalr-hf](https://github.com/metalr-hf/metalr-hf). At every optimizer step it reads {num_features} scale-free
+features of the running job and outputs a bounded correction δ ∈ [-{max_delta}, {max_delta}] to a prior
+schedule: `lr = base_lr · prior(t) · exp(δ_t)`. A learner that outputs 0 is exactly the prior (cosine by default).
+
+## How to use
+
+```bash
+pip install metalr-hf
+metalr-hf run train.py --lr_scheduler_type meta --lr_scheduler_kwargs '{kwargs}'
+```
+
+```python
+from metalr_hf import MetaLRScheduler
+
+scheduler = MetaLRScheduler(optimizer, num_training_steps=1000, meta_learner="{repo_id}")
+loss.backward()
+scheduler.observe(loss.detach())
+optimizer.step()
+scheduler.step()
+```
+
+## Features (schema version {schema_version})
+
+{features}.{disabled}
+
+## Training
+
+{training}
+
+## Held-out results
+
+{results_table}
+
+## Ablations
+
+{ablation_table}
+
+## Limitations
+
+{limitations}
+
+## Citation
+
+```bibtex
+@software{{metalr_hf,
+  title = {{metalr-hf: a meta-learned learning-rate scheduler for Hugging Face Trainer}},
+  year = {{2026}},
+  url = {{https://github.com/metalr-hf/metalr-hf}}
+}}
+```
+"""
+
+
 def learner_card(learner, repo_id: str | None = None, revision: str | None = None, folder: Path | None = None):
     """The model card of a learner (a ``huggingface_hub.ModelCard``): the same whether it is written by
     ``save_pretrained``, ``push_to_hub`` or ``metalr-hf push``. Tables and training notes come from the learner's
     card context (``card.json``, read at load; or from ``folder``); ``eval_results`` in it become the card's
     model-index."""
-    from huggingface_hub import EvalResult, ModelCardData
+    import json
+
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     context = dict(getattr(learner, "card_context", {}) or {})
     if folder is not None:
@@ -236,17 +288,29 @@ def learner_card(learner, repo_id: str | None = None, revision: str | None = Non
         model_name=short if eval_results else None,
         eval_results=eval_results,
     )
-    return render_card(
-        "learner",
-        card_data,
+    repo = repo_id or "<org>/<learner>"
+    config = learner.config
+    kwargs = {"meta_learner": repo, **({"revision": revision} if revision else {})}
+    body = _LEARNER_CARD.format(
         name=short,
-        repo_id=repo_id or "<org>/<learner>",
-        revision=revision,
+        repo_id=repo,
+        kwargs=json.dumps(kwargs),
         num_parameters=learner.num_parameters(),
-        num_features=len(learner.config["feature_names"]),
-        **learner.config,
-        **context,
+        num_features=len(config["feature_names"]),
+        core=config["core"],
+        hidden_size=config["hidden_size"],
+        max_delta=config["max_delta"],
+        schema_version=config["schema_version"],
+        features=", ".join(f"`{f}`" for f in config["feature_names"]),
+        disabled=f"\nDisabled in this learner: {', '.join(config['disabled_features'])}."
+        if config["disabled_features"]
+        else "",
+        training=context.get("training") or "Not recorded.",
+        results_table=context.get("results_table") or "No held-out evaluation was recorded for this learner.",
+        ablation_table=context.get("ablation_table") or "No ablation table was recorded for this learner.",
+        limitations=context.get("limitations") or _DEFAULT_LIMITATIONS,
     )
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
 # -- publishing ------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from recipe_utils import (  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
-from metalr_hf.bench.forecasters import FORECASTERS  # noqa: E402
+from metalr_hf.metatrain.forecasters import FORECASTERS  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

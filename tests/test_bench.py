@@ -10,22 +10,48 @@ from metalr_hf.bench.schedulers import SCHEDULERS
 from metalr_hf.cli import main
 
 
-def test_smoke_suite_writes_results_report_and_plots(tmp_path):
+def test_smoke_suite_shows_cosine_next_to_meta_and_resumes(tmp_path, capsys):
     assert main(["bench", "--suite", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["task"], r["scheduler"], r["base_lr"]) for r in results) == [
+        (t, s, lr) for t in ("bert_cls", "gpt2_lm") for s in ("cosine", "meta") for lr in (1e-4, 1e-3)
+    ]
+    out = capsys.readouterr().out
+    assert out.count("meta better") + out.count("meta worse") + out.count("meta tied") == 4
+    assert "meta vs cosine at the same base LR: better in" in out
+    cosine = {(r["task"], r["base_lr"]): r for r in results if r["scheduler"] == "cosine"}
+    assert cosine["bert_cls", 1e-3]["final_eval_loss"] < 0.9 * math.log(2)  # the tasks learn within the budget
+    assert cosine["gpt2_lm", 1e-3]["final_eval_loss"] < 0.9 * math.log(64)
+    # resumable: a rerun skips every finished run
+    mtime = (tmp_path / "results.json").stat().st_mtime_ns
+    assert main(["bench", "--suite", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
+
+
+def test_every_scheduler_runs_and_reports(tmp_path):
+    from metalr_hf.bench.report import write_report
+    from metalr_hf.bench.runner import Suite, run_suite
+
+    results = run_suite(Suite(("bert_cls",), SCHEDULERS, (1e-3,), ("adam",), (0,), steps=8, evals=2), tmp_path,
+                        progress=False)  # fmt: skip
     assert {r["scheduler"] for r in results} == set(SCHEDULERS)  # every scheduler and LR-free optimizer
     for r in results:
         assert len(r["train_loss"]) == r["steps"] and len(r["lr"]) == r["steps"]
         assert r["wall_per_step"] > 0 and "eval_accuracy" in r["metrics"]
+    write_report(results, tmp_path)
     report = (tmp_path / "report.md").read_text()
-    assert "Performance profile" in report and "| cosine |" in report
+    assert "Performance profile" in report and "| cosine |" in report and "meta vs cosine" in report
     for png in ("curves_bert_cls.png", "performance_profile.png", "regret_vs_lr.png"):
         assert (tmp_path / png).stat().st_size > 1000
-    # resumable: a rerun skips every finished run
-    mtime = (tmp_path / "results.json").stat().st_mtime_ns
-    assert main(["bench", "--suite", "smoke", "--output-dir", str(tmp_path), "--no-progress"]) == 0
-    assert len(json.loads((tmp_path / "results.json").read_text())) == len(results)
-    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
+
+
+def test_verdict_does_not_count_ties_as_wins():
+    from metalr_hf.bench.report import verdict
+
+    results = [_run("meta", 1e-3, 0.500), _run("cosine", 1e-3, 0.501), _run("meta", 1e-2, 0.3),
+               _run("cosine", 1e-2, 0.4), _run("meta", 1e-4, 0.9), _run("cosine", 1e-4, 0.6)]  # fmt: skip
+    lines = verdict(results)
+    assert lines[-1].startswith("meta vs cosine at the same base LR: better in 1 of 3, worse in 1, tied in 1")
 
 
 @pytest.mark.parametrize(

@@ -142,9 +142,10 @@ def test_token_never_in_errors_or_logs(tmp_path, monkeypatch, caplog, capsys):
 
 
 def test_push_runs_as_dataset(tmp_path, hub_cache):
+    from metalr_hf.bench.runner import run_one
     from metalr_hf.metatrain.collect import collect
 
-    collect("smoke", tmp_path / "runs", progress=False)
+    collect("smoke", tmp_path / "runs", progress=False, trainer_runner=run_one)
     assert main(["push-runs", str(tmp_path / "runs"), "--repo-id", "org/runs"]) == 0
     snap = next((hub_cache / "datasets--org--runs" / "snapshots").iterdir())
     assert sorted(p.name for p in snap.iterdir()) == ["README.md", "collection.json", "runs.parquet"]
@@ -181,21 +182,18 @@ def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
     assert "## Limitations" in card and "@software{metalr_hf" in card
 
 
-def test_bundled_learner_card_has_results_and_limitations():
+@pytest.mark.parametrize("name", ["metalr-default-v1", "metalr-default-v2", "metalr-default-v3", "metalr-scratch-v1"])
+def test_bundled_learner_card_is_rendered_from_its_own_files(name):
+    """A shipped card is what its learner renders from its config and card.json (metalr_hf/pretrained/build.py):
+    no hand-edited numbers, and its held-out table and limitations are there."""
     from metalr_hf.hub import bundled_learner_dir
 
-    card = (bundled_learner_dir() / "README.md").read_text()
-    assert "meta ≤ cosine at the same base LR" in card and "29 of 42 at 1e-2" in card
-    assert "Where it is worse than the previous default" in card  # where it loses, too
-    # the table is the committed evaluation's, not hand-written
-    from pathlib import Path
-
-    from metalr_hf.metatrain.evaluate import format_eval_table
-
-    root = Path(__file__).resolve().parents[1]
-    summary = json.loads((root / "results" / "meta-train-default-v3" / "eval.json").read_text())["summary"]
-    assert format_eval_table(summary) in card
-    assert "Mis-specified horizons" in card and "| variant |" in card  # horizon check and ablations
+    folder = bundled_learner_dir(name)
+    learner = MetaLearner.from_pretrained(name)
+    assert (folder / "README.md").read_text() == str(learner.generate_model_card())
+    card = (folder / "README.md").read_text()
+    assert "## Held-out results" in card and "No held-out evaluation was recorded" not in card
+    assert "## Limitations" in card and "@software{metalr_hf" in card
 
 
 def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):

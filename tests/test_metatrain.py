@@ -278,10 +278,11 @@ def test_ablation_runner_writes_the_table(tmp_path):
 def test_warm_start_clones_the_best_schedules(tmp_path):
     """Behaviour cloning on a collection: the learner's corrections move toward the best-in-hindsight ones, and
     meta-training can start from it."""
+    from metalr_hf.bench.runner import run_one
     from metalr_hf.metatrain.collect import collect
     from metalr_hf.metatrain.warmstart import behaviour_cloning, cloning_targets
 
-    collect("smoke", tmp_path / "runs", progress=False)
+    collect("smoke", tmp_path / "runs", progress=False, trainer_runner=run_one)
     feats, targets, mask, tasks = cloning_targets(tmp_path / "runs")
     # 4 zoo tasks (best of 5 schedules each) and the Trainer task (best of 2 priors)
     assert len(tasks) == 5 and feats.shape[:2] == targets.shape == mask.shape

@@ -246,7 +246,7 @@ def test_run_image_classification_local_folder(tmp_path, arch):
 
 @pytest.mark.parametrize("model_type", ["lstm", "transformer"])
 def test_run_time_series_local_csv(tmp_path, model_type):
-    from metalr_hf.bench.forecasters import m4_like_series
+    from metalr_hf.metatrain.forecasters import m4_like_series
 
     series = m4_like_series(10, 60, np.random.default_rng(0))
     rows = [f"s{i},{v:.4f}" for i, s in enumerate(series) for v in s]

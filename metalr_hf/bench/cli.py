@@ -42,11 +42,11 @@ def _cmd_bench(args) -> None:
         meta_learner=args.meta_learner,
         progress=not args.no_progress,
     )
-    agg = write_report(results, out, title=f"metalr-hf bench — suite `{args.suite}` ({date.today()})", command=command)
-    print(
-        f"{agg['runs']} runs; meta win rate vs cosine: {agg['win_rate_vs'].get('cosine', float('nan')):.0%}; "
-        f"report: {out / 'report.md'}"
-    )
+    from .report import verdict
+
+    write_report(results, out, title=f"metalr-hf bench — suite `{args.suite}` ({date.today()})", command=command)
+    print("\n".join(verdict(results)))
+    print(f"report, with every scheduler and plots: {out / 'report.md'}")
 
 
 def register(sub) -> None:

@@ -35,6 +35,38 @@ def _steps_to(r, target) -> float:
     return float("inf")
 
 
+TIE = 0.005  # final eval losses within 0.5 % of each other are a tie, not a win
+
+
+def verdict(results: list[dict]) -> list[str]:
+    """Meta against cosine at the same task, optimizer, base LR and seed, one line each, then the count: better,
+    worse or tied (within :data:`TIE`) — ties are not wins."""
+    cells = {(r["task"], r["optimizer"], r["base_lr"], r["seed"], r["scheduler"]): r for r in results}
+    lines, counts = [], {"better": 0, "worse": 0, "tied": 0}
+    for (task, opt, lr, seed, sched), meta in sorted(cells.items()):
+        cos = cells.get((task, opt, lr, seed, "cosine"))
+        if sched != "meta" or cos is None:
+            continue
+        a, b = _loss(meta), _loss(cos)
+        if math.isfinite(b) and abs(a - b) <= TIE * b:
+            word = "tied"
+        else:
+            word = "better" if a < b else "worse"
+        counts[word] += 1
+        metric = meta.get("primary_metric", "metric")
+        lines.append(
+            f"{task:<12} {opt:<5} base LR {lr:<7g} seed {seed}: eval loss cosine {_fmt(b)}, meta {_fmt(a)} "
+            f"({metric} {_fmt(cos.get('primary', float('nan')))} vs {_fmt(meta.get('primary', float('nan')))}): "
+            f"meta {word}"
+        )
+    n = sum(counts.values())
+    lines.append(
+        f"meta vs cosine at the same base LR: better in {counts['better']} of {n}, worse in {counts['worse']}, "
+        f"tied in {counts['tied']} (within {TIE:.1%} of the final eval loss)"
+    )
+    return lines
+
+
 def aggregate(results: list[dict]) -> dict:
     by_workload = defaultdict(list)
     for r in results:
@@ -114,12 +146,18 @@ def write_report(results: list[dict], output_dir, title: str = "metalr-hf bench"
     if command:
         lines += [f"Command: `{command}`", ""]
     lines += [
-        f"{agg['runs']} runs, {agg['diverged']} diverged (recorded, not dropped). Overhead of meta vs cosine "
-        f"(median wall time per step, same process): {_fmt(agg['overhead_wall_per_step'], pct=True)}.",
+        f"{agg['runs']} runs, {agg['diverged']} diverged (recorded, not dropped). The scheduler's overhead is "
+        "measured by `metalr-hf bench --suite overhead` (runs of a few milliseconds per step cannot show it).",
+        "",
+        "## Meta against cosine, run by run",
+        "",
+        "```",
+        *verdict(results),
+        "```",
         "",
         "## Meta against each baseline at the same base LR",
         "",
-        "| baseline | meta wins (final eval loss ≤) | comparisons |",
+        "| baseline | meta ≤ baseline (final eval loss; ties count) | comparisons |",
         "|---|---|---|",
     ]
     for s, rate in agg["win_rate_vs"].items():

@@ -39,7 +39,8 @@ class Suite:
 
 QUICK_SCHEDULERS = ("meta", "cosine", "linear", "warmup_stable_decay", "schedulefree_adamw", "prodigy")
 SUITES = {
-    "smoke": Suite(("bert_cls",), SCHEDULERS, (1e-3,), ("adam",), (0,), steps=8, evals=2),
+    # the first run: a task that learns in the budget, cosine next to meta at a too-small and a sensible base LR
+    "smoke": Suite(("bert_cls", "gpt2_lm"), ("meta", "cosine"), (1e-4, 1e-3), ("adam",), (0,), steps=100, evals=2),
     "quick": Suite(
         ("bert_cls", "gpt2_lm", "vit_digits", "forecaster"),
         QUICK_SCHEDULERS,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .forecasters import forecast_metrics
+from ..metatrain.forecasters import forecast_metrics
 
 __all__ = ["TASKS", "Task", "classification_metrics"]
 
@@ -143,7 +143,7 @@ def _vit(seed):
 def _forecaster(seed):
     from datasets import Dataset
 
-    from .forecasters import LSTMForecaster, m4_like_series
+    from ..metatrain.forecasters import LSTMForecaster, m4_like_series
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(4000 + seed)

@@ -6,9 +6,12 @@ import json
 
 
 def _cmd_collect(args) -> None:
-    from .collect import collect
+    from .collect import COLLECT_PRESETS, collect
 
-    path = collect(args.preset, args.output_dir, seed=args.seed, progress=not args.no_progress)
+    runner = None
+    if args.preset in COLLECT_PRESETS and COLLECT_PRESETS[args.preset].trainer_tasks:
+        runner = args.trainer_runner()  # the composition root (metalr_hf/cli.py) says where Trainer runs come from
+    path = collect(args.preset, args.output_dir, seed=args.seed, progress=not args.no_progress, trainer_runner=runner)
     print(f"wrote {path}")
 
 
@@ -50,13 +53,14 @@ def _cmd_meta_train(args) -> None:
     print(f"learner written to {args.output_dir}/learner")
 
 
-def register(sub) -> None:
+def register(sub, trainer_runner=None) -> None:
+    """``trainer_runner()`` returns the function that runs one Trainer task (the benchmark's ``run_one``)."""
     c = sub.add_parser("collect", help="Record zoo runs under many schedules into a Parquet run collection.")
     c.add_argument("--preset", default="smoke", help="smoke | default")
     c.add_argument("--output-dir", required=True)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-progress", action="store_true")
-    c.set_defaults(func=_cmd_collect)
+    c.set_defaults(func=_cmd_collect, trainer_runner=trainer_runner)
 
     m = sub.add_parser("meta-train", help="Meta-train a learner by evolution strategies on the task zoo.")
     m.add_argument(

@@ -66,11 +66,11 @@ COLLECT_PRESETS = {
 }
 
 
-def _trainer_rows(cfg: CollectPreset, task: str, tmp: Path, bar) -> list[dict]:
-    """Runs of one tiny HF model through the real Trainer, one per prior × optimizer × base LR."""
+def _trainer_rows(cfg: CollectPreset, task: str, tmp: Path, bar, run_one) -> list[dict]:
+    """Runs of one tiny HF model through the real Trainer, one per prior × optimizer × base LR; ``run_one`` is the
+    benchmark's runner (`metalr_hf.bench.runner.run_one`), handed in by the caller: meta-training does not import
+    the benchmark."""
     from transformers import TrainerCallback
-
-    from ..bench.runner import run_one
 
     zero = tmp / "zero-learner"
     MetaLearner().save_pretrained(zero)  # δ ≡ 0: the LR is the prior
@@ -187,9 +187,16 @@ def _zoo_rows(cfg: CollectPreset, rng: np.random.Generator, bar) -> list[dict]:
 
 
 def collect(
-    preset: str = "smoke", output_dir: str | Path = "runs/collect", seed: int = 0, progress: bool = True
+    preset: str = "smoke",
+    output_dir: str | Path = "runs/collect",
+    seed: int = 0,
+    progress: bool = True,
+    trainer_runner=None,
 ) -> Path:
     """Record runs of every family under every schedule; writes ``runs.parquet`` and a dataset card.
+
+    A preset with Trainer tasks runs them with ``trainer_runner`` (``metalr_hf.bench.runner.run_one``; the
+    ``metalr-hf collect`` command passes it, with the ``bench`` extra installed).
 
     The work is done in parts (one per zoo population, one per Trainer task), each written to
     ``output_dir/parts/`` as soon as it is done; run again with the same preset and seed, it skips the parts
@@ -198,13 +205,18 @@ def collect(
     which parts ran before it."""
     if preset not in COLLECT_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(COLLECT_PRESETS)}")
+    if COLLECT_PRESETS[preset].trainer_tasks and trainer_runner is None:
+        raise ValueError(
+            f"Preset {preset!r} records Trainer runs: pass trainer_runner=metalr_hf.bench.runner.run_one (the "
+            "`metalr-hf collect` command does, with the bench extra installed)"
+        )
     out = Path(output_dir)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        return _collect(preset, out, seed, progress)
+        return _collect(preset, out, seed, progress, trainer_runner)
 
 
-def _collect(preset: str, out: Path, seed: int, progress: bool) -> Path:
+def _collect(preset: str, out: Path, seed: int, progress: bool, trainer_runner) -> Path:
     import pyarrow.parquet as pq
     from datasets import Dataset
     from tqdm.auto import tqdm
@@ -232,7 +244,7 @@ def _collect(preset: str, out: Path, seed: int, progress: bool) -> Path:
                 import tempfile
 
                 with tempfile.TemporaryDirectory() as tmp:
-                    rows = _trainer_rows(cfg, what, Path(tmp), bar)
+                    rows = _trainer_rows(cfg, what, Path(tmp), bar, trainer_runner)
             atomic_write(path, lambda tmp, rows=rows: Dataset.from_list(rows).to_parquet(tmp))  # never half-written
         else:
             bar.update(n)
@@ -247,9 +259,7 @@ def _collect(preset: str, out: Path, seed: int, progress: bool) -> Path:
 
 
 def _card(ds, preset: str, seed: int) -> str:
-    from huggingface_hub import DatasetCardData
-
-    from ..hub import render_card
+    from huggingface_hub import DatasetCard, DatasetCardData
 
     card_data = DatasetCardData(
         license="apache-2.0",
@@ -257,9 +267,9 @@ def _card(ds, preset: str, seed: int) -> str:
         pretty_name=f"metalr-hf runs ({preset})",
         size_categories=["1K<n<10K"] if len(ds) >= 1000 else ["n<1K"],
     )
-    return render_card(
-        "runs",
+    return DatasetCard.from_template(
         card_data,
+        template_path=str(Path(__file__).parent / "runs_card.md.j2"),
         name=f"metalr-hf-runs-{preset}",
         num_runs=len(ds),
         schedules=list(SCHEDULES),

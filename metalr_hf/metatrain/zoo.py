@@ -26,7 +26,7 @@ diabetes           mlp    held-out   diabetes progression (10 features, regressi
 digits_cnn         cnn    held-out   the 8×8 handwritten digits as images
 bytes_lm           tf     held-out   character-level language model on English text (the Python standard
                                      library's documentation strings, 29 symbols)
-m4_rnn             rnn    held-out   M4-like series (multiplicative trend, seasonality, noise; bench generator)
+m4_rnn             rnn    held-out   M4-like series (multiplicative trend, seasonality, noise; forecasters.py)
 finetune_cls       mlp    train (*)  fine-tuning: the hidden layer pretrained on 2048 inputs of a random teacher
                                      (regression onto 10 projections of its features), a new small head, then
                                      32-128 labelled examples of a new task on the same features (2-10 classes)
@@ -227,7 +227,7 @@ def _series(family: str, rng: np.random.Generator, n: int):
     scaling, as in Hugging Face's time-series models)."""
     length = L_IN + HORIZON
     if family == "m4_rnn":
-        from ..bench.forecasters import m4_like_series
+        from .forecasters import m4_like_series
 
         series = m4_like_series(n, length, rng)
     else:

@@ -1,0 +1,76 @@
+"""The house rules: the installable core never imports the lab, meta-training never imports the benchmark, and
+the core runs without the lab's dependencies."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "metalr_hf"
+CORE = sorted(p for p in PACKAGE.glob("*.py") if p.name != "cli.py")  # cli.py: the composition root
+METATRAIN = sorted((PACKAGE / "metatrain").glob("*.py"))
+# what the core may import besides the standard library (transformers brings packaging and numpy itself)
+CORE_DEPENDENCIES = {"torch", "transformers", "huggingface_hub", "safetensors", "packaging", "metalr_hf"}
+LAB_ONLY = ["datasets", "sklearn", "jinja2", "matplotlib", "schedulefree", "prodigyopt", "pyarrow", "evaluate"]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports (absolute names; relative ones resolved against the package)."""
+    found = set()
+    package = ["metalr_hf", *path.parent.relative_to(PACKAGE).parts]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+                if not node.module:
+                    found |= {".".join(base + [alias.name]) for alias in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
+def test_the_core_never_imports_the_lab(path):
+    imports = _imports(path)
+    lab = sorted(m for m in imports if m.startswith(("metalr_hf.metatrain", "metalr_hf.bench")))
+    assert not lab, f"{path.name} imports the lab: {lab}"
+    third_party = {m.split(".")[0] for m in imports} - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= CORE_DEPENDENCIES, f"{path.name} imports {sorted(third_party - CORE_DEPENDENCIES)}"
+
+
+@pytest.mark.parametrize("path", METATRAIN, ids=lambda p: p.name)
+def test_meta_training_never_imports_the_benchmark(path):
+    bench = sorted(m for m in _imports(path) if m.startswith("metalr_hf.bench"))
+    assert not bench, f"metatrain/{path.name} imports the benchmark: {bench}"
+
+
+def test_the_core_works_without_the_lab_dependencies(tmp_path):
+    """With the lab's packages unimportable: the scheduler steps, a learner saves (card included) and loads."""
+    code = f"""
+import sys
+for name in {LAB_ONLY!r}:
+    sys.modules[name] = None  # import fails, as when not installed
+import torch
+import metalr_hf
+from metalr_hf import MetaLearner, MetaLRScheduler
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+sched = MetaLRScheduler(opt, num_training_steps=5)
+for _ in range(5):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward(); sched.observe(loss.detach()); opt.step(); sched.step(); opt.zero_grad()
+MetaLearner().save_pretrained({str(tmp_path)!r})
+MetaLearner.from_pretrained({str(tmp_path)!r})
+assert not any(m.startswith(("metalr_hf.metatrain", "metalr_hf.bench")) for m in sys.modules)
+print("ok")
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert "## Held-out results" in (tmp_path / "README.md").read_text()
