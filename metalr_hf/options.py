@@ -34,9 +34,9 @@ def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, r
         raise ValueError(f"guard_ratio must be a finite number > 1, got {guard_ratio!r}")
     if isinstance(recovery, bool) or not isinstance(recovery, numbers.Integral) or int(recovery) < 1:
         raise ValueError(f"recovery must be a positive number of steps, got {recovery!r}")
-    if max_boost is not None and max_boost != "auto":
+    if max_boost is not None and max_boost not in ("auto", "peak"):
         if isinstance(max_boost, bool) or not isinstance(max_boost, numbers.Real) or not 1.0 <= max_boost < math.inf:
-            raise ValueError(f'max_boost must be a number >= 1, "auto" or None, got {max_boost!r}')
+            raise ValueError(f'max_boost must be a number >= 1, "auto", "peak" or None, got {max_boost!r}')
 
 
 @dataclass
@@ -61,8 +61,9 @@ class MetaSchedulerOptions:
             for the accelerator; 0 at once; unset picks 1 on accelerators, 0 on the CPU.
         pretrained (`bool`, *optional*): the run fine-tunes pretrained weights (a learner feature); unset, a
             ``Trainer`` reads it from the model, a plain loop assumes False.
-        max_boost (`float`, `"auto"` or `None`, defaults to `"auto"`): the most the learner may raise the LR above
-            the prior; `"auto"` caps it at 1 on pretrained runs for a learner that never saw one.
+        max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
+            LR above the prior; `"auto"` caps it at 1 on pretrained runs for a learner that never saw one; `"peak"`
+            lets it hold or raise the prior but never above the base LR the user chose (``lr ≤ base_lr``).
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -81,7 +82,7 @@ class MetaSchedulerOptions:
     recovery: int = field(default=10, metadata={"help": "steps for a backed-off LR to recover ×2"})
     decision_lag: int | None = field(default=None, metadata={"help": "0, 1 or unset (1 on accelerators)"})
     pretrained: bool | None = field(default=None, metadata={"help": "the run fine-tunes pretrained weights"})
-    max_boost: Any = field(default="auto", metadata={"help": 'most the LR may rise above the prior; "auto"/null'})
+    max_boost: Any = field(default="auto", metadata={"help": 'most the LR may rise above the prior; auto/peak/null'})
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):

@@ -70,8 +70,9 @@ class MetaController:
             the prior schedule (see `schedules.py`).
         guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
-        max_boost (`float`, `"auto"` or `None`, defaults to `"auto"`): the most the learner may raise the LR above
-            the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
+        max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
+            LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
+            base LR (``prior · exp(δ) · b · γ ≤ 1``). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
             does not read that feature (it was never shown a pretrained model: it may only lower their LR), no
             cap otherwise. ``None``: no cap but the learner's own bound.
     """
@@ -93,7 +94,8 @@ class MetaController:
     ):
         check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
         # δ ≤ _log_boost for every run; under "auto", δ ≤ 0 too on the pretrained runs of a learner blind to them
-        self._log_boost = math.inf if max_boost in (None, "auto") else math.log(max_boost)
+        self._log_boost = math.inf if max_boost in (None, "auto", "peak") else math.log(max_boost)
+        self._peak = max_boost == "peak"  # the LR never above the base LR: a cap on the product, see `scale`
         reads_pretrained = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
         self._cap_pretrained = max_boost == "auto" and not reads_pretrained
         self.learner = learner
@@ -169,12 +171,14 @@ class MetaController:
         if self.scalar:
             return torch.tensor([self.scale_value(step)], dtype=torch.float64)
         corr = torch.exp(self.delta.double()) * self.backoff.double() * self.guard_scale.double()
-        return self.prior_at(step) * corr
+        scale = self.prior_at(step) * corr
+        return scale.clamp(max=1.0) if self._peak else scale
 
     def scale_value(self, step: int) -> float:
         """:meth:`scale` of a scalar controller, as a float."""
         c = self._control
-        return self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
+        scale = self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
+        return min(scale, 1.0) if self._peak else scale
 
     @torch.no_grad()
     def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:

@@ -74,3 +74,21 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
     assert "## Held-out results" in (tmp_path / "README.md").read_text()
+
+
+def test_experiment_presets_register_and_continue_known_stages():
+    """The unshipped experiments live outside the package; their presets still load, do not shadow a shipped
+    preset, and every stage they continue exists."""
+    import importlib.util
+
+    from metalr_hf.metatrain.presets import PRESETS, register
+
+    path = PACKAGE.parent / "experiments" / "presets.py"
+    spec = importlib.util.spec_from_file_location("experiment_presets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not set(module.EXPERIMENTS) & set(PRESETS)  # shipped presets only in the package
+    known = set(PRESETS) | set(module.EXPERIMENTS)
+    assert all(p.init_from in known for p in module.EXPERIMENTS.values() if p.init_from)
+    with pytest.raises(ValueError, match="exist already"):
+        register({"default": PRESETS["default"]})

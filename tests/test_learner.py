@@ -159,7 +159,7 @@ def test_a_learner_reads_the_features_it_was_trained_on():
     bundled default keeps its fingerprint); ``with_features`` extends a learner with zero input weights, so it
     decides exactly as before until training moves them; a feature list that is not a prefix is refused."""
     from metalr_hf.features import FeatureExtractor
-    from metalr_hf.metatrain.es import with_features
+    from metalr_hf.metatrain.population import with_features
 
     old = MetaLearner.from_pretrained("metalr-default-v3")
     assert old.config["feature_names"] == list(FEATURE_NAMES[:-1]) and FEATURE_NAMES[-1] == "pretrained"

@@ -346,7 +346,7 @@ def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
     """A stage with a wider ``max_delta`` continues the previous learner: small corrections unchanged to first
     order, corrections that sat at the old bound can now exceed it."""
 
-    from metalr_hf.metatrain.es import widen
+    from metalr_hf.metatrain.population import widen
 
     torch.manual_seed(0)
     learner = MetaLearner(max_delta=2.0)

@@ -396,7 +396,7 @@ def test_skipped_optimizer_step_backs_off_without_advancing():
 )
 def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, expected):
     from metalr_hf.features import FEATURE_NAMES
-    from metalr_hf.metatrain.es import BASE_FEATURES
+    from metalr_hf.metatrain.presets import BASE_FEATURES
 
     learner = boosting_learner(FEATURE_NAMES if reads_pretrained else BASE_FEATURES)
     sched, lrs, _, _ = _run(
@@ -416,3 +416,17 @@ def test_bad_max_boost_is_refused_naming_it(bad):
     _, optimizer, _, _ = _problem()
     with pytest.raises(ValueError, match="max_boost"):
         MetaLRScheduler(optimizer, num_training_steps=10, max_boost=bad)
+
+
+def test_peak_cap_holds_the_lr_at_most_at_the_base_lr():
+    """max_boost="peak": a learner that boosts may keep the LR from decaying, never above what the user chose."""
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+    _, lrs, _, _ = _run(
+        lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=learner, max_boost="peak", guard=False),
+        steps=20,
+    )
+    prior = [1e-2 * float(cosine(t + 1, 20, 0)) for t in range(20)]
+    assert all(lr[0] <= 1e-2 * (1 + 1e-9) for lr in lrs)
+    assert lrs[5][0] == pytest.approx(1e-2) and lrs[5][0] > 1.2 * prior[5]  # held at the peak, above the decay

@@ -384,7 +384,7 @@ def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
     from conftest import boosting_learner
     from transformers import AutoModelForSequenceClassification
 
-    from metalr_hf.metatrain.es import BASE_FEATURES
+    from metalr_hf.metatrain.presets import BASE_FEATURES
 
     boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
     tiny_bert().save_pretrained(tmp_path / "pretrained")

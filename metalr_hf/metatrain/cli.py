@@ -68,8 +68,7 @@ def register(sub, trainer_runner=None) -> None:
         default="smoke",
         help="smoke (under a minute) | default (the shipped learner; runs its stages default-mlp, default-all "
         "first) | default-mlp | default-all | scratch (the opt-in learner for training from scratch; runs "
-        "default-all first) | ablation | the experiments (not shipped; results/ holds each one's README): "
-        "high-lr, scratch-ft, finetune-aware-all, finetune-aware, default-mlp-ws, default-all-ws, default-ws",
+        "default-all first) | ablation. Unshipped experiments: python experiments/run.py PRESET",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)

@@ -1,7 +1,7 @@
 """Summarise ``results/minilm/lr_sweep.sh``: pretrained all-MiniLM-L6-v2 at base LRs 5e-6 / 2e-5 / 5e-5 / 5e-4;
 cosine, the default learner under the default ``max_boost="auto"`` (on a pretrained model it may only lower the
 LR), and the same learner with the cap lifted; the seeds each base LR was run with. Usage:
-``python results/minilm/lr_sweep.py runs/minilm > results/minilm/lr_sweep.md``."""
+``python results/minilm/lr_sweep.py runs/minilm [VARIANT,VARIANT] > results/minilm/lr_sweep.md``."""
 
 import json
 import statistics
@@ -14,7 +14,10 @@ VARIANTS = {
     "cosine": "cosine",
     "meta": 'meta, default (`max_boost` "auto")',
     "metanocap": "meta, cap lifted (`max_boost` null)",
+    "metapeak": 'meta, capped at the peak LR (`max_boost` "peak")',
 }
+ONLY = sys.argv[2].split(",") if len(sys.argv) > 2 else list(VARIANTS)  # e.g. cosine,metapeak
+VARIANTS = {k: v for k, v in VARIANTS.items() if k in ONLY}
 rows = {}
 for lr, seeds in SEEDS.items():
     for variant in VARIANTS:

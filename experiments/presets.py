@@ -1,0 +1,56 @@
+"""Meta-training presets of experiments that were not shipped (results in ``experiments/README.md``).
+
+python experiments/run.py PRESET --output-dir DIR
+"""
+
+from dataclasses import replace
+
+from metalr_hf.features import FEATURE_NAMES
+from metalr_hf.metatrain.presets import PRESETS, Preset
+from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE
+
+EXPERIMENTS = {
+    # A third stage from `default-all` with base LRs from the upper, well-tuned part of
+    # the range and losses weighted triple (to make the learner leave a good LR alone). It did not change the
+    # held-out results beyond noise (`experiments/experiment-high-lr/`).
+    "high-lr": Preset(
+        "high-lr",
+        iterations=40,
+        pairs=6,
+        tasks=6,
+        horizon=(100, 300),
+        lr=0.01,
+        loss_aversion=3.0,
+        lr_ranges={"adam": (1e-4, 1e-1), "sgd": (1e-2, 1.0)},
+        init_from="default-all",
+    ),
+}
+
+# Experiments, not shipped. First the wide-bound stages after `scratch` (its bound, LR ranges, objective and ES
+# sizes), then the warm-started copy of the shipped chain.
+EXPERIMENTS |= {
+    # From `scratch`: fine-tuning runs join the meta-training families (`finetune_cls`, half of the MLP runs),
+    # where the small base LR is right and boosting it loses the pretrained features; to teach the wide-bound
+    # learner to tell a small LR that is right from one too small.
+    "scratch-ft": replace(
+        PRESETS["scratch"], name="scratch-ft", iterations=45, families=META_TRAIN_FINETUNE * 4 + META_TRAIN,
+        init_from="scratch",
+    ),
+    # From `scratch` too, as `scratch-ft`, but the learner also reads the `pretrained` feature (its input weights
+    # start at zero) and fine-tuning runs are three quarters of the MLP runs.
+    "finetune-aware-all": replace(
+        PRESETS["scratch"], name="finetune-aware-all", iterations=45, families=META_TRAIN_FINETUNE * 12 + META_TRAIN,
+        features=FEATURE_NAMES, init_from="scratch",
+    ),
+    # From `finetune-aware-all`: MLP runs only, half of them fine-tuning, so that every iteration carries the
+    # fine-tuning signal (in the stage before, only the quarter of iterations that drew MLP runs did).
+    "finetune-aware": replace(
+        PRESETS["scratch"], name="finetune-aware", families=META_TRAIN_FINETUNE * 4 + PRESETS["default-mlp"].families,
+        features=FEATURE_NAMES, init_from="finetune-aware-all",
+    ),
+    # The shipped chain with stage 1 warm-started by behaviour cloning on the full-size run collection, which must
+    # be written first (`metalr-hf collect --preset default --output-dir runs/collect-default`).
+    "default-mlp-ws": replace(PRESETS["default-mlp"], name="default-mlp-ws", warm_start="runs/collect-default"),
+    "default-all-ws": replace(PRESETS["default-all"], name="default-all-ws", init_from="default-mlp-ws"),
+    "default-ws": replace(PRESETS["default"], name="default-ws", init_from="default-all-ws"),
+}  # fmt: skip

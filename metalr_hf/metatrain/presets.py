@@ -1,0 +1,152 @@
+"""Meta-training presets: the shipped learners' recipes, as data (a ``Preset`` each).
+
+A preset names the zoo families and optimizers it samples, the ES sizes, the objective and, for a later stage,
+the preset it continues (``init_from``). Unshipped experiments define theirs in ``experiments/presets.py`` and add
+them with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, dataclass, field, fields
+
+from ..features import FEATURE_NAMES
+from .evaluate import EvalConfig
+from .zoo import META_TRAIN, OPTIMIZERS
+
+__all__ = ["BASE_FEATURES", "PRESETS", "Preset", "get_preset", "register", "same_settings"]
+
+# every feature before `pretrained` (added with the fine-tuning families): what the shipped learners read
+BASE_FEATURES = FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]
+
+
+@dataclass
+class Preset:
+    name: str
+    iterations: int
+    pairs: int  # N antithetic pairs
+    tasks: int  # K tasks per iteration
+    horizon: tuple[int, int]
+    sigma: float = 0.05
+    lr: float = 0.02
+    auc_weight: float = 0.25
+    core: str = "gru"
+    hidden_size: int = 32
+    max_delta: float = 2.0
+    disabled_features: tuple[str, ...] = ()
+    # The features the learner reads (a prefix of FEATURE_NAMES): the first 16 unless a preset asks for more,
+    # so that the presets of the learners shipped before a feature was added still reproduce them.
+    features: tuple[str, ...] = BASE_FEATURES
+    batch_size: int = 32
+    families: tuple[str, ...] = META_TRAIN
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    lr_ranges: dict | None = None  # base-LR ranges (default: zoo.LR_RANGES)
+    # Per-task scores worse than the prior count this many times (1: symmetric): "never worse than cosine".
+    loss_aversion: float = 1.0
+    # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
+    init_from: str | None = None
+    # Behaviour cloning of the best-in-hindsight schedules of a run collection (`metalr-hf collect`) first.
+    warm_start: str | None = None
+    warm_start_epochs: int = 30
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+
+PRESETS = {
+    "smoke": Preset(
+        "smoke",
+        iterations=3,
+        pairs=2,
+        tasks=3,
+        horizon=(30, 50),
+        eval=EvalConfig(
+            families=("wine",),
+            optimizers=("adam",),
+            eval_lrs=(1e-3,),
+            seeds=(0,),
+            horizon=40,
+            lr_grid={"adam": (1e-3, 1e-2), "sgd": (1e-2,)},
+        ),
+    ),
+    # Stage 1: MLP families, Adam and SGD (the first shipped learner, ~25 min of compute).
+    "default-mlp": Preset(
+        "default-mlp",
+        iterations=120,
+        pairs=8,
+        tasks=8,
+        horizon=(100, 400),
+        families=("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg"),
+        optimizers=("adam", "sgd"),
+    ),
+    # Stage 2, from stage 1: every meta-training family and optimizer, losses to the prior weighted double
+    # (the learner shipped as metalr-default-v2).
+    "default-all": Preset(
+        "default-all",
+        iterations=80,
+        pairs=6,
+        tasks=6,
+        horizon=(100, 300),
+        lr=0.01,
+        loss_aversion=2.0,
+        init_from="default-mlp",
+    ),
+    # Stage 3, from stage 2 (the shipped default learner, metalr-default-v3): long runs, 300-2000 steps, every
+    # family and optimizer, same bound and objective as stage 2.
+    "default": Preset(
+        "default",
+        iterations=20,
+        pairs=6,
+        tasks=6,
+        horizon=(300, 2000),
+        lr=0.01,
+        loss_aversion=2.0,
+        init_from="default-all",
+    ),
+    # Another stage 3, from `default-all` (the opt-in learner metalr-scratch-v1, for training from scratch): the
+    # correction bound widened from ×7.4 to ×148 (max_delta 2 → 5) so that a base LR 100× too small can be
+    # repaired, SGD base LRs down to 1e-4, losses still weighted double. Not the default: it also boosts a small
+    # LR that is right (fine-tuning a pretrained model), see its model card.
+    "scratch": Preset(
+        "scratch",
+        iterations=60,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 300),
+        lr=0.01,
+        max_delta=5.0,
+        loss_aversion=2.0,
+        lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+        init_from="default-all",
+    ),
+}
+
+
+def register(presets: dict[str, Preset]) -> None:
+    """Add presets (experiments) to :data:`PRESETS`; a shipped name cannot be replaced."""
+    clash = sorted(set(presets) & set(PRESETS))
+    if clash:
+        raise ValueError(f"Presets {clash} exist already")
+    PRESETS.update(presets)
+
+
+def get_preset(preset: Preset | str) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def same_settings(saved: dict, current: dict) -> bool:
+    """A checkpoint's preset against the current one; a field added to `Preset` after the checkpoint was written
+    counts as its default value (so older checkpoints stay resumable)."""
+    saved = _with_defaults(Preset, saved)
+    if isinstance(saved.get("eval"), dict):  # the same for a field added to its EvalConfig
+        saved["eval"] = _with_defaults(EvalConfig, saved["eval"])
+    return saved == current
+
+
+def _with_defaults(cls, saved: dict) -> dict:
+    """``saved`` (a dataclass written as JSON) with the fields of ``cls`` it lacks set to their defaults."""
+    added = {f.name: f.default for f in fields(cls) if f.default is not MISSING and f.name not in saved}
+    return {**json.loads(json.dumps(added, default=list)), **saved}
