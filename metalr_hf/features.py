@@ -178,14 +178,16 @@ _STATE_KEYS = (
     "g_f",
     "g_s",
     "cos",
-    "obs",
-    "pred",
+    "loss_change",
+    "predicted_change",
     "prev_loss",
     "prev_pred",
     "gg_f",
-    "bad",
-    "last",
+    "nonfinite",
+    "last_features",
 )
+# Renamed after the first release (old name -> name): states written before load under the new names.
+_RENAMED = {"obs": "loss_change", "pred": "predicted_change", "bad": "nonfinite", "last": "last_features"}
 # Added after the first release: a state written before them lacks them and starts them at 0.
 _LATER_STATE_KEYS = ("negative_loss", "guard_prev1", "guard_prev2", "guard_ema")
 
@@ -232,7 +234,7 @@ class FeatureExtractor:
             raise ValueError("a scalar FeatureExtractor holds one run")
         self._T, self._tau_f, self._tau_s = (float(v[0]) for v in (self.T, self.tau_f, self.tau_s))
         self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
-        self.state["last"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
+        self.state["last_features"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
         self.pretrained = pretrained
 
     @property
@@ -240,8 +242,8 @@ class FeatureExtractor:
         """The statistics as ``[B]`` float64 tensors (``last``: ``[B, F]``)."""
         if not self.scalar:
             return self._state
-        values = {k: torch.tensor([v], dtype=torch.float64) for k, v in self._values.items() if k != "last"}
-        values["last"] = torch.tensor([self._values["last"]], dtype=torch.float64)
+        values = {k: torch.tensor([v], dtype=torch.float64) for k, v in self._values.items() if k != "last_features"}
+        values["last_features"] = torch.tensor([self._values["last_features"]], dtype=torch.float64)
         return values
 
     @state.setter
@@ -249,8 +251,8 @@ class FeatureExtractor:
         if not self.scalar:
             self._state = state
             return
-        self._values = {k: float(v.reshape(-1)[0]) for k, v in state.items() if k != "last"}
-        self._values["last"] = [float(v) for v in state["last"].reshape(-1)]
+        self._values = {k: float(v.reshape(-1)[0]) for k, v in state.items() if k != "last_features"}
+        self._values["last_features"] = [float(v) for v in state["last_features"].reshape(-1)]
 
     @property
     def values(self) -> dict:
@@ -271,6 +273,7 @@ class FeatureExtractor:
         return {**{k: v.clone() for k, v in self.state.items()}, "pretrained": self._pretrained.clone()}
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        state_dict = {_RENAMED.get(k, k): v for k, v in state_dict.items()}  # states written before the renames
         missing = set(_STATE_KEYS) - set(state_dict)
         if missing:
             raise KeyError(f"FeatureExtractor state is missing {sorted(missing)}")
@@ -279,12 +282,12 @@ class FeatureExtractor:
             state[k] = torch.as_tensor(state_dict.get(k, self.state[k]), dtype=torch.float64).clone()
         for k, v in state.items():
             want = self.state[k].shape
-            if tuple(v.shape) != tuple(want) and not (k == "last" and v.shape[:-1] == want[:-1]):
+            if tuple(v.shape) != tuple(want) and not (k == "last_features" and v.shape[:-1] == want[:-1]):
                 raise ValueError(f"FeatureExtractor state {k!r} has shape {tuple(v.shape)}, expected {tuple(want)}")
-        last = state["last"]
+        last = state["last_features"]
         if last.shape[-1] < len(FEATURE_NAMES):  # written before the newest features existed
             pad = last.new_zeros(*last.shape[:-1], len(FEATURE_NAMES) - last.shape[-1])
-            state["last"] = torch.cat([last, pad], -1)
+            state["last_features"] = torch.cat([last, pad], -1)
         self.state = state
         if "pretrained" in state_dict:  # a resumed run keeps its feature (states written before it existed lack it)
             self.pretrained = state_dict["pretrained"]
@@ -333,7 +336,7 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
 
     new = dict(s)
     new["t"] = s["t"] + 1.0
-    new["bad"] = s["bad"] + a_f * (o.f(o.not_(ok)) - s["bad"])
+    new["nonfinite"] = s["nonfinite"] + a_f * (o.f(o.not_(ok)) - s["nonfinite"])
     # 0. The loss is read on a log scale. A loss of exactly 0 says nothing there: that step's loss is skipped.
     # A negative loss (a log-likelihood, a contrastive objective) has no log: from its first one the run reads the
     # gradient and optimizer statistics only, as a run without a loss does.
@@ -371,8 +374,12 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
     # 2. Second order: observed loss change against the first-order prediction made one step earlier.
     have_prev = o.and_(use_loss, n > 0)
     clean_loss = o.nan_to_num(loss)
-    new["obs"] = keep(s["obs"] + a_s * ((clean_loss - s["prev_loss"]) - s["obs"]), s["obs"], have_prev)
-    new["pred"] = keep(s["pred"] + a_s * (s["prev_pred"] - s["pred"]), s["pred"], have_prev)
+    new["loss_change"] = keep(
+        s["loss_change"] + a_s * ((clean_loss - s["prev_loss"]) - s["loss_change"]), s["loss_change"], have_prev
+    )
+    new["predicted_change"] = keep(
+        s["predicted_change"] + a_s * (s["prev_pred"] - s["predicted_change"]), s["predicted_change"], have_prev
+    )
     new["prev_loss"] = keep(clean_loss, s["prev_loss"], use_loss)
     new["prev_pred"] = keep(x["g_upd"], s["prev_pred"])
     new["n_loss"] = n + o.f(use_loss)
@@ -390,7 +397,7 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
 
     # 4. The feature vector.
     v_ref = where(x["vv"] > 0, x["vv"], new["gg_f"])
-    pred = new["pred"]
+    pred = new["predicted_change"]
     feats = [
         new["t"] / T,
         prior,
@@ -402,19 +409,19 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
         new["g_f"] - new["log_g0"],
         new["cos"],
         o.log10(o.clamp(o.sqrt(x["upd_sq"] / o.clamp(x["ww"], _EPS, None)), _EPS, None)) + 3.0,
-        new["obs"] / where(o.abs(pred) > _EPS, pred, 0.0 * pred - _EPS),
+        new["loss_change"] / where(o.abs(pred) > _EPS, pred, 0.0 * pred - _EPS),
         o.log(o.clamp(x["mm"], _EPS, None) / o.clamp(v_ref, _EPS, None)),
         x["adaptive"],
         prev_delta,
-        new["bad"],
+        new["nonfinite"],
         o.f(o.not_(has_loss)),
         pretrained,
     ]
     # clipped; without a loss the loss features are neutral rather than stale; without visible gradients (a sharded
     # backend that keeps them out of ``param.grad``) the features read from them are off (0, as in the ablations);
     # runs whose signals are not finite keep their previous features.
-    feats = o.finish(feats, has_loss, x["gg"] == 0, ok, s["last"])
-    new["last"] = feats
+    feats = o.finish(feats, has_loss, x["gg"] == 0, ok, s["last_features"])
+    new["last_features"] = feats
     return new, feats
 
 

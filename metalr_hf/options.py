@@ -82,7 +82,7 @@ class MetaSchedulerOptions:
     recovery: int = field(default=10, metadata={"help": "steps for a backed-off LR to recover ×2"})
     decision_lag: int | None = field(default=None, metadata={"help": "0, 1 or unset (1 on accelerators)"})
     pretrained: bool | None = field(default=None, metadata={"help": "the run fine-tunes pretrained weights"})
-    max_boost: Any = field(default="auto", metadata={"help": 'most the LR may rise above the prior; auto/peak/null'})
+    max_boost: Any = field(default="auto", metadata={"help": "most the LR may rise above the prior; auto/peak/null"})
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):

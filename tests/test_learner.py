@@ -182,10 +182,10 @@ def test_a_learner_reads_the_features_it_was_trained_on():
     fresh = FeatureExtractor(100, batch_size=2)
     fresh.load_state_dict(state)  # a state of today carries the feature
     assert fresh.pretrained.tolist() == [0.0, 1.0]
-    state["last"] = state["last"][:, :-1]
+    state["last"] = state.pop("last_features")[:, :-1]  # and the key as 0.1.0 named it
     del state["pretrained"]  # as written before the feature existed: the extractor keeps its own value
     ext.load_state_dict(state)
-    assert ext.state["last"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]
+    assert ext.state["last_features"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]
 
 
 @pytest.mark.parametrize(

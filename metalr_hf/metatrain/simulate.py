@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..features import Signals
+from ..reader import STAT_KEYS
 from ..scheduler import MetaController
 from ..schedules import prior_multiplier
 from .models import MODELS
@@ -150,20 +151,15 @@ def simulate(
                         torch.where(shape(adam, p), vhat, torch.zeros_like(vhat)).sum(dims),
                     ]
                 ).double()
-            gg, gm, mm, g_upd, upd_sq, ww, vv = acc
+            stats = dict(zip(STAT_KEYS, acc))  # the sums the scheduler's reader reads, by the same names
             signals = Signals(
                 loss=loss.detach().double(),
                 has_loss=torch.ones(B, dtype=torch.bool),
-                grad_norm=gg.sqrt(),
-                gg=gg,
-                gm=gm,
-                mm=mm,
-                g_upd=g_upd,
-                upd_sq=upd_sq,
-                ww=ww,
-                vv=vv,
+                grad_norm=stats["gg"].sqrt(),
                 adaptive=adam.double(),
+                **stats,
             )
+            ww = stats["ww"]
             policy.update(signals, step=t)
             bad = ~torch.isfinite(loss.detach()) | ~torch.isfinite(ww)
             diverged |= bad & active
