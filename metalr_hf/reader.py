@@ -25,6 +25,7 @@ __all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "optimizer_signals"]
 _BLOCK = 256
 SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
 STAT_KEYS = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
+_MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
 _ROWS = {"adam": ("g", "w", "m", "v", "u"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
 
 
@@ -60,6 +61,7 @@ class _Bucket:
         self.numel = n
         self.device = device
         self._phases: dict = {}
+        self._kept: dict = {}
         self._views: dict = {}
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
@@ -90,8 +92,11 @@ class _Bucket:
         rows, n = self._rows(stride, start)
         if n == 0:
             return 0
+        views = self._persistent_views(stride, start, rows, n)
         for row, tensors in sources.items():
-            if self.contiguous:
+            if views is not None and row in views:  # weights and moments: views kept from an earlier step
+                parts, out = views[row]
+            elif self.contiguous:
                 parts = [
                     t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
                     for t, k in zip(tensors, rows)
@@ -103,12 +108,37 @@ class _Bucket:
                     for t, k, r in zip(tensors, rows, self.block_rows)
                     if k
                 ]
-            out = self.buffers[row][:n].view(-1, _BLOCK)
+            if views is None or row not in views:
+                out = self.buffers[row][:n].view(-1, _BLOCK)
             if parts[0].dtype == torch.float32:
                 torch.cat(parts, out=out)
             else:
                 out.copy_(torch.cat(parts))
         return n
+
+    def _persistent_views(self, stride: int, start: int, rows: list[int], n: int) -> dict | None:
+        """For a small stride (a model up to ~64× the budget), the block views of the weights and moments at this
+        phase, made once: those tensors are updated in place, so their views stay valid (a model moved to other
+        storage is noticed and the views made again). Gradients are new tensors every step: never kept."""
+        if stride > _MAX_KEPT_STRIDE or not self.contiguous:
+            return None
+        key = (start, self.params[0].data_ptr(), self.params[-1].data_ptr())
+        views = self._kept.get(key)
+        if views is None:
+            if len(self._kept) >= _MAX_KEPT_STRIDE:
+                self._kept.clear()
+            views = self._kept[key] = {
+                row: (
+                    [
+                        t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
+                        for t, k in zip(tensors, rows)
+                        if k
+                    ],
+                    self.buffers[row][:n].view(-1, _BLOCK),
+                )
+                for row, tensors in {"w": self.params, **self.moments}.items()
+            }
+        return views
 
     def _rows(self, stride: int, start: int) -> tuple[list[int], int]:
         """Blocks read from each parameter at this ``start`` (one of ``stride`` phases, remembered), and elements."""

@@ -410,6 +410,14 @@ class MetaLRScheduler(LRScheduler):
     def observe(self, loss, grad_norm=None) -> None:
         """Hand over the loss of the optimizer step about to be taken (and, optionally, the gradient norm before
         clipping). Several calls before one ``step()`` are averaged (gradient accumulation)."""
+        if torch.is_tensor(loss) and loss.dim() == 0 and loss.dtype == torch.float32:  # the usual case, cheaply
+            loss = loss.detach()
+            if grad_norm is not None and not torch.is_tensor(grad_norm) and not _is_number_like(grad_norm):
+                raise TypeError(
+                    f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
+                )
+            self._add_pending(loss, grad_norm)
+            return
         if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
             raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
         try:
@@ -425,6 +433,9 @@ class MetaLRScheduler(LRScheduler):
             raise TypeError(
                 f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
             )
+        self._add_pending(loss, grad_norm)
+
+    def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
         self._pending_count += 1
         if grad_norm is not None:
@@ -462,7 +473,9 @@ class MetaLRScheduler(LRScheduler):
             vec[0].fill_(math.nan)
             vec[1].fill_(0.0)
         else:
-            vec[0].copy_(self._pending_loss).div_(self._pending_count)
+            vec[0].copy_(self._pending_loss)
+            if self._pending_count > 1:
+                vec[0].div_(self._pending_count)
             vec[1].fill_(1.0)
         vec[3:].copy_(stats)
         if self._pending_grad_norm is None:

@@ -197,6 +197,8 @@ class MetaLRCallback(TrainerCallback):
     def step_loss(self) -> torch.Tensor | None:
         if not self._losses:
             return None
+        if len(self._losses) == 1:
+            return self._losses[0]
         stacked = torch.stack(self._losses)
         return stacked.sum() if all(self._scaled) else stacked.mean()
 

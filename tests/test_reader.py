@@ -74,3 +74,19 @@ def test_reader_keeps_its_work_buffers_after_the_first_step(budget):
     work = sum(b.numel() for bucket in reader._buckets for b in bucket.buffers.values())
     if budget:
         assert work < 20 * (budget + 256 * len(list(model.parameters())))  # set by the budget, not the model
+
+
+def test_kept_views_follow_weights_moved_to_new_storage():
+    """The reader keeps block views of weights between steps (small strides); weights given new storage (as
+    `model.to(...)` or `p.data = ...` do) must be read from the new storage, not the old."""
+    model, opt = _model_and_optimizer("adamw")
+    reader, reference = SignalReader(opt, 20_000), ReferenceSignalReader(opt, 20_000)
+    for step in range(3):
+        model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+        opt.step()
+        if step == 2:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.data = p.data * 2  # new storage, twice the weights
+        assert float(reader.read(step)["ww"]) == pytest.approx(float(reference.read(step)["ww"]), rel=1e-6)
+        opt.zero_grad()
