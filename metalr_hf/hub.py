@@ -21,9 +21,6 @@ __all__ = [
 ]
 
 DEFAULT_LEARNER = "metalr-default-v3"
-# Learners meta-trained on from-scratch runs only, which boost a small LR even where it is right (fine-tuning a
-# pretrained model): fingerprint -> name. The Trainer integration warns when one drives a pretrained model.
-FROM_SCRATCH_ONLY = {"aeb08a00560108e1": "metalr-scratch-v1"}
 _FILES = ("config.json", "model.safetensors")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 

@@ -111,30 +111,51 @@ def check_meta_kwargs(kwargs) -> MetaSchedulerOptions:
         raise ValueError(f"lr_scheduler_kwargs for lr_scheduler_type='meta': {e}") from None
 
 
-def _pretrained_from(model) -> str:
-    """Where ``from_pretrained`` loaded the model from (``config._name_or_path``), or "" for a model built from a
-    config (or anything without a Hugging Face config)."""
-    return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+_SAMPLE = 1 << 16  # elements of each weight matrix read to tell trained weights from their initialisation
 
 
-def _warn_if_fine_tuning_with_scratch_learner(fingerprint: str, model, controller) -> None:
-    """A from-scratch-only learner allowed to raise the LR of a model loaded with ``from_pretrained`` (its config
-    records where from): ``max_boost`` lifted, or the run not marked ``pretrained``."""
+def weights_look_pretrained(model) -> bool | None:
+    """Whether ``model``'s weights have left the distribution its config initialises them with: the median
+    standard deviation of its weight matrices (embeddings aside; the first 2¹⁶ elements of each) against the
+    config's ``initializer_range``. A randomly initialised transformer sits at it (all-MiniLM-L6-v2's architecture,
+    random: 0.0200 for 0.02); pretrained weights are far from it (all-MiniLM-L6-v2: 0.064). ``None`` when the model
+    has no such config or matrix: the weights cannot tell."""
+    import statistics
+
+    init = getattr(getattr(model, "config", None), "initializer_range", None)
+    if not isinstance(init, (int, float)) or not init > 0:
+        return None
+    stds = [
+        float(p.detach().reshape(-1)[:_SAMPLE].float().std())
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and min(p.shape) > 1 and "embed" not in name
+    ]
+    if not stds:
+        return None
+    return not 0.67 * init <= statistics.median(stds) <= 1.5 * init
+
+
+def _infer_pretrained(model) -> bool:
+    """The ``pretrained`` feature of a run whose ``lr_scheduler_kwargs`` did not set it: read from the weights
+    (:func:`weights_look_pretrained`), not from where they were loaded — a model trained from scratch and saved to
+    a folder is still from scratch. When the weights cannot tell, a model loaded with ``from_pretrained`` counts as
+    pretrained, and a warning says so."""
     import warnings
 
-    from .hub import FROM_SCRATCH_ONLY
-
-    pretrained_from = _pretrained_from(model)
-    if fingerprint in FROM_SCRATCH_ONLY and pretrained_from and bool(controller.boost_cap()[0] > 0):
+    looks = weights_look_pretrained(model)
+    if looks is not None:
+        return looks
+    loaded_from = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    if loaded_from:
         message = (
-            f"metalr-hf: the meta-learner {FROM_SCRATCH_ONLY[fingerprint]!r} was meta-trained on from-scratch runs "
-            f"only, but this model was loaded from pretrained weights ({pretrained_from!r}) and the learner may "
-            "raise its LR (max_boost or pretrained set in lr_scheduler_kwargs). It raises a small base LR even when "
-            "the LR is right for fine-tuning (fine-tuning MiniLM at 5e-5 it collapsed the model to chance); leave "
-            'max_boost at "auto" to fine-tune.'
+            f"metalr-hf cannot tell from this model's weights whether they are pretrained (its config has no "
+            f"initializer_range); it was loaded from {loaded_from!r}, so it is treated as fine-tuning (the default "
+            "learner may only lower its LR). Pass lr_scheduler_kwargs={'pretrained': false} if it was trained from "
+            "scratch, true to silence this."
         )
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, UserWarning, stacklevel=3)
         logger.warning(message)
+    return bool(loaded_from)
 
 
 class MetaLRCallback(TrainerCallback):
@@ -231,8 +252,7 @@ class MetaLRCallback(TrainerCallback):
             fingerprint,
         )
         if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
-            self._scheduler.controller.extractor.pretrained = float(bool(_pretrained_from(model)))
-        _warn_if_fine_tuning_with_scratch_learner(fingerprint, model, self._scheduler.controller)
+            self._scheduler.controller.extractor.pretrained = float(_infer_pretrained(model))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._losses, self._scaled, self._grad_norm = [], [], None

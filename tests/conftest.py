@@ -53,6 +53,16 @@ def tiny_bert(seed: int = 0):
     return BertForSequenceClassification(config)
 
 
+def pretrained_like(model):
+    """``model`` with weights moved off their initialisation as pretraining moves them (matrices at 3× the
+    config's initializer_range, as all-MiniLM-L6-v2's are): what the Trainer integration reads as pretrained."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(3.0)
+    return model
+
+
 def toy_classification(n: int = 256, seq_len: int = 16, seed: int = 0):
     """Label = which half of the vocabulary the tokens come from: learnable in a few dozen steps."""
     from datasets import Dataset

@@ -224,6 +224,7 @@ def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):
         assert context["results_table"] in card.text and "ES, 3 iterations" in card.text
         (result,) = card.data.eval_results
         assert result.metric_value == 0.87 and result.dataset_name == "held-out families"
+
     def sections(card):
         return [line for line in card.text.splitlines() if line.startswith("## ")]
 

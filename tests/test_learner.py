@@ -128,9 +128,6 @@ def test_scratch_learner_loads_by_name_and_can_pass_the_default_bound():
 
     learner = MetaLearner.from_pretrained("metalr-scratch-v1")
     assert learner.source["name_or_path"] == "metalr-scratch-v1" and learner.max_delta == 5.0
-    from metalr_hf.hub import FROM_SCRATCH_ONLY
-
-    assert FROM_SCRATCH_ONLY[learner.fingerprint()] == "metalr-scratch-v1"  # the fine-tuning warning knows it
     assert "Never for fine-tuning" in (bundled_learner_dir("metalr-scratch-v1") / "README.md").read_text()
 
     def max_scale(name):

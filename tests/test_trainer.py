@@ -326,41 +326,16 @@ def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
-def test_scratch_only_learner_warns_on_a_pretrained_model(tmp_path):
-    """``metalr-scratch-v1`` allowed to boost a model loaded with ``from_pretrained`` warns (it boosts fine-tuning
-    LRs); under the default ``max_boost="auto"`` (it may only lower that LR), on a model built from a config, and
-    with the default learner, it stays silent."""
-    import warnings
-
-    from transformers import AutoModelForSequenceClassification
-
-    tiny_bert().save_pretrained(tmp_path / "pretrained")
-    pretrained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")
-
-    def warned(model, learner, **kwargs):
-        kwargs.update({"meta_learner": learner} if learner else {})
-        args = _args(tmp_path, max_steps=2, lr_scheduler_kwargs=kwargs)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            MetaTrainer(model=model, args=args, train_dataset=toy_classification()).train()
-        return [w for w in caught if "from-scratch runs only" in str(w.message)]
-
-    hits = warned(pretrained, "metalr-scratch-v1", max_boost=None)
-    assert len(hits) == 1 and str(tmp_path / "pretrained") in str(hits[0].message)
-    assert len(warned(pretrained, "metalr-scratch-v1", max_boost=3.0)) == 1
-    assert not warned(pretrained, "metalr-scratch-v1")
-    assert not warned(tiny_bert(), "metalr-scratch-v1", max_boost=None)
-    assert not warned(pretrained, None, max_boost=None)
-
-
 def test_pretrained_feature_is_read_from_the_model_unless_given(tmp_path):
-    """The learner's ``pretrained`` feature is 1 for a model loaded with ``from_pretrained`` and 0 for one built
-    from a config; ``lr_scheduler_kwargs={"pretrained": ...}`` overrides it; anything but a bool is refused."""
+    """The learner's ``pretrained`` feature is 1 for a model whose weights have left their initialisation (loaded
+    with ``from_pretrained``) and 0 for one built from a config; ``lr_scheduler_kwargs={"pretrained": ...}``
+    overrides it; anything but a bool is refused."""
+    from conftest import pretrained_like
     from transformers import AutoModelForSequenceClassification
 
     from metalr_hf.features import FEATURE_NAMES
 
-    tiny_bert().save_pretrained(tmp_path / "pretrained")
+    pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
     col = FEATURE_NAMES.index("pretrained")
 
     def feature(model, **kwargs):
@@ -387,7 +362,9 @@ def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
     from metalr_hf.metatrain.presets import BASE_FEATURES
 
     boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
-    tiny_bert().save_pretrained(tmp_path / "pretrained")
+    from conftest import pretrained_like
+
+    pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
 
     def scales(model, **kwargs):
         kwargs["meta_learner"] = str(tmp_path / "learner")
@@ -421,3 +398,49 @@ def test_a_learner_that_outputs_zero_reproduces_the_cosine_run(tmp_path):
         runs[sched] = (_lrs(trainer), _losses(trainer))
     assert runs["meta"][0] == pytest.approx(runs["cosine"][0], rel=1e-6)
     assert runs["meta"][1] == runs["cosine"][1]
+
+
+def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
+    """A randomly initialised ViT saved with save_pretrained and loaded back (how the recipes run a model from
+    scratch) is read as from scratch from its weights, not as fine-tuning from its folder name: a boosting learner
+    may raise its LR under the default cap. A model whose config cannot tell (no initializer_range) and was loaded
+    from a folder is treated as fine-tuning, and a warning says so."""
+    import warnings
+
+    from conftest import boosting_learner
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
+
+    from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.metatrain.presets import BASE_FEATURES
+
+    boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
+    col = FEATURE_NAMES.index("pretrained")
+    torch.manual_seed(0)
+    vit = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                    num_attention_heads=2, intermediate_size=32, num_labels=2)  # fmt: skip
+    ViTForImageClassification(vit).save_pretrained(tmp_path / "vit")
+    ResNetForImageClassification(
+        ResNetConfig(num_channels=1, embedding_size=4, hidden_sizes=[4], depths=[1], num_labels=2)
+    ).save_pretrained(tmp_path / "resnet")
+    from datasets import Dataset
+
+    gen = torch.Generator().manual_seed(0)
+    images = Dataset.from_dict({"pixel_values": torch.randn(64, 1, 8, 8, generator=gen).tolist(),
+                                "labels": torch.randint(0, 2, (64,), generator=gen).tolist()})  # fmt: skip
+
+    def run(model_cls, folder):
+        model = model_cls.from_pretrained(tmp_path / folder)
+        assert model.config._name_or_path == str(tmp_path / folder)
+        args = _args(tmp_path, max_steps=6, lr_scheduler_kwargs={"meta_learner": str(tmp_path / "learner")})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = MetaTrainer(model=model, args=args, train_dataset=images)
+            trainer.train()
+        scales = [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h]
+        said = [w for w in caught if "cannot tell from this model's weights" in str(w.message)]
+        return float(trainer.lr_scheduler.controller.features[0, col]), max(scales), said
+
+    feature, top, said = run(ViTForImageClassification, "vit")
+    assert feature == 0.0 and top > 2.0 and not said  # from scratch: the learner's own bound applies
+    feature, top, said = run(ResNetForImageClassification, "resnet")
+    assert feature == 1.0 and top <= 1.0 + 1e-6 and len(said) == 1  # cannot tell: fine-tuning, said aloud
