@@ -5,7 +5,7 @@ Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0-2, 300 steps; baselines tuned over
 
 Run from the repository root:
     python results/finetune/run.py NAME_OR_FOLDER [LABEL] [MAX_BOOST]   (writes results/finetune/result-LABEL.json)
-MAX_BOOST is the scheduler's ``max_boost``: ``auto`` (the default, what a user gets), ``none`` (cap lifted) or a
+MAX_BOOST is the scheduler's ``max_boost``: ``auto`` (the default, what a user gets), ``none`` (cap lifted), ``peak`` or a
 number.
 """
 
@@ -22,7 +22,7 @@ if len(sys.argv) < 2:
 name = sys.argv[1]
 label = sys.argv[2] if len(sys.argv) > 2 else Path(name).name
 boost = sys.argv[3] if len(sys.argv) > 3 else "auto"
-boost = None if boost == "none" else boost if boost == "auto" else float(boost)
+boost = None if boost == "none" else boost if boost in ("auto", "peak") else float(boost)
 result = evaluate(MetaLearner.from_pretrained(name), EvalConfig(families=FINETUNE, max_boost=boost))
 result["config"]["learner"] = name
 out = Path(f"results/finetune/result-{label}.json")
