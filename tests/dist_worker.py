@@ -63,9 +63,13 @@ def main():
     trainer.train(resume_from_checkpoint=checkpoint if mode == "resume" else None)
     with open(os.path.join(out_dir, f"rank{rank}-{mode}.json"), "w") as f:
         json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses}, f)
-    # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489)
+    # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489); it
+    # happened here even after destroying the group, so this helper leaves without interpreter teardown
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

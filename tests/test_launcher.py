@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_launch_ok
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "train_like_examples.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -21,11 +22,14 @@ def _common(out, *extra):
     ]  # fmt: skip
 
 
-def _launch(prefix, out, *extra):
+def _launch(prefix, out, *extra, ranks=1):
     proc = subprocess.run(
         [*prefix, SCRIPT, *_common(out, *extra)], env=ENV, capture_output=True, text=True, timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    if ranks == 1:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    else:
+        assert_launch_ok(proc, [Path(out) / f"log_history-{r}.json" for r in range(ranks)])
     return proc
 
 
@@ -93,7 +97,7 @@ def test_without_the_launcher_meta_is_an_invalid_choice(tmp_path):
 def test_two_ranks_under_torchrun_set_identical_lrs(tmp_path):
     prefix = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
               "--master_port", str(_free_port()), "-m", "metalr_hf.run"]  # fmt: skip
-    _launch(prefix, tmp_path, "--lr_scheduler_type", "meta", "--report_to", "none", "--ddp_backend", "gloo")
+    _launch(prefix, tmp_path, "--lr_scheduler_type", "meta", "--report_to", "none", "--ddp_backend", "gloo", ranks=2)
     r0, r1 = _history(tmp_path, 0), _history(tmp_path, 1)
     assert len(_lrs(r0)) == 8 and _lrs(r0) == _lrs(r1)
     assert [h["meta/lr_scale"] for h in r0 if "loss" in h] == [h["meta/lr_scale"] for h in r1 if "loss" in h]
