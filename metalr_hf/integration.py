@@ -23,7 +23,7 @@ import os
 __all__ = ["disable", "enable", "is_enabled"]
 
 # The transformers releases this integration was written against (the lower bound is the package's own).
-TESTED_TRANSFORMERS = ("4.56", "6.0")
+TESTED_TRANSFORMERS = ("4.56", "6.0")  # tested with 5.24
 _UNTESTED_ENV = "METALR_HF_ALLOW_UNTESTED_TRANSFORMERS"
 _saved: dict = {}
 
