@@ -298,8 +298,8 @@ class MetaLRScheduler(LRScheduler):
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
-            from the model's weights (``trainer.weights_look_pretrained``: have they left the config's initialisation?);
-            a bare scheduler assumes False.
+            from the model's weights (``trainer.weights_look_pretrained``: have they left the config's
+            initialisation?); a bare scheduler assumes False.
             A resumed run keeps the value its checkpoint was written with.
         decision_lag (`int` or `None`, defaults to `None`): 1 applies the learner's decision one step later, so
             the statistics stay on the accelerator and the host never waits for it; 0 applies it at once (what
