@@ -14,7 +14,7 @@ from typing import Any
 
 from .schedules import PRIORS
 
-__all__ = ["HUB_OPTIONS", "MetaSchedulerOptions", "check_controller_options"]
+__all__ = ["HUB_OPTIONS", "BoostPolicy", "MetaSchedulerOptions", "check_controller_options"]
 
 # Where the learner comes from (handed to `MetaLearner.from_pretrained`, not to the controller).
 HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_only")
@@ -37,6 +37,33 @@ def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, r
     if max_boost is not None and max_boost not in ("auto", "peak"):
         if isinstance(max_boost, bool) or not isinstance(max_boost, numbers.Real) or not 1.0 <= max_boost < math.inf:
             raise ValueError(f'max_boost must be a number >= 1, "auto", "peak" or None, got {max_boost!r}')
+
+
+@dataclass(frozen=True)
+class BoostPolicy:
+    """What ``max_boost`` allows, in one place: the bound on δ for a run (:meth:`delta_cap`) and whether the
+    product ``prior · exp(δ) · b · γ`` is capped at 1 (``peak``: the LR never above the base LR).
+
+    Args:
+        max_boost: the option (a number ≥ 1, ``"auto"``, ``"peak"`` or ``None``).
+        learner_reads_pretrained: whether the learner was trained with the ``pretrained`` feature; under ``"auto"``
+            a learner that was not may only lower the LR of a pretrained run (δ ≤ 0).
+    """
+
+    max_boost: Any = "auto"
+    learner_reads_pretrained: bool = False
+
+    @property
+    def peak(self) -> bool:
+        return self.max_boost == "peak"
+
+    def delta_cap(self, pretrained: bool) -> float:
+        """The largest δ a run may take (``inf``: only the learner's own bound)."""
+        if self.max_boost == "auto":
+            return 0.0 if pretrained and not self.learner_reads_pretrained else math.inf
+        if self.max_boost in (None, "peak"):
+            return math.inf
+        return math.log(self.max_boost)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from .features import _SIGNAL_FLOATS, FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
 from .learner import MetaLearner
-from .options import MetaSchedulerOptions, check_controller_options
+from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options
 from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
@@ -93,11 +93,8 @@ class MetaController:
         max_boost="auto",
     ):
         check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
-        # δ ≤ _log_boost for every run; under "auto", δ ≤ 0 too on the pretrained runs of a learner blind to them
-        self._log_boost = math.inf if max_boost in (None, "auto", "peak") else math.log(max_boost)
-        self._peak = max_boost == "peak"  # the LR never above the base LR: a cap on the product, see `scale`
         reads_pretrained = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
-        self._cap_pretrained = max_boost == "auto" and not reads_pretrained
+        self.boost = BoostPolicy(max_boost, reads_pretrained)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -150,8 +147,8 @@ class MetaController:
 
     def boost_cap(self) -> torch.Tensor:
         """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
-        cap = torch.full((self.extractor.batch_size,), self._log_boost)
-        return torch.where(self.extractor.pretrained > 0.5, 0.0, cap) if self._cap_pretrained else cap
+        pretrained = self.extractor.pretrained > 0.5
+        return torch.where(pretrained, self.boost.delta_cap(True), self.boost.delta_cap(False)).float()
 
     def prior_at(self, step) -> torch.Tensor:
         return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
@@ -172,13 +169,13 @@ class MetaController:
             return torch.tensor([self.scale_value(step)], dtype=torch.float64)
         corr = torch.exp(self.delta.double()) * self.backoff.double() * self.guard_scale.double()
         scale = self.prior_at(step) * corr
-        return scale.clamp(max=1.0) if self._peak else scale
+        return scale.clamp(max=1.0) if self.boost.peak else scale
 
     def scale_value(self, step: int) -> float:
         """:meth:`scale` of a scalar controller, as a float."""
         c = self._control
         scale = self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
-        return min(scale, 1.0) if self._peak else scale
+        return min(scale, 1.0) if self.boost.peak else scale
 
     @torch.no_grad()
     def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:
@@ -191,7 +188,7 @@ class MetaController:
         device = self.learner.device
         delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
         delta = float(delta[0])
-        cap = 0.0 if self._cap_pretrained and self.extractor._pretrained_value > 0.5 else self._log_boost
+        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and bool(torch.isfinite(state).all())
