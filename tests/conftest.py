@@ -14,7 +14,9 @@ from metalr_hf import MetaLearner  # noqa: E402
 
 def perturbed_learner(seed: int = 0, scale: float = 0.5, **config) -> MetaLearner:
     """A learner whose weights (output layer included) are random, so that it really moves the LR."""
-    learner = MetaLearner(**config)
+    with torch.random.fork_rng(devices=[]):  # the same learner for a seed, whatever ran before
+        torch.manual_seed(seed)
+        learner = MetaLearner(**config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in learner.parameters():

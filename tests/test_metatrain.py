@@ -365,3 +365,27 @@ def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
     sat_wide, _ = widen(learner, 5.0)(x, wide.init_state(8))
     assert torch.allclose(sat, torch.full_like(sat, 2.0)) and (sat_wide > 3.0).all() and (sat_wide <= 5.0).all()
     assert widen(learner, 2.0) is learner
+
+
+def test_evaluation_simulates_the_baselines_once_per_config(monkeypatch):
+    """The baselines do not depend on the learner: a second evaluation with the same config simulates only meta,
+    and gets the very numbers a fresh evaluation gets."""
+    from metalr_hf.metatrain import evaluate as ev
+    from metalr_hf.metatrain.presets import PRESETS
+
+    cfg = PRESETS["smoke"].eval
+    monkeypatch.setattr(ev, "_BASELINE_RUNS", {})
+    calls = []
+    real = ev.simulate
+    monkeypatch.setattr(ev, "simulate", lambda pop, policy, **kw: calls.append(policy) or real(pop, policy, **kw))
+    first = ev.evaluate(perturbed_learner(seed=1), cfg)
+    n_first = len(calls)
+    second = ev.evaluate(perturbed_learner(seed=2), cfg)
+    assert n_first == (1 + len(ev.BASELINES)) * (len(calls) - n_first)  # only meta the second time
+    ev._BASELINE_RUNS.clear()
+    fresh = ev.evaluate(perturbed_learner(seed=2), cfg)
+    assert second["summary"] == fresh["summary"]
+    base = sorted((r["schedule"], r["base_lr"], r["final_val_loss"]) for r in first["runs"] if r["schedule"] != "meta")
+    assert base == sorted(
+        (r["schedule"], r["base_lr"], r["final_val_loss"]) for r in fresh["runs"] if r["schedule"] != "meta"
+    )

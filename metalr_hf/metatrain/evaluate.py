@@ -17,6 +17,8 @@ For every held-out family, optimizer and seed, every schedule (``meta`` and the 
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -98,22 +100,35 @@ def _specs(cfg: EvalConfig, with_grid: bool = True) -> list[TaskSpec]:
     return specs
 
 
+# The baseline runs of an evaluation config, simulated once per process: they do not depend on the learner, and
+# the simulation is deterministic (seed 0, the same populations), so every learner is compared with the same runs.
+_BASELINE_RUNS: dict[str, list[dict]] = {}
+
+
+def _baseline_key(cfg: EvalConfig) -> str:
+    fields_ = {k: v for k, v in cfg.__dict__.items() if k != "max_boost"}  # the learner's option only
+    return json.dumps(fields_, sort_keys=True, default=list)
+
+
 def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
-    """Run the held-out comparison; returns a JSON-serialisable dict (per-run results and the aggregates)."""
+    """Run the held-out comparison; returns a JSON-serialisable dict (per-run results and the aggregates). The
+    baselines of an evaluation config are simulated once per process and reused for every learner."""
     cfg = cfg or EvalConfig()
     specs = _specs(cfg)
     eval_every = max(1, cfg.horizon // 30)
+    cached = _BASELINE_RUNS.get(_baseline_key(cfg))
+    names = ("meta",) if cached is not None else ("meta",) + BASELINES
     per_spec: list[dict] = [{} for _ in specs]  # schedule -> (result, column)
     eval_steps: list[int] = []
     for idx, pop in make_populations(specs):  # one batched population per model kind
-        for name in ("meta",) + BASELINES:
+        for name in names:
             policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg.max_boost)
             res = simulate(pop, policy, seed=0, eval_every=eval_every)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
                 per_spec[i][name] = (res, col)
             if progress is not None:
-                progress.update(1)
+                progress.update(1 if cached is None else 1 + len(BASELINES))
     runs = []
     for spec, results in zip(specs, per_spec):
         for name, (res, b) in results.items():
@@ -129,6 +144,10 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
                     "val_curve": [_num(x) for x in curve],
                 }
             )
+    if cached is None:
+        _BASELINE_RUNS[_baseline_key(cfg)] = [r for r in runs if r["schedule"] != "meta"]
+    else:
+        runs += copy.deepcopy(cached)
     summary = summarise(runs, cfg, eval_steps)
     return {"config": {**cfg.__dict__}, "summary": summary, "runs": runs}
 
