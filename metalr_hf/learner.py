@@ -108,6 +108,7 @@ class MetaLearner(
         self.window, self.max_delta = int(window), float(max_delta)
         num_features = self.num_features = len(names)
         self.register_buffer("mask", feature_mask(self.config["disabled_features"])[:num_features], persistent=False)
+        self._unmasked = bool(self.mask.all())  # no feature disabled: the mask is skipped
         H = self.hidden_size
         self.input = nn.Linear(num_features, H)
         if core == "transformer":
@@ -141,7 +142,11 @@ class MetaLearner(
     def forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step for ``B`` runs: ``features [B, F]``, ``state [B, S]`` → ``(δ [B], new state [B, S])``. It reads
         the first ``num_features`` columns (the features it was trained on)."""
-        x = torch.tanh(self.input(features[..., : self.num_features].to(self.head.weight.dtype) * self.mask))
+        if features.shape[-1] != self.num_features:
+            features = features[..., : self.num_features]
+        if features.dtype != self.head.weight.dtype:
+            features = features.to(self.head.weight.dtype)
+        x = torch.tanh(self.input(features if self._unmasked else features * self.mask))
         B, H = x.shape[0], self.hidden_size
         if self.core == "transformer":
             W = self.window
@@ -164,7 +169,7 @@ class MetaLearner(
                 else:
                     h = cell(h, chunk)
                     new_chunks.append(h)
-            new_state = torch.cat(new_chunks, dim=1)
+            new_state = new_chunks[0] if len(new_chunks) == 1 else torch.cat(new_chunks, dim=1)
         delta = self.max_delta * torch.tanh(self.head(h).squeeze(-1))
         return delta, new_state
 

@@ -171,12 +171,15 @@ class _Bucket:
             step = max(float(step.item() if torch.is_tensor(step) else step), 1.0)
             beta1, beta2 = group.get("betas", (0.9, 0.999))
             bc1, bc2 = 1.0 - beta1**step, 1.0 - beta2**step
-            torch.sqrt(v, out=u).mul_(1.0 / bc2**0.5).add_(group.get("eps", 1e-8))
-            torch.div(m, u, out=u)  # m / (√v̂ + ε) = bc1 · update direction
+            # m / (√v̂ + ε) = bc1 · update direction, with √v̂ = √v / √bc2: computed as √bc2 · m / (√v + √bc2 ε), the
+            # factor √bc2 moved into the scalars (one pass over the buffer fewer)
+            root = bc2**0.5
+            torch.sqrt(v, out=u).add_(root * group.get("eps", 1e-8))
+            torch.div(m, u, out=u)
             torch.dot(g, m, out=out[1])
             torch.dot(m, m, out=out[2])
-            torch.dot(g, u, out=out[3]).mul_(-lr / bc1)
-            torch.dot(u, u, out=out[4]).mul_((lr / bc1) ** 2)
+            torch.dot(g, u, out=out[3]).mul_(-lr * root / bc1)
+            torch.dot(u, u, out=out[4]).mul_((lr * root / bc1) ** 2)
             torch.sum(v, 0, out=out[6]).div_(bc2)
         elif self.kind == "sgd":
             c = 1.0 - group.get("momentum", 0.0)

@@ -191,11 +191,11 @@ class MetaController:
         cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
-        sane = math.isfinite(delta) and bool(torch.isfinite(state).all())
+        sane = math.isfinite(delta) and math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
         if ok:
             if not sane:
                 self.nonfinite_decisions += 1
-            c["delta"] = float(torch.tensor(delta, dtype=torch.float32)) if sane else 0.0
+            c["delta"] = _f32(delta) if sane else 0.0
             if sane:
                 self.learner_state = state.cpu()
         c["features"] = feats
@@ -455,31 +455,35 @@ class MetaLRScheduler(LRScheduler):
         device = stats.device
         if self._buffers is None or self._buffers[0][0].device != device:
             on_host = device.type == "cpu"
-            self._buffers = [
-                (torch.empty(_NUM_SIGNALS, dtype=torch.float64, device=device),
-                 None if on_host else torch.empty(_NUM_SIGNALS, dtype=torch.float64, pin_memory=device.type == "cuda"))
-                for _ in range(2)
-            ]  # fmt: skip
+            self._buffers = []
+            for _ in range(2):
+                vec = torch.empty(_NUM_SIGNALS, dtype=torch.float64, device=device)
+                host = (
+                    None
+                    if on_host
+                    else torch.empty(_NUM_SIGNALS, dtype=torch.float64, pin_memory=device.type == "cuda")
+                )
+                self._buffers.append((vec, host, vec[0], vec[1], vec[2], vec[3], vec[3:]))  # views made once
         self._flip ^= 1
-        vec, host = self._buffers[self._flip]
+        vec, host, v_loss, v_has_loss, v_grad_norm, v_gg, v_stats = self._buffers[self._flip]
         if self._pending_loss is None:
             self._warn_once(
                 "no_loss",
                 "MetaLRScheduler received no loss: call `scheduler.observe(loss)` before `scheduler.step()`, or "
                 "add `MetaLRCallback()` to the Trainer. Running on gradient and optimizer statistics only.",
             )
-            vec[0].fill_(math.nan)
-            vec[1].fill_(0.0)
+            v_loss.fill_(math.nan)
+            v_has_loss.fill_(0.0)
         else:
-            vec[0].copy_(self._pending_loss)
+            v_loss.copy_(self._pending_loss)
             if self._pending_count > 1:
-                vec[0].div_(self._pending_count)
-            vec[1].fill_(1.0)
-        vec[3:].copy_(stats)
+                v_loss.div_(self._pending_count)
+            v_has_loss.fill_(1.0)
+        v_stats.copy_(stats)
         if self._pending_grad_norm is None:
-            torch.sqrt(vec[3], out=vec[2])
+            torch.sqrt(v_gg, out=v_grad_norm)
         else:
-            vec[2].copy_(self._pending_grad_norm)
+            v_grad_norm.copy_(self._pending_grad_norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
         vec = _all_reduce_mean(vec)
         if host is None:
