@@ -233,8 +233,9 @@ class FeatureExtractor:
         if self.scalar and self.batch_size != 1:
             raise ValueError("a scalar FeatureExtractor holds one run")
         self._T, self._tau_f, self._tau_s = (float(v[0]) for v in (self.T, self.tau_f, self.tau_s))
-        self.state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
-        self.state["last_features"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
+        state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
+        state["last_features"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
+        self.state = state  # one assignment: a scalar extractor converts it to floats here
         self.pretrained = pretrained
 
     @property

@@ -271,3 +271,13 @@ def test_damaged_results_and_checkpoint_name_the_file(tmp_path):
     (tmp_path / "mt" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match="checkpoint.pt' cannot be read"):
         meta_train("smoke", tmp_path / "mt", progress=False, evaluate_at_end=False, iterations=1)
+
+
+def test_a_first_step_that_is_not_finite_keeps_the_initial_features():
+    """A run whose very first signals are not finite: the learner is fed the initial (zero) features, all of them."""
+    from metalr_hf.features import FEATURE_NAMES, FeatureExtractor
+
+    ext = FeatureExtractor(10)
+    x = dict(loss=1.0, grad_norm=0.0, gg=0.0, gm=0.0, mm=0.0, g_upd=0.0, upd_sq=0.0, ww=0.0, vv=float("nan"),
+             adaptive=0.0)  # fmt: skip
+    assert ext.update_values(x, False, True, 1.0, 0.0) == [0.0] * len(FEATURE_NAMES)
