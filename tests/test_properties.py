@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from conftest import perturbed_learner
 from hypothesis import HealthCheck, given, settings
@@ -63,3 +64,23 @@ def test_lr_always_finite_and_bounded(vectors, horizon, warmup, groups, lag):
         if torch.is_tensor(value):
             assert torch.isfinite(value).all() or name == "best", name
     assert torch.isfinite(c.features).all() and c.features.abs().max() <= 5.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(vectors=st.lists(st.tuples(signal_vec, signal_vec), min_size=1, max_size=20))
+def test_single_run_path_equals_the_batched_one_on_hostile_signals(vectors):
+    """The scheduler drives one run in Python floats, meta-training a population in tensors: the same rule. On any
+    signals (NaN, inf, zero or negative losses, missing losses), two runs batched give the single runs' LRs."""
+    from metalr_hf.features import Signals
+    from metalr_hf.scheduler import MetaController
+
+    batched = MetaController(LEARNER, torch.tensor([30.0, 80.0]), batch_size=2, pretrained=torch.tensor([0.0, 1.0]))
+    singles = [MetaController(LEARNER, 30.0, pretrained=False), MetaController(LEARNER, 80.0, pretrained=True)]
+    assert not batched.scalar and all(c.scalar for c in singles)
+    for t, pair in enumerate(vectors):
+        batched.update(Signals.from_vector(torch.tensor(pair, dtype=torch.float64)), step=t)
+        for c, vec in zip(singles, pair):
+            c.update(Signals.from_vector(torch.tensor([vec], dtype=torch.float64)), step=t)
+        for i, c in enumerate(singles):
+            assert float(batched.scale(t + 1)[i]) == pytest.approx(float(c.scale(t + 1)[0]), rel=1e-5, abs=1e-12)
+            assert torch.allclose(batched.features[i], c.features[0], atol=1e-5)
