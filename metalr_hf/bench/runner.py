@@ -51,6 +51,14 @@ SUITES = {
         evals=4,
     ),  # fmt: skip
     "full": Suite(tuple(TASKS), SCHEDULERS, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), ("adam", "sgd"), (0, 1, 2)),
+    # fine-tuning the pretrained all-MiniLM-L6-v2 (extra [minilm]) at 0.1×, 0.4×, 1×, 4× and 10× the usual 5e-5
+    "finetune": Suite(
+        ("minilm_sst",),
+        ("meta", "cosine", "linear", "constant_with_warmup", "schedulefree_adamw"),
+        (5e-6, 2e-5, 5e-5, 2e-4, 5e-4),
+        ("adam",),
+        (0, 1),
+    ),
 }
 
 
