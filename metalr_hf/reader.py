@@ -92,24 +92,12 @@ class _Bucket:
         rows, n = self._rows(stride, start)
         if n == 0:
             return 0
-        views = self._persistent_views(stride, start, rows, n)
+        kept = self._persistent_views(stride, start, rows, n) or {}
         for row, tensors in sources.items():
-            if views is not None and row in views:  # weights and moments: views kept from an earlier step
-                parts, out = views[row]
-            elif self.contiguous:
-                parts = [
-                    t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
-                    for t, k in zip(tensors, rows)
-                    if k
-                ]
-            else:  # a non-contiguous parameter or moment: read through a flat copy of it
-                parts = [
-                    t.reshape(-1)[: r * _BLOCK].view(-1, _BLOCK)[start::stride]
-                    for t, k, r in zip(tensors, rows, self.block_rows)
-                    if k
-                ]
-            if views is None or row not in views:
-                out = self.buffers[row][:n].view(-1, _BLOCK)
+            if row in kept:  # weights and moments: views kept from an earlier step
+                parts, out = kept[row]
+            else:
+                parts, out = self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK)
             if parts[0].dtype == torch.float32:
                 torch.cat(parts, out=out)
             else:
@@ -128,17 +116,25 @@ class _Bucket:
             if len(self._kept) >= _MAX_KEPT_STRIDE:
                 self._kept.clear()
             views = self._kept[key] = {
-                row: (
-                    [
-                        t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
-                        for t, k in zip(tensors, rows)
-                        if k
-                    ],
-                    self.buffers[row][:n].view(-1, _BLOCK),
-                )
+                row: (self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK))
                 for row, tensors in {"w": self.params, **self.moments}.items()
             }
         return views
+
+    def _blocks(self, tensors: list[torch.Tensor], rows: list[int], stride: int, start: int) -> list[torch.Tensor]:
+        """Rows ``start, start + stride, …`` of each tensor cut into rows of 256 elements (``rows`` of them each):
+        an ``as_strided`` view of a contiguous tensor, a flat copy's rows otherwise."""
+        if self.contiguous:
+            return [
+                t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
+                for t, k in zip(tensors, rows)
+                if k
+            ]
+        return [
+            t.reshape(-1)[: r * _BLOCK].view(-1, _BLOCK)[start::stride]
+            for t, k, r in zip(tensors, rows, self.block_rows)
+            if k
+        ]
 
     def _rows(self, stride: int, start: int) -> tuple[list[int], int]:
         """Blocks read from each parameter at this ``start`` (one of ``stride`` phases, remembered), and elements."""
