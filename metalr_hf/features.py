@@ -155,12 +155,22 @@ class Signals:
         nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
         return cls(has_loss=torch.ones(batch_size, dtype=torch.bool), **{k: nan for k in _SIGNAL_FLOATS})
 
+    def run_values(self) -> tuple[dict[str, float], bool]:
+        """The first run's signals as Python floats (``_SIGNAL_FLOATS`` → float) and whether it has a loss."""
+        values = {k: float(torch.as_tensor(getattr(self, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
+        return values, bool(torch.as_tensor(self.has_loss).reshape(-1)[0])
+
     def finite(self) -> torch.Tensor:
         """``[B]`` bool: the loss (where observed) and every gradient and optimizer statistic are finite."""
         ok = torch.isfinite(self.loss) | ~self.has_loss
         rest = torch.stack([torch.as_tensor(getattr(self, n), dtype=torch.float64) for n in _SIGNAL_FLOATS[1:]], -1)
         ok = ok & torch.isfinite(rest).all(-1)
         return ok
+
+
+def finite_values(x: dict[str, float], has_loss: bool) -> bool:
+    """:meth:`Signals.finite` of one run given as Python floats."""
+    return all(math.isfinite(v) for k, v in x.items() if k != "loss") and (math.isfinite(x["loss"]) or not has_loss)
 
 
 _STATE_KEYS = (
@@ -305,11 +315,8 @@ class FeatureExtractor:
     def update(self, signals: Signals, prior, prev_delta) -> torch.Tensor:
         """The ``[B, F]`` float32 features of this step (see :meth:`update_values` for one run, in floats)."""
         if self.scalar:
-            x = {k: float(torch.as_tensor(getattr(signals, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
-            ok, has_loss = (
-                bool(signals.finite().reshape(-1)[0]),
-                bool(torch.as_tensor(signals.has_loss).reshape(-1)[0]),
-            )
+            x, has_loss = signals.run_values()
+            ok = finite_values(x, has_loss)
             prior = float(torch.as_tensor(prior).reshape(-1)[0])
             prev_delta = float(torch.as_tensor(prev_delta).reshape(-1)[0])
             return torch.tensor([self.update_values(x, ok, has_loss, prior, prev_delta)], dtype=torch.float32)

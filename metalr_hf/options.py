@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .schedules import PRIORS
@@ -131,22 +131,6 @@ class MetaSchedulerOptions:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict | None, where: str = "lr_scheduler_kwargs") -> MetaSchedulerOptions:
-        """Options from a dict; an unknown key is a ``TypeError`` that lists the valid ones."""
-        kwargs = dict(kwargs or {})
-        unknown = sorted(set(kwargs) - set(cls.names()))
-        if unknown:
-            raise TypeError(
-                f"Unknown option(s) {unknown} in {where} for the meta scheduler; valid: {sorted(cls.names())}"
-            )
-        return cls(**kwargs)
-
-    def non_default(self) -> dict:
-        """The options that differ from their defaults."""
-        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        return {k: v for k, v in asdict(self).items() if v != defaults.get(k)}
 
     def controller_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio",

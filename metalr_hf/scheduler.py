@@ -31,7 +31,14 @@ import warnings
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .features import _SIGNAL_FLOATS, FEATURE_NAMES, SCHEMA_VERSION, FeatureExtractor, SignalReader, Signals
+from .features import (
+    FEATURE_NAMES,
+    SCHEMA_VERSION,
+    FeatureExtractor,
+    SignalReader,
+    Signals,
+    finite_values,
+)
 from .learner import MetaLearner
 from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options
 from .schedules import prior_multiplier
@@ -182,7 +189,7 @@ class MetaController:
         """:meth:`update` of a scalar controller, from the signals as Python floats (``x`` maps the signal names to
         floats); returns whether they were finite. The same rule as the batched path, without tensor overhead."""
         c = self._control
-        ok = all(math.isfinite(v) for k, v in x.items() if k != "loss") and (math.isfinite(x["loss"]) or not has_loss)
+        ok = finite_values(x, has_loss)
         step = self.step_count if step is None else step
         feats = self.extractor.update_values(x, ok, has_loss, self._prior_value(step), c["delta"])
         device = self.learner.device
@@ -219,9 +226,7 @@ class MetaController:
         """Consume the signals of optimizer step ``step`` (default: the count of steps consumed so far); returns
         the ``[B]`` mask of runs whose signals were finite (the others are skipped by the learner)."""
         if self.scalar:
-            x = {k: float(torch.as_tensor(getattr(signals, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
-            has_loss = bool(torch.as_tensor(signals.has_loss).reshape(-1)[0])
-            return torch.tensor([self.update_values(x, has_loss, step)])
+            return torch.tensor([self.update_values(*signals.run_values(), step)])
         ok = signals.finite().reshape(-1)
         step = self.step_count if step is None else step
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
@@ -335,12 +340,8 @@ class MetaLRScheduler(LRScheduler):
                 f"MetaLRScheduler got unknown option(s) {unknown}; valid options: {sorted(META_SCHEDULER_KWARGS)}"
             )
         opts = MetaSchedulerOptions(meta_learner=meta_learner, **options)
-        if num_training_steps is not None and (not _is_count(num_training_steps) or int(num_training_steps) <= 0):
-            raise ValueError(
-                f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}: the "
-                "learner reads progress relative to the run length (in a Trainer, leave it None: the callback "
-                "takes it from the Trainer)."
-            )
+        if num_training_steps is not None:
+            _check_horizon(num_training_steps)  # before the learner is loaded
         if not _is_count(num_warmup_steps) or int(num_warmup_steps) < 0:
             raise ValueError(f"num_warmup_steps must be a whole number >= 0, got {num_warmup_steps!r}")
         self.opts = opts
@@ -377,10 +378,7 @@ class MetaLRScheduler(LRScheduler):
     def set_num_training_steps(self, num_training_steps: int) -> None:
         """Fix the horizon ``T`` of a scheduler built with ``num_training_steps=None`` (``MetaLRCallback`` does it
         from the Trainer's ``max_steps`` when training begins), before the first step."""
-        if not _is_count(num_training_steps) or int(num_training_steps) <= 0:
-            raise ValueError(
-                f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}"
-            )
+        _check_horizon(num_training_steps)
         if self.controller is not None and self.controller.step_count > 0:
             raise RuntimeError("num_training_steps cannot change once the scheduler has taken a step")
         self.num_training_steps = int(num_training_steps)
@@ -408,13 +406,13 @@ class MetaLRScheduler(LRScheduler):
     def observe(self, loss, grad_norm=None) -> None:
         """Hand over the loss of the optimizer step about to be taken (and, optionally, the gradient norm before
         clipping). Several calls before one ``step()`` are averaged (gradient accumulation)."""
-        if torch.is_tensor(loss) and loss.dim() == 0 and loss.dtype == torch.float32:  # the usual case, cheaply
-            loss = loss.detach()
-            if grad_norm is not None and not torch.is_tensor(grad_norm) and not _is_number_like(grad_norm):
+        if grad_norm is not None and not torch.is_tensor(grad_norm):
+            if isinstance(grad_norm, (str, bytes, bool)) or not _is_number_like(grad_norm):
                 raise TypeError(
                     f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
                 )
-            self._add_pending(loss, grad_norm)
+        if torch.is_tensor(loss) and loss.dim() == 0 and loss.dtype == torch.float32:  # the usual case, cheaply
+            self._add_pending(loss.detach(), grad_norm)
             return
         if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
             raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
@@ -426,12 +424,7 @@ class MetaLRScheduler(LRScheduler):
             ) from None
         if loss.numel() == 0:
             raise ValueError("MetaLRScheduler.observe(loss) got an empty tensor: pass the loss of the step")
-        loss = loss.mean()
-        if grad_norm is not None and (isinstance(grad_norm, (str, bytes, bool)) or not _is_number_like(grad_norm)):
-            raise TypeError(
-                f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
-            )
-        self._add_pending(loss, grad_norm)
+        self._add_pending(loss.mean(), grad_norm)
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
@@ -517,11 +510,7 @@ class MetaLRScheduler(LRScheduler):
                 "the gradient features use the gradient norm the Trainer reports, the others stay neutral.",
             )
         before = self.controller.nonfinite_decisions
-        if self.controller.scalar:
-            ok = self.controller.update_values(x, has_loss, step=step)
-        else:
-            ok = bool(self.controller.update(Signals.from_vector(torch.tensor([values])), step=step).all())
-        self._report(ok)
+        self._report(self.controller.update_values(x, has_loss, step=step))  # one run: the float path
         if self.controller.nonfinite_decisions > before:
             self._warn_once(
                 "nonfinite_delta",
@@ -560,13 +549,13 @@ class MetaLRScheduler(LRScheduler):
             held, self._held = self._held, None
             self._consume(*held)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        self._report(self.controller.update(Signals.nonfinite(), step=self.last_epoch))
+        self._report(self.controller.update_values(*Signals.nonfinite().run_values(), step=self.last_epoch))
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def _report(self, ok) -> None:
-        bad = not bool(ok.all() if torch.is_tensor(ok) else ok)
+    def _report(self, ok: bool) -> None:
+        bad = not ok
         if bad and not self._in_incident:  # one warning per incident (a run of non-finite steps)
             message = (
                 f"MetaLRScheduler: non-finite loss or gradient at step {self.last_epoch}; the learner skipped it "
@@ -579,8 +568,7 @@ class MetaLRScheduler(LRScheduler):
     def get_lr(self) -> list[float]:
         if self.controller is None:  # the horizon is not known yet: the LR is set when it is
             return list(self.base_lrs)
-        c = self.controller
-        scale = c.scale_value(self.last_epoch) if c.scalar else float(c.scale(self.last_epoch)[0])
+        scale = self.controller.scale_value(self.last_epoch)  # one run: the float path
         return [base * scale for base in self.base_lrs]
 
     @property
@@ -658,6 +646,15 @@ def _is_count(value) -> bool:
     except (TypeError, ValueError, RuntimeError):
         return False
     return math.isfinite(f) and f == int(f)
+
+
+def _check_horizon(num_training_steps) -> None:
+    if not _is_count(num_training_steps) or int(num_training_steps) <= 0:
+        raise ValueError(
+            f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}: the "
+            "learner reads progress relative to the run length (in a Trainer, leave it None: the callback "
+            "takes it from the Trainer)."
+        )
 
 
 def _is_number_like(value) -> bool:
