@@ -188,12 +188,9 @@ def read_card_context(folder) -> dict:
     context = read_json(path, "card context")
     if not isinstance(context, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object of card texts, got {type(context).__name__}")
-    import inspect
-
     from .learner import MetaLearner
 
-    config_keys = set(inspect.signature(MetaLearner.__init__).parameters) - {"self"}
-    reserved = sorted(set(context) & (config_keys | _RESERVED_CARD_KEYS))
+    reserved = sorted(set(context) & (MetaLearner.config_keys() | _RESERVED_CARD_KEYS))
     if reserved:
         raise ValueError(
             f"{str(path)!r} holds {reserved}, which the card takes from the learner itself; remove them (it may "

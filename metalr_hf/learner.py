@@ -124,6 +124,11 @@ class MetaLearner(
         self.source: dict = {"name_or_path": None, "revision": None}
         self.card_context: dict = {}  # card.json: training notes, results table, eval_results (see hub.learner_card)
 
+    @classmethod
+    def config_keys(cls) -> set[str]:
+        """The fields of a learner's ``config.json``: its constructor's arguments."""
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
     # -- recurrent state ----------------------------------------------------------------------------------
     @property
     def state_size(self) -> int:
@@ -253,7 +258,7 @@ class MetaLearner(
         from safetensors.torch import load_file
 
         config = _read_config(files)
-        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        known = cls.config_keys()
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"Unknown keys {unknown} in {files.config}; a MetaLearner config takes {sorted(known)}")

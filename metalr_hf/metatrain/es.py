@@ -222,7 +222,7 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
     if preset.init_from:
         summary["stage_seconds"] = stage_seconds
     if rank == 0:
-        learner.save_pretrained(out / "learner")
+        learner.save_pretrained(out / "learner")  # now: a failed evaluation must not lose the trained learner
         (out / "history.json").write_text(json.dumps(history, indent=1))
         seconds = sum(h["seconds"] for h in history)
         chain = [preset]  # the stages, first to last
@@ -251,7 +251,7 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
             card["results_table"] = results_text(preset.eval, result["summary"], check)
             (out / "eval.md").write_text(card["results_table"] + "\n")
         learner.card_context = card
-        learner.save_pretrained(out / "learner")  # config, weights and card.json
+        learner.save_pretrained(out / "learner")  # again, with card.json
         learner.generate_model_card().save(out / "learner" / "README.md")  # the mixin keeps an existing card
     dist, _, world = dist_info()
     if dist is not None and world > 1:
