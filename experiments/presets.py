@@ -54,3 +54,12 @@ EXPERIMENTS |= {
     "default-all-ws": replace(PRESETS["default-all"], name="default-all-ws", init_from="default-mlp-ws"),
     "default-ws": replace(PRESETS["default"], name="default-ws", init_from="default-all-ws"),
 }  # fmt: skip
+
+# Hugging Face-shaped runs (the learner issue): from the shipped default, half of the MLP and half of the
+# transformer runs are fine-tuning runs (`finetune_cls`; `grammar_finetune`, a pretrained tiny transformer), the
+# learner reading only the run's own signals (not `pretrained`) and meta-trained uncapped: it must learn when a
+# boost is safe.
+EXPERIMENTS["hf-finetune"] = Preset(
+    "hf-finetune", iterations=30, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=2.0,
+    families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4, init_learner="metalr-default-v3",
+)  # fmt: skip

@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "METALR_HF_CACHE" not in os.environ:  # the zoo's pretrained transformers: a folder of this test session
+    import tempfile
+
+    os.environ["METALR_HF_CACHE"] = tempfile.mkdtemp(prefix="metalr-hf-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

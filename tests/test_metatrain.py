@@ -40,7 +40,7 @@ from metalr_hf.metatrain.zoo import (
 @pytest.mark.parametrize(
     "family, optimizer",
     [("wine", "adam"), ("wine", "sgd"), ("wine", "adamw"), ("digits_cnn", "adamw"), ("copy_tf", "adam"),
-     ("series_rnn", "sgd")],
+     ("series_rnn", "sgd"), ("grammar_finetune", "adamw")],
 )  # fmt: skip
 def test_simulator_and_scheduler_set_the_same_lrs(family, optimizer):
     """The batched simulator and MetaLRScheduler on a torch optimizer: same signals in, same LRs out, for every
@@ -57,7 +57,8 @@ def test_simulator_and_scheduler_set_the_same_lrs(family, optimizer):
         opt = torch.optim.AdamW(params, lr=spec.base_lr, weight_decay=WEIGHT_DECAY)
     else:
         opt = torch.optim.SGD(params, lr=spec.base_lr, momentum=0.9)
-    sched = MetaLRScheduler(opt, num_training_steps=40, num_warmup_steps=4, meta_learner=learner)
+    sched = MetaLRScheduler(opt, num_training_steps=40, num_warmup_steps=4, meta_learner=learner,
+                            pretrained=family in FINETUNE)  # fmt: skip
     idx = batch_indices(pop, 40, 0)
     lrs = []
     for t in range(40):
@@ -137,6 +138,92 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     pretrained = final(1e-3, init_params)
     assert pretrained.median() < final(1e-3, MODELS["mlp"].init).median()  # the pretraining helps
     assert pretrained.median() < final(1e-2, init_params).median()  # a 10× larger LR hurts
+
+
+def test_transformer_finetuning_runs_start_from_a_cached_pretrained_base(tmp_path, monkeypatch):
+    """A run of a transformer fine-tuning family starts from its pretrained base: written once as a safetensors
+    file, read back the same, pretrained again (same weights) from a damaged file or another machine's empty
+    cache. A classification run gets a new small head, continued LM keeps the pretrained one; the pretraining
+    helps, and a 30× larger LR than the right one hurts continued LM."""
+    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain.models import MODELS
+
+    monkeypatch.setenv("METALR_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
+    assert set(zoo.TF_FINETUNE) <= set(FINETUNE) and "grammar_finetune" in META_TRAIN_FINETUNE
+    assert "text_finetune" in HELD_OUT_FINETUNE
+    cls_seed, lm_seed = 0, zoo.TF_BASES  # base 0 both; tasks "cls" and "lm"
+    assert zoo._tf_task(cls_seed) == (0, "cls") and zoo._tf_task(lm_seed) == (0, "lm")
+    pop = make_population([TaskSpec("grammar_finetune", s, 32, "adam", 1e-3, 100, 5, 32) for s in (cls_seed, lm_seed)])
+    params = init_params(pop)
+    base = zoo.pretrained_transformer("grammar_finetune", 0, 32)
+    (path,) = (tmp_path / "zoo-transformers").glob("grammar_finetune-base0-h32-*.safetensors")
+    for p, w in zip(params[:-1], base[:-1]):  # the body: the base's weights in both runs
+        torch.testing.assert_close(p[0], w)
+        torch.testing.assert_close(p[1], w)
+    torch.testing.assert_close(params[-1][1], base[-1])  # continued LM: the pretrained head
+    assert params[-1][0].std() < 0.05 and not torch.allclose(params[-1][0], base[-1])  # classification: a new one
+    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
+    for p, w in zip(zoo.pretrained_transformer("grammar_finetune", 0, 32), base):  # read back from the file
+        assert torch.equal(p, w)
+    path.write_bytes(b"not a safetensors file")
+    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
+    with pytest.warns(UserWarning, match="damaged cached pretrained transformer .*grammar_finetune-base0"):
+        again = zoo.pretrained_transformer("grammar_finetune", 0, 32)
+    for p, w in zip(again, base):  # deterministic from its seed
+        torch.testing.assert_close(p, w)
+    seeds = [s for s in range(8 * zoo.TF_BASES) if zoo._tf_task(s)[1] == "lm"][:6]
+
+    def final(lr, init):
+        p = make_population([TaskSpec("grammar_finetune", s, 32, "adam", lr, 150, 5, 32) for s in seeds])
+        start = [t.detach().clone().requires_grad_(True) for t in init(p)]
+        return simulate(p, PriorPolicy("cosine", p), params=start).final_val_loss
+
+    pretrained = final(1e-3, init_params)
+    assert pretrained.median() < final(1e-3, MODELS["tf"].init).median()  # the pretraining helps
+    assert pretrained.median() < final(3e-2, init_params).median()  # a 30× larger LR hurts
+
+
+def test_held_out_families_never_reach_meta_training():
+    """Every meta-training preset, shipped or experiment, with the stages it starts from (``init_from``, a shipped
+    learner's own preset through ``init_learner``) samples meta-training families only; a warm start reads only the
+    tasks of those families (test_warm_start_clones_the_best_schedules); the pretraining of the transformer
+    fine-tuning families is split as their fine-tuning is (a grammar for the meta-training one, English for the
+    held-out one)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from metalr_hf.learner import MetaLearner as Learner
+    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain.presets import PRESETS
+
+    spec = importlib.util.spec_from_file_location("exp_presets", Path(__file__).parents[1] / "experiments/presets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    every = {**PRESETS, **module.EXPERIMENTS}
+    allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE)
+    held_out = set(HELD_OUT) | set(HELD_OUT_FINETUNE)
+    assert held_out == set(FAMILIES) - allowed and not held_out & allowed
+    checked = 0
+    for name, preset in every.items():
+        chain = [preset]
+        while chain[-1].init_from or chain[-1].init_learner:
+            if chain[-1].init_from:
+                chain.append(every[chain[-1].init_from])
+            else:  # a shipped learner: the preset its card says reproduces it
+                training = Learner.from_pretrained(chain[-1].init_learner).card_context["training"]
+                chain.append(every[re.search(r"--preset (\S+?) ", training).group(1)])
+        for stage in chain:
+            assert set(stage.families) <= allowed, (name, stage.name, set(stage.families) - allowed)
+            checked += 1
+    assert checked > len(every)  # the chains were followed
+    rng = np.random.default_rng(0)
+    drawn = {s.family for _ in range(40) for s in sample_specs(8, rng, families=every["hf-finetune"].families)}
+    assert "grammar_finetune" in drawn and not drawn & held_out
+    assert zoo._pretraining_text("grammar_finetune", 0, 4, rng).max() < 2 + zoo._GRAMMAR_SYMBOLS
+    text = set(zoo._pretraining_text("text_finetune", 0, 64, rng).ravel().tolist())
+    assert text <= set(range(2, 2 + len(zoo._ALPHABET))) and len(text) > zoo._GRAMMAR_SYMBOLS
 
 
 def test_evaluation_mixes_kinds_and_checks_misspecified_horizons():

@@ -99,6 +99,8 @@ def _stage_text(preset: Preset) -> str:
     if preset.max_delta != Preset.max_delta:
         extra += f"; correction bound δ_max = {preset.max_delta:g} (at most ×{math.exp(preset.max_delta):.0f})"
     warm = "behaviour cloning of the best schedule per task of the run collection, then " if preset.warm_start else ""
+    if preset.init_learner:
+        warm = f"from the learner `{preset.init_learner}`, " + warm
     return (
         f"{warm}evolution strategies (preset `{preset.name}`): {preset.iterations} iterations × {preset.pairs} "
         f"antithetic pairs × {preset.tasks} tasks from the families {list(preset.families)} with optimizers "
@@ -146,6 +148,9 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
         learner = widen(MetaLearner.from_pretrained(stage["learner_dir"]), preset.max_delta)
         learner = with_features(learner, preset.features)
         stage_seconds = sum(h["seconds"] for h in stage["history"]) + stage.get("stage_seconds", 0.0)
+    elif preset.init_learner:
+        learner = widen(MetaLearner.from_pretrained(preset.init_learner), preset.max_delta)
+        learner = with_features(learner, preset.features)
     ckpt_path = out / "checkpoint.pt"
     cloning = None
     if preset.warm_start and not (resume and ckpt_path.exists()):

@@ -45,6 +45,8 @@ class Preset:
     loss_aversion: float = 1.0
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
     init_from: str | None = None
+    # Or start from a learner already made: a name or folder for `MetaLearner.from_pretrained` (a shipped one).
+    init_learner: str | None = None
     # Behaviour cloning of the best-in-hindsight schedules of a run collection (`metalr-hf collect`) first.
     warm_start: str | None = None
     warm_start_epochs: int = 30

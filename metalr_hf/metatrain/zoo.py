@@ -32,6 +32,13 @@ finetune_cls       mlp    train (*)  fine-tuning: the hidden layer pretrained on
                                      32-128 labelled examples of a new task on the same features (2-10 classes)
 digits_finetune    mlp    held-out   fine-tuning: pretrained on the handwritten digits 0-4, then 32-128 examples
                                      of the digits 5-9 (5 classes)
+grammar_finetune   tf     train (*)  fine-tuning a pretrained tiny transformer: a causal LM pretrained on text of a
+                                     random probabilistic grammar, then 32-128 sequences of either a new
+                                     classification (which of 2-4 variants of the grammar wrote a sequence; a new
+                                     head) or continued LM on a shifted grammar (the pretrained head kept)
+text_finetune      tf     held-out   the same on English: pretrained on the first two thirds of the text of
+                                     ``bytes_lm``, then continued LM on the last third, or a new head telling plain,
+                                     reversed and letter-shifted windows apart
 =================  =====  =========  ===========================================================================
 
 (*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
@@ -45,7 +52,10 @@ pretraining is part of the initialisation (:func:`pretrained_init`), the same fo
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,6 +76,7 @@ __all__ = [
     "make_population",
     "make_populations",
     "pretrained_init",
+    "pretrained_transformer",
     "sample_specs",
 ]
 
@@ -90,11 +101,14 @@ FAMILY_KIND = {
     "m4_rnn": "rnn",
     "finetune_cls": "mlp",
     "digits_finetune": "mlp",
+    "grammar_finetune": "tf",
+    "text_finetune": "tf",
 }
 META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patterns_cnn", "copy_tf", "sort_tf",
               "modadd_tf", "series_rnn")  # fmt: skip
 HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_lm", "m4_rnn")
-META_TRAIN_FINETUNE, HELD_OUT_FINETUNE = ("finetune_cls",), ("digits_finetune",)
+META_TRAIN_FINETUNE, HELD_OUT_FINETUNE = ("finetune_cls", "grammar_finetune"), ("digits_finetune", "text_finetune")
+TF_FINETUNE = ("grammar_finetune", "text_finetune")  # pretrained tiny transformers
 FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
 FAMILIES = META_TRAIN + HELD_OUT + FINETUNE
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -200,9 +214,7 @@ def _sequence_task(family: str, rng: np.random.Generator, n: int):
     L = SEQ_LEN
     x, y = np.zeros((n, L)), np.full((n, L), -1.0)
     if family == "bytes_lm":
-        if "text" not in _TEXT_CACHE:
-            _TEXT_CACHE["text"] = np.array([_ALPHABET.index(ch) + 2 for ch in english_text()], dtype=np.int64)
-        codes = _TEXT_CACHE["text"]
+        codes = _text_codes()
         starts = rng.integers(0, len(codes) - L - 1, n)
         windows = np.stack([codes[i : i + L + 1] for i in starts])
         return windows[:, :L].astype(float), windows[:, 1:].astype(float)
@@ -379,7 +391,10 @@ def make_population(specs: list[TaskSpec]) -> Population:
     (kind,) = kinds
     xs_tr, ys_tr, xs_va, ys_va, cmask, is_cls, hmask = [], [], [], [], [], [], []
     for spec in specs:
-        if spec.family in FINETUNE:  # inputs are standardised as in pretraining: the features it taught
+        if spec.family in TF_FINETUNE:
+            x, y, _ = _tf_finetune_data(spec.family, spec.seed)
+            x_src, c, n_val = None, VOCAB, N_VAL
+        elif spec.family in FINETUNE:  # inputs are standardised as in pretraining: the features it taught
             x_src, _, x, y, c = _finetune_data(spec.family, spec.seed)
             n_val = N_VAL
         else:
@@ -420,6 +435,159 @@ def make_population(specs: list[TaskSpec]) -> Population:
         horizon=torch.tensor([s.horizon for s in specs], dtype=torch.float64),
         warmup=torch.tensor([s.warmup for s in specs], dtype=torch.float64),
     )
+
+
+# -- pretrained tiny transformers (TF_FINETUNE) ----------------------------------------------------------------
+TF_BASES = 4  # pretrained models per family and width; a run fine-tunes base `seed % TF_BASES`
+TF_PRETRAIN_STEPS, TF_PRETRAIN_LR, TF_PRETRAIN_BATCH = 400, 3e-3, 64
+_GRAMMAR_STATES, _GRAMMAR_SYMBOLS = 8, 20  # latent states; symbols are the tokens 2 … 21
+_TF_CACHE_VERSION = 1  # bump when the pretraining changes: cached files of another version are not read
+
+
+def _grammar(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random probabilistic grammar (a hidden-Markov source): sparse ``[S, S]`` transitions between latent
+    states and sparse ``[S, V]`` emissions, from ``seed``."""
+    rng = np.random.default_rng(seed)
+    trans = rng.dirichlet(np.full(_GRAMMAR_STATES, 0.2), _GRAMMAR_STATES)
+    emit = rng.dirichlet(np.full(_GRAMMAR_SYMBOLS, 0.1), _GRAMMAR_STATES)
+    return trans, emit
+
+
+def _sample_grammar(trans, emit, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n, length]`` tokens (2 … 21) of the grammar ``(trans, emit)``."""
+    states = rng.integers(0, len(trans), n)
+    out = np.empty((n, length), dtype=np.int64)
+    ctrans, cemit = trans.cumsum(1), emit.cumsum(1)
+    for t in range(length):
+        out[:, t] = (cemit[states] < rng.random((n, 1))).sum(1).clip(max=emit.shape[1] - 1) + 2
+        states = (ctrans[states] < rng.random((n, 1))).sum(1).clip(max=len(trans) - 1)
+    return out
+
+
+def _text_codes() -> np.ndarray:
+    if "text" not in _TEXT_CACHE:
+        _TEXT_CACHE["text"] = np.array([_ALPHABET.index(ch) + 2 for ch in english_text()], dtype=np.int64)
+    return _TEXT_CACHE["text"]
+
+
+def _text_windows(codes: np.ndarray, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    starts = rng.integers(0, len(codes) - length, n)
+    return np.stack([codes[i : i + length] for i in starts])
+
+
+def _base_seed(family: str, base: int) -> int:
+    return 1_000_003 * (TF_FINETUNE.index(family) + 1) + base
+
+
+def _pretraining_text(family: str, base: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n, SEQ_LEN + 1]`` token windows of a base's pretraining text."""
+    if family == "grammar_finetune":
+        return _sample_grammar(*_grammar(_base_seed(family, base)), n, SEQ_LEN + 1, rng)
+    codes = _text_codes()
+    return _text_windows(codes[: 2 * len(codes) // 3], n, SEQ_LEN + 1, rng)
+
+
+def _tf_task(spec_seed: int) -> tuple[int, str]:
+    """The base a transformer fine-tuning run starts from and its task (``"cls"``: a new head; ``"lm"``)."""
+    return spec_seed % TF_BASES, ("cls", "lm")[(spec_seed // TF_BASES) % 2]
+
+
+def _tf_finetune_data(family: str, seed: int):
+    """``(x [n, L], y [n, L], n_train)`` of a transformer fine-tuning run: ``N_VAL`` validation sequences, then
+    ``FT_SIZES``-many training ones. Classification puts the class token (2 …) as the target of the last position
+    (a separator); continued LM takes the next-token loss everywhere."""
+    base, task = _tf_task(seed)
+    rng = np.random.default_rng(seed)
+    n_ft = int(rng.choice(FT_SIZES))
+    n, L = N_VAL + n_ft, SEQ_LEN
+    if task == "lm":
+        if family == "grammar_finetune":
+            trans, emit = _grammar(_base_seed(family, base))
+            new = rng.dirichlet(np.full(_GRAMMAR_STATES, 0.2), _GRAMMAR_STATES)
+            seqs = _sample_grammar(0.5 * trans + 0.5 * new, emit, n, L + 1, rng)
+        else:
+            codes = _text_codes()
+            seqs = _text_windows(codes[2 * len(codes) // 3 :], n, L + 1, rng)
+        return seqs[:, :L].astype(float), seqs[:, 1:].astype(float), n_ft
+    c = int(rng.integers(2, 5)) if family == "grammar_finetune" else int(rng.integers(2, 4))
+    labels = rng.integers(0, c, n)
+    body = np.empty((n, L - 1), dtype=np.int64)
+    if family == "grammar_finetune":
+        trans, emit = _grammar(_base_seed(family, base))
+        for k in range(c):  # each class: the grammar with its transitions half replaced
+            mixed = 0.5 * trans + 0.5 * rng.dirichlet(np.full(_GRAMMAR_STATES, 0.2), _GRAMMAR_STATES)
+            rows = labels == k
+            body[rows] = _sample_grammar(mixed, emit, int(rows.sum()), L - 1, rng)
+    else:  # plain, reversed, or every letter shifted by one
+        codes = _text_codes()
+        body = _text_windows(codes[2 * len(codes) // 3 :], n, L - 1, rng)
+        body[labels == 1] = body[labels == 1][:, ::-1]
+        shift = labels == 2
+        body[shift] = np.where(body[shift] < 28, (body[shift] - 2 + 1) % 26 + 2, body[shift])
+    x = np.concatenate([body, np.ones((n, 1), dtype=np.int64)], 1).astype(float)
+    y = np.full((n, L), -1.0)
+    y[:, -1] = labels + 2
+    return x, y, n_ft
+
+
+def _tf_cache_dir() -> Path:
+    return Path(os.environ.get("METALR_HF_CACHE") or Path.home() / ".cache" / "metalr-hf") / "zoo-transformers"
+
+
+_TF_PRETRAINED: dict[tuple, list[torch.Tensor]] = {}
+
+
+def pretrained_transformer(family: str, base: int, hidden: int) -> list[torch.Tensor]:
+    """The weights of base ``base`` of a transformer fine-tuning family at width class ``hidden``, after
+    ``TF_PRETRAIN_STEPS`` of Adam (cosine from ``TF_PRETRAIN_LR``) on next-token prediction of its pretraining text.
+    Deterministic from the family, base and width; kept in memory and in a safetensors file of the cache folder
+    (written atomically; a damaged file is named and pretrained again)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    from .._files import atomic_write
+    from .models import Transformer
+
+    if family not in TF_FINETUNE:
+        raise ValueError(f"{family!r} is not a transformer fine-tuning family; they are {list(TF_FINETUNE)}")
+    key = (family, base, hidden)
+    if key in _TF_PRETRAINED:
+        return _TF_PRETRAINED[key]
+    path = _tf_cache_dir() / f"{family}-base{base}-h{hidden}-v{_TF_CACHE_VERSION}.safetensors"
+    weights = None
+    if path.is_file():
+        try:
+            loaded = load_file(str(path))
+            weights = [loaded[f"p{i}"] for i in range(len(loaded))]
+        except (SafetensorError, OSError, KeyError, RuntimeError) as e:
+            warnings.warn(
+                f"metalr-hf: damaged cached pretrained transformer {path} ({e}); pretraining it again", stacklevel=2
+            )
+    if weights is None:
+        spec = TaskSpec(family, _base_seed(family, base), hidden, "adam", TF_PRETRAIN_LR, TF_PRETRAIN_STEPS, 0,
+                        TF_PRETRAIN_BATCH)  # fmt: skip
+        mask = torch.from_numpy(np.arange(H_MAX) < width("tf", hidden))[None]
+        view = type("Runs", (), {"specs": [spec], "hidden_mask": mask})
+        params = Transformer.init(view)
+        rng = np.random.default_rng(spec.seed)
+        data = torch.tensor(_pretraining_text(family, base, TF_PRETRAIN_STEPS * TF_PRETRAIN_BATCH, rng))
+        data = data.view(TF_PRETRAIN_STEPS, 1, TF_PRETRAIN_BATCH, SEQ_LEN + 1).float()
+        opt = torch.optim.Adam(params, lr=TF_PRETRAIN_LR)
+        for t in range(TF_PRETRAIN_STEPS):
+            for group in opt.param_groups:
+                group["lr"] = TF_PRETRAIN_LR * 0.5 * (1 + math.cos(math.pi * t / TF_PRETRAIN_STEPS))
+            with torch.enable_grad():
+                out = Transformer.forward(params, data[t, :, :, :-1], view)
+                loss = Transformer.losses(out, data[t, :, :, 1:], view).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        weights = [p.detach()[0].clone() for p in params]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"p{i}": w.contiguous() for i, w in enumerate(weights)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"family": family, "base": str(base)}))
+    _TF_PRETRAINED[key] = weights
+    return weights
 
 
 _PRETRAINED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (family, seed, hidden) -> hidden layer
@@ -468,7 +636,18 @@ def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
 @torch.no_grad()
 def pretrained_init(pop: Population, params: list[torch.Tensor]) -> list[torch.Tensor]:
     """Fine-tuning runs of ``pop`` start from their pretrained hidden layer and a new head drawn with standard
-    deviation 0.02 (as Hugging Face's ``initializer_range`` draws a classifier head); other runs are unchanged."""
+    deviation 0.02 (as Hugging Face's ``initializer_range`` draws a classifier head); transformer fine-tuning runs
+    from their pretrained base (with a new head for a classification); other runs are unchanged."""
+    if pop.kind == "tf":
+        for b, spec in enumerate(pop.specs):
+            if spec.family in TF_FINETUNE:
+                base, task = _tf_task(spec.seed)
+                for p, w in zip(params, pretrained_transformer(spec.family, base, spec.hidden)):
+                    p[b] = w
+                if task == "cls":  # a new head, drawn as Hugging Face's initializer_range draws one
+                    g = torch.Generator().manual_seed(spec.seed + 1)
+                    params[-1][b] = 0.02 * torch.randn(params[-1].shape[1:], generator=g)
+        return params
     rows = [b for b, s in enumerate(pop.specs) if s.family in FINETUNE]
     if rows:
         for b, (w1, b1) in zip(rows, _pretrain([pop.specs[b] for b in rows])):
