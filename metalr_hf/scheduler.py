@@ -123,6 +123,7 @@ class MetaController:
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
         self.nonfinite_decisions = 0  # steps whose learner output was not finite (the prior was used instead)
+        self._stepper = None  # the learner's one-run step (made at the first scalar update)
 
     def _control_property(name, dtype):  # noqa: N805  (a property factory, used in the class body)
         def get(self):
@@ -192,19 +193,27 @@ class MetaController:
         ok = finite_values(x, has_loss)
         step = self.step_count if step is None else step
         feats = self.extractor.update_values(x, ok, has_loss, self._prior_value(step), c["delta"])
-        device = self.learner.device
-        delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
-        delta = float(delta[0])
+        stepper = self._stepper
+        if stepper is None or (stepper and not stepper.fresh()):
+            stepper = self._stepper = self.learner.one_run_step() or False
+        if stepper:  # the learner's step in preallocated NumPy buffers (CPU): no allocation, a quarter of the time
+            delta, state = stepper(feats, self.learner_state)
+            state_finite = stepper.state_finite
+        else:
+            device = self.learner.device
+            delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
+            delta, state = float(delta[0]), state.cpu()
+            state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
         cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
-        sane = math.isfinite(delta) and math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
+        sane = math.isfinite(delta) and state_finite
         if ok:
             if not sane:
                 self.nonfinite_decisions += 1
             c["delta"] = _f32(delta) if sane else 0.0
             if sane:
-                self.learner_state = state.cpu()
+                self.learner_state = state
         c["features"] = feats
         # Non-finite back-off (in float32, as the batched path).
         c["backoff"] = _f32(min(c["backoff"] * self.recover, 1.0) if ok else max(c["backoff"] * 0.5, 2**-10))

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "metalr_hf"
 CORE = sorted(p for p in PACKAGE.glob("*.py") if p.name != "cli.py")  # cli.py: the composition root
 METATRAIN = sorted((PACKAGE / "metatrain").glob("*.py"))
 # what the core may import besides the standard library (transformers brings packaging and numpy itself)
-CORE_DEPENDENCIES = {"torch", "transformers", "huggingface_hub", "safetensors", "packaging", "metalr_hf"}
+CORE_DEPENDENCIES = {"torch", "transformers", "huggingface_hub", "safetensors", "numpy", "packaging", "metalr_hf"}
 LAB_ONLY = ["datasets", "sklearn", "jinja2", "matplotlib", "schedulefree", "prodigyopt", "pyarrow", "evaluate"]
 
 

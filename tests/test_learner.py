@@ -238,3 +238,34 @@ def test_non_finite_weights_are_refused_at_load_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match="non-finite values .*head.bias") as err:
         MetaLearner.from_pretrained(tmp_path)
     assert str(tmp_path / "model.safetensors") in str(err.value)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c["core"] + str(c.get("num_layers", "")))
+def test_one_run_step_is_the_forward_pass(config):
+    """The scheduler's one-run step (NumPy, preallocated) gives the module's δ and state to float32 rounding, step
+    after step, never writes into the state handed in, and follows the learner's weights; cores it does not cover
+    (LSTM, transformer) and learners off the CPU fall back to the module."""
+    learner = perturbed_learner(seed=4, **config)
+    step = learner.one_run_step()
+    if config["core"] in ("lstm", "transformer"):
+        assert step is None
+        return
+    gen = torch.Generator().manual_seed(0)
+    state_ref = state = learner.init_state(1)
+    with torch.no_grad():
+        for _ in range(6):
+            feats = (2 * torch.randn(1, len(FEATURE_NAMES), generator=gen)).tolist()[0]
+            handed = state.clone()
+            delta_ref, state_ref = learner(torch.tensor([feats]), state_ref)
+            previous, (delta, state) = state, step(feats, state)
+            assert torch.equal(previous, handed)  # the state handed in is untouched
+            assert delta == pytest.approx(float(delta_ref[0]), abs=2e-6)
+            torch.testing.assert_close(state, state_ref, atol=2e-6, rtol=1e-5)
+            assert step.state_finite
+            state_ref = state.clone()  # both go on from the same state
+        assert abs(delta) > 1e-3  # the learner is active: the check has teeth
+        assert step.fresh()
+        learner.head.bias.add_(0.5)  # weights changed in place: read as they are
+        assert step(feats, state)[0] == pytest.approx(float(learner(torch.tensor([feats]), state)[0][0]), abs=2e-6)
+        learner.double()  # weights replaced: this step no longer applies
+    assert not step.fresh() and learner.one_run_step() is None
