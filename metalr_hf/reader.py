@@ -1,17 +1,21 @@
 """Reading the optimizer's statistics after each step, with a fixed number of operations whatever the model.
 
 :class:`SignalReader` returns Σ g², g·m, m², g·Δw, Δw², w², v (see :func:`optimizer_signals`). It plans once — which
-parameters are read whole and which in sampled blocks, in which work buffers, grouped by param group, optimizer
-kind and device — and re-plans only when the optimizer changes (a new state, another param group, a loaded state
-dict). A step then costs, per group of parameters read alike:
+parameters are read whole and which in sampled blocks, in which work buffers, grouped by optimizer kind, device and
+the param groups' hyperparameters (the Trainer's groups with and without weight decay are read as one) — and
+re-plans only when the optimizer changes (a new state, another param group, a loaded state dict, merged groups whose
+learning rates part). A step then costs, per bucket of parameters read alike:
 
-- parameters read whole: one ``torch._foreach_copy_`` per tensor kind (gradient, weight, moments) into float32
-  work buffers, no view made per step;
-- parameters read in blocks: one ``as_strided`` view per tensor and one ``torch.cat`` into the work buffer;
-- seven dot products written into a preallocated table, then one sum over the groups.
+- parameters read whole: the gradients copied with one ``torch._foreach_copy_``, the weights and moments (updated in
+  place) with one ``torch.cat`` each of flat views made once, into one float32 work matrix;
+- parameters read in blocks: one ``as_strided`` view per tensor and one ``torch.cat`` per tensor kind;
+- Adam's update direction in three elementwise operations, the sums in five matrix-vector products
+  (written into preallocated outputs), then one multiplication by the step's coefficients (learning rate, bias
+  corrections, sampling scale; on the CPU set through a NumPy view, without a tensor operation).
 
 The work buffers are allocated once (about ``max_elements`` float32 values per tensor kind, whatever the model), so
-after the first step the reader allocates nothing; no copy of a whole gradient, moment or weight is ever kept.
+after the first step the reader allocates nothing (``scripts/scheduler_allocations.py``); no copy of a whole
+gradient, moment or weight is ever kept.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ _BLOCK = 256
 SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
 STAT_KEYS = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
 _MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
-_ROWS = {"adam": ("g", "w", "m", "v", "u"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
+_HYPER = ("betas", "eps", "momentum", "dampening", "nesterov", "lr")  # what a merged bucket's groups share
+_ROWS = {"adam": ("g", "w", "m", "u", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
 
 
 def _kind(state: dict) -> str:
@@ -42,11 +47,22 @@ def _readable(p: torch.Tensor) -> bool:
     return p.grad is not None and p.grad.layout == torch.strided
 
 
-class _Bucket:
-    """Parameters of one param group read alike (optimizer kind, whole or sampled, device), with their buffers."""
+# How each optimizer kind's raw sums (``raw``: g·g, g·w, g·m, g·u, w², m², u², Σv, 0) make the seven STAT_KEYS:
+# which raw sum each takes (the coefficients are set per step, :meth:`_Bucket.coefficients`).
+_PICK = {
+    "adam": (0, 2, 5, 3, 6, 4, 7),  # gg, gm, mm, g·u → g_upd, u² → upd_sq, ww, Σv
+    "sgd": (0, 2, 5, 2, 5, 4, 8),  # the buffer b in the rows of m: gm = c·g·b, mm = c²·b², g_upd = -lr·g·b, …
+    "plain": (0, 0, 0, 0, 0, 4, 8),  # the gradient itself as m and as the update direction
+}
+_RAW = 9
 
-    def __init__(self, group: dict, kind: str, sampled: bool, params: list, state: dict, device):
-        self.group, self.kind, self.sampled, self.params = group, kind, sampled, params
+
+class _Bucket:
+    """Parameters read alike (optimizer kind, whole or sampled, device, and param groups with the same
+    hyperparameters merged), with their work buffers: one float32 row per tensor kind (:data:`_ROWS`)."""
+
+    def __init__(self, groups: list[dict], kind: str, sampled: bool, params: list, state: dict, device):
+        self.groups, self.group, self.kind, self.sampled, self.params = groups, groups[0], kind, sampled, params
         self.moments = {}
         if kind == "adam":
             self.moments = {"m": [state[p]["exp_avg"] for p in params], "v": [state[p]["exp_avg_sq"] for p in params]}
@@ -57,38 +73,67 @@ class _Bucket:
             t.is_contiguous() for ts in self.moments.values() for t in ts
         )
         self.block_rows = [p.numel() // _BLOCK for p in params]
-        n = sum(p.numel() for p in params) if not sampled else None
-        self.numel = n
+        self.numel = sum(p.numel() for p in params) if not sampled else None
         self.device = device
         self._phases: dict = {}
         self._kept: dict = {}
         self._views: dict = {}
+        self.rows = _ROWS[kind]
+        self.work: torch.Tensor | None = None
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
-        if not sampled:  # fixed layout: one flat float32 row per tensor kind, a view of it per parameter
-            for row in _ROWS[kind]:
-                buf = self.buffers[row] = torch.empty(n, dtype=torch.float32, device=device)
+        self.raw = torch.zeros(_RAW, device=device)  # the last entry stays 0 (the Σv of optimizers without one)
+        self.cells = list(self.raw.unbind(0))  # its entries as 0-d views, made once
+        self.pick = torch.tensor(_PICK[kind], device=device)
+        self.picked = torch.zeros(len(STAT_KEYS), device=device)
+        # the per-step coefficients: on the CPU written through a NumPy view (no tensor operation)
+        self.coef = torch.ones(len(STAT_KEYS), device=device)
+        self.coef_np = self.coef.numpy() if device.type == "cpu" else None
+        self._coef_key = None
+        self.root_eps = torch.zeros((), device=device)
+        if not sampled:  # fixed layout: one flat row per tensor kind, a view of it per parameter
+            self._allocate(self.numel)
+            all_f32 = all(t.dtype == torch.float32 for t in params) and all(
+                t.dtype == torch.float32 for ts in self.moments.values() for t in ts
+            )
+            # weights and moments are updated in place: their flat views are made once and read with one cat
+            # (while they keep their storage, :meth:`fill` checks); gradients are new tensors every step
+            self.flat = None
+            if self.contiguous and all_f32:
+                self.flat = {"w": [p.view(-1) for p in params]}
+                self.flat.update({k: [t.view(-1) for t in ts] for k, ts in self.moments.items()})
+                self._storage = self._storage_key()
+            for row in self.rows:
                 if row != "u":
                     views, off = [], 0
                     for p in params:
-                        views.append(buf[off : off + p.numel()].view(p.shape))
+                        views.append(self.buffers[row][off : off + p.numel()].view(p.shape))
                         off += p.numel()
                     self.dst[row] = views
 
+    def _allocate(self, n: int) -> None:
+        self.work = torch.empty(len(self.rows), n, dtype=torch.float32, device=self.device)
+        self.buffers = {row: self.work[i] for i, row in enumerate(self.rows)}
+
+    def _storage_key(self) -> tuple:
+        return tuple(map(torch.Tensor.data_ptr, self.params))
+
     def fill(self, stride: int, start: int, budget_rows: int) -> int:
-        """Copy this step's values into the work buffers; returns the number of elements read."""
+        """Copy this step's values into the work rows; returns the number of elements read."""
         grads = [p.grad for p in self.params]
         if not self.sampled:
             torch._foreach_copy_(self.dst["g"], grads)
-            torch._foreach_copy_(self.dst["w"], self.params)
-            for row, tensors in self.moments.items():
-                torch._foreach_copy_(self.dst[row], tensors)
+            if self.flat is not None and self._storage_key() == self._storage:
+                for row, flat in self.flat.items():
+                    torch.cat(flat, out=self.buffers[row])
+            else:  # moved weights (``model.to``, ``p.data = …``), other dtypes, non-contiguous tensors
+                torch._foreach_copy_(self.dst["w"], self.params)
+                for row, tensors in self.moments.items():
+                    torch._foreach_copy_(self.dst[row], tensors)
             return self.numel
         sources = {"g": grads, "w": self.params, **self.moments}
-        if not self.buffers:
-            rows_max = budget_rows + len(self.params) + 1  # the budget, and one partial block per parameter at most
-            for row in _ROWS[self.kind]:  # sized by the budget, not the model
-                self.buffers[row] = torch.empty(rows_max * _BLOCK, dtype=torch.float32, device=self.device)
+        if self.work is None:  # sized by the budget, not the model
+            self._allocate((budget_rows + len(self.params) + 1) * _BLOCK)  # one partial block per parameter at most
         rows, n = self._rows(stride, start)
         if n == 0:
             return 0
@@ -146,56 +191,76 @@ class _Bucket:
                 self._phases[start] = cached
         return cached
 
-    def _slices(self, n: int) -> dict[str, torch.Tensor]:
+    def _slices(self, n: int) -> tuple:
+        """For ``n`` elements read: the rows g, w, (m, u) as a matrix, the gradient, each other row as a one-row
+        matrix with the entry of ``raw`` its squared norm goes to, and Adam's m, v, u; made once per size."""
         cached = self._views.get(n)
         if cached is None:
-            cached = {k: v[:n] for k, v in self.buffers.items()}
+            rows = {"adam": 4, "sgd": 3, "plain": 2}[self.kind]
+            work = self.work[:, :n]
+            # w → raw[4], m → raw[5], u → raw[6]
+            squares = [(work[i : i + 1], work[i], self.raw[3 + i : 4 + i]) for i in range(1, rows)]
+            adam = (work[2], work[4], work[3], work[3:4]) if self.kind == "adam" else None
+            cached = (work[:rows], work[0], squares, adam)
             if len(self._views) < 4096:
                 self._views[n] = cached
         return cached
 
-    def stats(self, out: list[torch.Tensor], n: int, scale: int, row: torch.Tensor) -> bool:
-        """Write this bucket's seven sums into ``out`` (views of ``row``); returns whether it read Adam moments."""
-        b = self._slices(n)
-        g, w = b["g"], b["w"]
-        group, lr = self.group, float(self.group.get("lr", 0.0))
-        torch.dot(g, g, out=out[0])
-        torch.dot(w, w, out=out[5])
+    def coefficients(self, scale: int) -> bool:
+        """Set this step's coefficients of the seven sums (learning rate, bias corrections, the sampling scale);
+        ``False`` when the merged param groups no longer share their learning rate (the reader plans again)."""
+        group = self.group
+        lr = group.get("lr", 0.0)
+        for other in self.groups[1:]:
+            if other.get("lr", 0.0) != lr:
+                return False
+        lr = float(lr)
         if self.kind == "adam":
-            m, v, u = b["m"], b["v"], b["u"]
             step = self.step_of.get("step", 1)
             step = max(float(step.item() if torch.is_tensor(step) else step), 1.0)
+            key = (lr, step, scale)
+        else:
+            key = (lr, scale)
+        if key == self._coef_key:
+            return True
+        self._coef_key = key
+        if self.kind == "adam":
             beta1, beta2 = group.get("betas", (0.9, 0.999))
             bc1, bc2 = 1.0 - beta1**step, 1.0 - beta2**step
-            # m / (√v̂ + ε) = bc1 · update direction, with √v̂ = √v / √bc2: computed as √bc2 · m / (√v + √bc2 ε), the
-            # factor √bc2 moved into the scalars (one pass over the buffer fewer)
-            root = bc2**0.5
-            torch.sqrt(v, out=u).add_(root * group.get("eps", 1e-8))
-            torch.div(m, u, out=u)
-            torch.dot(g, m, out=out[1])
-            torch.dot(m, m, out=out[2])
-            torch.dot(g, u, out=out[3]).mul_(-lr * root / bc1)
-            torch.dot(u, u, out=out[4]).mul_((lr * root / bc1) ** 2)
-            torch.sum(v, 0, out=out[6]).div_(bc2)
+            # m / (√v̂ + ε) = bc1 · update direction, with √v̂ = √v / √bc2: the row u holds √bc2 · m / (√v + √bc2 ε)
+            # (the factor √bc2 moved into these coefficients)
+            a = lr * bc2**0.5 / bc1
+            self.root_eps.fill_(bc2**0.5 * group.get("eps", 1e-8))
+            coef = (1.0, 1.0, 1.0, -a, a * a, 1.0, 1.0 / bc2)
         elif self.kind == "sgd":
             c = 1.0 - group.get("momentum", 0.0)
-            buf = b["m"]
-            torch.dot(g, buf, out=out[1])
-            torch.dot(buf, buf, out=out[2])
-            out[3].copy_(out[1]).mul_(-lr)
-            out[4].copy_(out[2]).mul_(lr * lr)
-            out[1].mul_(c)
-            out[2].mul_(c * c)
-            out[6].zero_()
-        else:  # plain SGD or an optimizer we do not know: the gradient itself
-            out[1].copy_(out[0])
-            out[2].copy_(out[0])
-            out[3].copy_(out[0]).mul_(-lr)
-            out[4].copy_(out[0]).mul_(lr * lr)
-            out[6].zero_()
-        if scale != 1:
-            row.mul_(scale)
-        return self.kind == "adam"
+            coef = (1.0, c, c * c, -lr, lr * lr, 1.0, 1.0)
+        else:
+            coef = (1.0, 1.0, 1.0, -lr, lr * lr, 1.0, 1.0)
+        coef = [scale * x for x in coef]
+        if self.coef_np is not None:
+            self.coef_np[:] = coef
+        else:  # on an accelerator: scalars passed to the kernels, as a multiplication by a float (no copy, no wait)
+            for cell, x in zip(self.coef, coef):
+                cell.fill_(x)
+        return True
+
+    def stats(self, n: int, out: torch.Tensor) -> None:
+        """Write this bucket's seven sums into ``out``: one matrix-vector product for the gradient against the rows
+        g, w, m, u, one per row for its squared norm and one for Σv (matrix-vector products write into their output;
+        a dot product or a sum would allocate), then the picked sums times their coefficients."""
+        mat, g, squares, adam = self._slices(n)
+        if adam is not None:
+            m, v, u, u_row = adam
+            torch.sqrt(v, out=u)
+            torch.mv(u_row, u, out=self.raw[7:8])  # Σv as ‖√v‖² (a sum would allocate its partial sums)
+            u.add_(self.root_eps)
+            torch.div(m, u, out=u)
+        torch.mv(mat, g, out=self.raw[: mat.shape[0]])
+        for row, vec, cell in squares:
+            torch.mv(row, vec, out=cell)
+        torch.index_select(self.raw, 0, self.pick, out=self.picked)
+        torch.mul(self.picked, self.coef, out=out)
 
 
 class SignalReader:
@@ -213,6 +278,7 @@ class SignalReader:
         self._buckets: list[_Bucket] = []
         self._table: torch.Tensor | None = None
         self._out: torch.Tensor | None = None
+        self._merge = True
 
     def _signature(self) -> tuple:
         """What the plan depends on: the state and groups objects, how many states, which gradients exist (a
@@ -240,26 +306,35 @@ class SignalReader:
         budget = self.max_elements
         self.stride = 1 if not budget or total <= budget else -(-total // budget)
         self._budget_rows = budget // _BLOCK if budget else 0
-        buckets: dict[tuple, list] = {}
+        # Param groups that differ only in what the sums do not read (weight decay: the Trainer's two groups) share
+        # a bucket, while their learning rates stay equal (checked every step).
+        buckets: dict[tuple, tuple[list, list]] = {}
         for gi, group in enumerate(opt.param_groups):
+            hyper = tuple(repr(group.get(k)) for k in _HYPER) if self._merge else gi
             for p in group["params"]:
                 if not _readable(p):
                     continue
                 kind = _kind(opt.state.get(p, {}))
                 sampled = self.stride > 1 and p.numel() > _BLOCK
-                buckets.setdefault((gi, kind, sampled, p.device), []).append(p)
+                groups, params = buckets.setdefault((hyper, kind, sampled, p.device), ([], []))
+                if not groups or groups[-1] is not group:
+                    groups.append(group)
+                params.append(p)
         self._buckets = [
-            _Bucket(opt.param_groups[gi], kind, sampled, params, opt.state, device)
-            for (gi, kind, sampled, device), params in buckets.items()
+            _Bucket(groups, kind, sampled, params, opt.state, device)
+            for (_, kind, sampled, device), (groups, params) in buckets.items()
         ]
         if len({b.device for b in self._buckets}) > 1:
             raise NotImplementedError("metalr-hf reads the parameters of one device per process")
         device = self._buckets[0].device if self._buckets else torch.device("cpu")
-        self._table = torch.zeros(max(len(self._buckets), 1), len(STAT_KEYS), device=device)
-        self._rows_of = [self._table[i] for i in range(len(self._buckets))]
-        self._cells = [[row[j] for j in range(len(STAT_KEYS))] for row in self._rows_of]
         self._out = torch.zeros(len(STAT_KEYS) + 1, device=device)  # the seven sums, then `adaptive`
         self._sums, self._adaptive = self._out[: len(STAT_KEYS)], self._out[len(STAT_KEYS)]
+        if len(self._buckets) == 1:  # the usual case: the bucket writes the sums itself
+            self._table, self._rows_of = None, [self._sums]
+        else:
+            self._table = torch.zeros(max(len(self._buckets), 1), len(STAT_KEYS), device=device)
+            self._rows_of = [self._table[i] for i in range(len(self._buckets))]
+        self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
 
     @torch.no_grad()
     def read_into(self, offset: int = 0) -> torch.Tensor:
@@ -271,15 +346,20 @@ class SignalReader:
             self._key = key
         stride = self.stride
         start = offset % stride
-        adaptive = False
-        for bucket, row, cells in zip(self._buckets, self._rows_of, self._cells):
+        if not all(bucket.coefficients(stride if bucket.sampled else 1) for bucket in self._buckets):
+            self._merge = False  # merged groups whose learning rates parted: one bucket per group from now on
+            self._key = None
+            return self.read_into(offset)
+        for bucket, row in zip(self._buckets, self._rows_of):
             n = bucket.fill(stride, start, self._budget_rows)
             if n == 0:
                 row.zero_()
                 continue
-            adaptive |= bucket.stats(cells, n, stride if bucket.sampled else 1, row)
-        torch.sum(self._table, 0, out=self._sums)
-        self._adaptive.fill_(1.0 if adaptive else 0.0)
+            bucket.stats(n, row)
+        if self._table is not None:
+            torch.sum(self._table, 0, out=self._sums)
+        if not self._buckets:
+            self._sums.zero_()
         return self._out
 
     def read(self, offset: int = 0) -> dict[str, torch.Tensor]:

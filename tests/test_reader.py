@@ -39,7 +39,8 @@ def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budge
         a, b = new.read(step), old.read(step)
         assert a.keys() == b.keys()
         for k in b:
-            assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-6, abs=1e-12), (k, step)
+            # float32 sums, grouped in another order
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, step)
         opt.zero_grad()
     if budget == 20_000:
         assert new.stride > 1  # the sampled path was exercised
@@ -90,3 +91,51 @@ def test_kept_views_follow_weights_moved_to_new_storage():
                     p.data = p.data * 2  # new storage, twice the weights
         assert float(reader.read(step)["ww"]) == pytest.approx(float(reference.read(step)["ww"]), rel=1e-6)
         opt.zero_grad()
+
+
+def test_groups_differing_only_in_weight_decay_share_a_bucket_until_their_lrs_part():
+    """The Trainer's two param groups (with and without weight decay) are read as one bucket; once their learning
+    rates differ (a user's own rule), the reader plans one bucket per group and still reads the reference sums."""
+    model, _ = _model_and_optimizer("adamw")
+    params = list(model.parameters())
+    groups = [{"params": params[:10], "weight_decay": 0.1}, {"params": params[10:], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    new, old = SignalReader(opt, None), ReferenceSignalReader(opt, None)
+    for step in range(3):
+        model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+        opt.step()
+        if step == 2:
+            opt.param_groups[1]["lr"] = 3e-4
+        a, b = new.read(step), old.read(step)
+        for k in b:
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, step)
+        assert len(new._buckets) == (1 if step < 2 else 2)
+        opt.zero_grad()
+
+
+@pytest.mark.parametrize("budget", [None, 20_000])
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_a_scheduler_step_allocates_nothing_after_warm_up(kind, budget):
+    """The torch profiler sees no tensor allocation in ``observe`` + ``step`` once the buffers exist: whole reads and
+    sampled ones, Adam and SGD, the learner's step included."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from metalr_hf import MetaLRScheduler
+
+    model, opt = _model_and_optimizer(kind)
+    loss = model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss
+    loss.backward()
+    opt.step()
+    scheduler = MetaLRScheduler(opt, num_training_steps=100, meta_learner="metalr-default-v3")
+    scheduler._reader.max_elements = budget  # read whole, or sampled in blocks
+    loss = loss.detach()
+    for _ in range(4):
+        scheduler.observe(loss)
+        scheduler.step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        for _ in range(5):
+            scheduler.observe(loss)
+            scheduler.step()
+    allocations = [e.name for e in prof.events() if e.name in ("aten::empty", "aten::empty_strided", "[memory]")]
+    assert allocations == []
+    assert scheduler._reader.stride == (1 if budget is None else 5)  # both paths were exercised
