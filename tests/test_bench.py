@@ -122,3 +122,16 @@ def test_wav2vec2_task_learns_under_the_meta_scheduler():
     assert not r["diverged"] and len(r["lr"]) == 30
     assert r["final_eval_loss"] < math.log(4) - 0.1
     assert len(set(r["lr"])) > 2  # the scheduler moved the LR
+
+
+def test_meta_kwargs_reach_the_meta_runs(tmp_path):
+    """``--meta-kwargs`` are the meta runs' ``lr_scheduler_kwargs``: a constant prior capped at the base LR keeps
+    every LR at or below it, where the default learner on the same run raises it."""
+    common = ["bench", "--suite", "smoke", "--tasks", "bert_cls", "--schedulers", "meta", "--no-progress"]
+    assert main([*common, "--output-dir", str(tmp_path / "default")]) == 0
+    kwargs = '{"prior": "constant", "max_boost": 1.0}'
+    assert main([*common, "--output-dir", str(tmp_path / "capped"), "--meta-kwargs", kwargs]) == 0
+    default, capped = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("default", "capped"))
+    assert any(lr > 1.01 * r["base_lr"] for r in default for lr in r["lr"])  # the check has teeth
+    assert all(lr <= r["base_lr"] * (1 + 1e-6) for r in capped for lr in r["lr"])
+    assert {lr for r in capped for lr in r["lr"]} != {r["base_lr"] for r in capped}  # not a stock constant schedule

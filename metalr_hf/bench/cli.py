@@ -41,12 +41,25 @@ def _cmd_bench(args) -> None:
         schedulers=args.schedulers,
         meta_learner=args.meta_learner,
         progress=not args.no_progress,
+        meta_kwargs=args.meta_kwargs,
     )
     from .report import verdict
 
     write_report(results, out, title=f"metalr-hf bench — suite `{args.suite}` ({date.today()})", command=command)
     print("\n".join(verdict(results)))
     print(f"report, with every scheduler and plots: {out / 'report.md'}")
+
+
+def _json_object(text: str) -> dict:
+    import argparse
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object is needed, got {text!r}")
+    return value
 
 
 def register(sub) -> None:
@@ -60,5 +73,11 @@ def register(sub) -> None:
     b.add_argument("--tasks", nargs="*", default=None, help="restrict to these tasks")
     b.add_argument("--schedulers", nargs="*", default=None, help="restrict to these schedulers")
     b.add_argument("--meta-learner", default=None, help="folder or Hub repo id (default: the bundled learner)")
+    b.add_argument(
+        "--meta-kwargs",
+        type=_json_object,
+        default=None,
+        help="options of the meta runs, as lr_scheduler_kwargs (JSON), e.g. '{\"max_boost\": null}'",
+    )
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_cmd_bench)

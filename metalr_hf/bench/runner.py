@@ -219,8 +219,12 @@ def run_suite(
     schedulers=None,
     meta_learner=None,
     progress: bool = True,
+    meta_kwargs: dict | None = None,
 ) -> list[dict]:
-
+    """Run (or resume) a suite into ``output_dir/results.json``; ``meta_kwargs`` go to every meta run's scheduler
+    (``lr_scheduler_kwargs``, e.g. ``{"max_boost": None}``)."""
+    if meta_kwargs is not None and not isinstance(meta_kwargs, dict):
+        raise ValueError(f"meta_kwargs must be a dict (lr_scheduler_kwargs), got {meta_kwargs!r:.80}")
     if isinstance(suite, str):
         if suite not in SUITES:
             raise ValueError(f"Unknown suite {suite!r}; valid suites: {list(SUITES)}")
@@ -233,10 +237,10 @@ def run_suite(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        return _run_suite(suite, out, meta_learner, progress)
+        return _run_suite(suite, out, meta_learner, progress, meta_kwargs)
 
 
-def _run_suite(suite: Suite, out: Path, meta_learner, progress: bool) -> list[dict]:
+def _run_suite(suite: Suite, out: Path, meta_learner, progress: bool, meta_kwargs=None) -> list[dict]:
     from tqdm.auto import tqdm
 
     path = out / "results.json"
@@ -248,7 +252,9 @@ def _run_suite(suite: Suite, out: Path, meta_learner, progress: bool) -> list[di
     bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="bench", disable=not progress)
     for task, scheduler, optimizer, lr, seed in todo:
         bar.set_postfix_str(f"{task} {scheduler} {optimizer} {lr:g} s{seed}")
-        results.append(run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner))
+        results.append(
+            run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner, meta_kwargs)
+        )
         write_text_atomic(path, json.dumps(results, indent=1))  # a kill never leaves a half-written file
         bar.update(1)
     bar.close()
