@@ -63,3 +63,12 @@ EXPERIMENTS["hf-finetune"] = Preset(
     "hf-finetune", iterations=30, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=2.0,
     families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4, init_learner="metalr-default-v3",
 )  # fmt: skip
+
+# From `hf-finetune`: fine-tuning runs only, at base LRs around the right ones (Adam 1e-4…1e-2, SGD 1e-3…1e-1:
+# 0.1×–10× of the families' best), losses to the prior weighted triple: to teach the learner to leave a right LR
+# alone on a pretrained model while still raising one that is too small.
+EXPERIMENTS["hf-finetune-judge"] = Preset(
+    "hf-finetune-judge", iterations=30, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=3.0,
+    families=("grammar_finetune", "finetune_cls"), lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)},
+    init_from="hf-finetune",
+)  # fmt: skip
