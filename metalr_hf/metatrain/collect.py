@@ -27,7 +27,7 @@ from .._files import atomic_write, folder_lock, read_json
 from ..features import FEATURE_NAMES, SCHEMA_VERSION
 from ..learner import MetaLearner
 from .simulate import PriorPolicy, meta_policy, simulate
-from .zoo import FAMILIES, make_population, sample_specs
+from .zoo import HELD_OUT, META_TRAIN, make_population, sample_specs
 
 __all__ = ["COLLECT_PRESETS", "collect"]
 
@@ -156,9 +156,14 @@ class _Recorder:
         return self.policy.update(signals, step)
 
 
+# The families a collection samples: the zoo's as they were when the presets were written (families added since,
+# the pretrained transformers and grammar_lm, would change every draw and so the collections the warm-start
+# experiments reproduce).
+COLLECT_FAMILIES = META_TRAIN + HELD_OUT + ("finetune_cls", "digits_finetune")
+
 def _zoo_rows(cfg: CollectPreset, rng: np.random.Generator, bar) -> list[dict]:
     """One population of zoo runs, each task under every schedule (one data order per task, shared)."""
-    specs = sample_specs(cfg.runs_per_schedule, rng, families=FAMILIES, horizon=cfg.horizon)
+    specs = sample_specs(cfg.runs_per_schedule, rng, families=COLLECT_FAMILIES, horizon=cfg.horizon)
     pop = make_population(specs)
     data_seed = int(rng.integers(0, 2**31 - 1))
     rows = []

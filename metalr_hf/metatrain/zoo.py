@@ -39,6 +39,7 @@ grammar_finetune   tf     train (*)  fine-tuning a pretrained tiny transformer: 
 text_finetune      tf     held-out   the same on English: pretrained on the first two thirds of the text of
                                      ``bytes_lm``, then continued LM on the last third, or a new head telling plain,
                                      reversed and letter-shifted windows apart
+grammar_lm         tf     train (†)  next-token prediction from scratch on text of a random probabilistic grammar
 =================  =====  =========  ===========================================================================
 
 (*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
@@ -70,6 +71,7 @@ __all__ = [
     "HELD_OUT_FINETUNE",
     "META_TRAIN",
     "META_TRAIN_FINETUNE",
+    "META_TRAIN_LM",
     "OPTIMIZERS",
     "Population",
     "TaskSpec",
@@ -92,6 +94,7 @@ FAMILY_KIND = {
     "sort_tf": "tf",
     "modadd_tf": "tf",
     "series_rnn": "rnn",
+    "grammar_lm": "tf",
     "digits": "mlp",
     "breast_cancer": "mlp",
     "wine": "mlp",
@@ -110,7 +113,10 @@ HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_
 META_TRAIN_FINETUNE, HELD_OUT_FINETUNE = ("finetune_cls", "grammar_finetune"), ("digits_finetune", "text_finetune")
 TF_FINETUNE = ("grammar_finetune", "text_finetune")  # pretrained tiny transformers
 FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
-FAMILIES = META_TRAIN + HELD_OUT + FINETUNE
+# Language modelling from scratch on text of a random probabilistic grammar (a meta-training family outside
+# META_TRAIN, so that the shipped presets, which sample META_TRAIN, reproduce their learners).
+META_TRAIN_LM = ("grammar_lm",)
+FAMILIES = META_TRAIN + HELD_OUT + FINETUNE + META_TRAIN_LM
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_RANGES = {"adam": (1e-5, 1e-1), "sgd": (1e-3, 1.0)}  # log-uniform base LRs (Adam-family, SGD)
 WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
@@ -213,6 +219,9 @@ def _sequence_task(family: str, rng: np.random.Generator, n: int):
     padding, 1 the separator, 2… the symbols."""
     L = SEQ_LEN
     x, y = np.zeros((n, L)), np.full((n, L), -1.0)
+    if family == "grammar_lm":
+        seqs = _sample_grammar(*_grammar(int(rng.integers(0, 2**31 - 1))), n, L + 1, rng)
+        return seqs[:, :L].astype(float), seqs[:, 1:].astype(float)
     if family == "bytes_lm":
         codes = _text_codes()
         starts = rng.integers(0, len(codes) - L - 1, n)
