@@ -161,6 +161,7 @@ class _Recorder:
 # experiments reproduce).
 COLLECT_FAMILIES = META_TRAIN + HELD_OUT + ("finetune_cls", "digits_finetune")
 
+
 def _zoo_rows(cfg: CollectPreset, rng: np.random.Generator, bar) -> list[dict]:
     """One population of zoo runs, each task under every schedule (one data order per task, shared)."""
     specs = sample_specs(cfg.runs_per_schedule, rng, families=COLLECT_FAMILIES, horizon=cfg.horizon)
