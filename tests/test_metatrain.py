@@ -476,3 +476,24 @@ def test_evaluation_simulates_the_baselines_once_per_config(monkeypatch):
     assert base == sorted(
         (r["schedule"], r["base_lr"], r["final_val_loss"]) for r in fresh["runs"] if r["schedule"] != "meta"
     )
+
+
+def test_best_prior_reference_scores_each_task_against_the_better_baseline():
+    """With ``reference="best_prior"`` a task is scored against the better of cosine and a constant LR after warmup
+    on the same task: never an easier reference than cosine alone, a harder one where constant wins."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain.es import es_iteration
+    from metalr_hf.metatrain.population import flat
+    from metalr_hf.metatrain.presets import PRESETS
+
+    learner = perturbed_learner(seed=3, scale=0.2)
+    base = replace(PRESETS["smoke"], tasks=4, horizon=(40, 40), lr_ranges={"adam": (1e-4, 1e-3), "sgd": (1e-3, 1e-2)})
+    fitness = {}
+    for reference in ("prior", "best_prior"):
+        rng, gen = np.random.default_rng(5), torch.Generator().manual_seed(5)
+        _, fitness[reference], _ = es_iteration(learner, flat(learner), replace(base, reference=reference), rng, gen)
+    assert (fitness["best_prior"][1:] >= fitness["prior"][1:] - 1e-6).all()
+    assert (fitness["best_prior"][1:] > fitness["prior"][1:] + 1e-3).any()  # constant won some task (small LRs)
+    with pytest.raises(ValueError, match="reference must be"):
+        replace(base, reference="cosine")

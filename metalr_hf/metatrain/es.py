@@ -8,7 +8,9 @@ fitness of a learner on task ``k`` (lower is better) is
     r_k = clip(log(L_val / L_val^prior), ±2) + λ · clip(log(AUC / AUC^prior), ±2)
 
 where ``L_val`` is the final validation loss, ``AUC`` the mean training loss over the run, and the prior run
-shares the task's data, initialisation, data order and base LR (common random numbers). A run that diverges
+shares the task's data, initialisation, data order and base LR (common random numbers); with
+``reference="best_prior"`` the reference is, task by task, the better (final validation loss) of that run and a
+constant LR after warmup on the same task: what a user who tries both would keep. A run that diverges
 scores +2. Fitnesses are rank-shaped (centred ranks), and ``θ`` moves with Adam along
 
     g = Σ_i (u(θ+σε_i) - u(θ-σε_i)) ε_i / (2Nσ).
@@ -37,7 +39,7 @@ from .distributed import dist_info, init_distributed
 from .evaluate import evaluate, horizon_check, results_text
 from .population import PopulationLearner, flat, head_mask, load_flat, widen, with_features
 from .presets import BASE_FEATURES, PRESETS, Preset, get_preset, same_settings
-from .simulate import meta_policy, simulate
+from .simulate import PriorPolicy, meta_policy, simulate
 from .zoo import make_population, sample_specs
 
 # the names other modules and scripts import from here
@@ -80,13 +82,20 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     # max_boost=None: the rule every committed learner was meta-trained under (a learner that reads `pretrained`
     # gets no cap under "auto" either; one that does not, trained on fine-tuning runs as `scratch-ft`, reproduces)
     policy = meta_policy(PopulationLearner(learner, thetas[mine], K), pop, guard=True, max_boost=None)
-    res = simulate(pop, policy, seed=int(rng.integers(0, 2**31 - 1)))
+    data_seed = int(rng.integers(0, 2**31 - 1))
+    res = simulate(pop, policy, seed=data_seed)
     val = res.final_val_loss.view(len(mine), K)
     auc = res.mean_train_loss.view(len(mine), K)
+    val0, auc0 = val[0], auc[0]
+    if preset.reference == "best_prior":  # the better of the prior and a constant LR after warmup, task by task
+        tasks = make_population(specs)
+        alt = simulate(tasks, PriorPolicy("constant", tasks), seed=data_seed)  # same data, start and order
+        better = alt.final_val_loss < val0
+        val0, auc0 = torch.where(better, alt.final_val_loss, val0), torch.where(better, alt.mean_train_loss, auc0)
     scores = torch.zeros(G, K)
     for j, g in enumerate(mine):
         if g > 0:
-            scores[g] = _task_scores(val[j], auc[j], val[0], auc[0], preset.auc_weight, preset.loss_aversion)
+            scores[g] = _task_scores(val[j], auc[j], val0, auc0, preset.auc_weight, preset.loss_aversion)
     if dist is not None and world > 1:
         dist.all_reduce(scores)
     return eps, scores.mean(1), {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
@@ -94,6 +103,8 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
 
 def _stage_text(preset: Preset) -> str:
     extra = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
+    if preset.reference == "best_prior":
+        extra += "; the reference is the better of the prior and a constant LR after warmup, task by task"
     if preset.lr_ranges:
         extra += f"; base LRs log-uniform over {preset.lr_ranges}"
     if preset.max_delta != Preset.max_delta:

@@ -43,6 +43,9 @@ class Preset:
     lr_ranges: dict | None = None  # base-LR ranges (default: zoo.LR_RANGES)
     # Per-task scores worse than the prior count this many times (1: symmetric): "never worse than cosine".
     loss_aversion: float = 1.0
+    # What a task's score is relative to: "prior" (the learner's prior schedule, cosine) or "best_prior" (the better
+    # of it and a constant LR after warmup on the same task, as a user comparing schedules would keep).
+    reference: str = "prior"
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
     init_from: str | None = None
     # Or start from a learner already made: a name or folder for `MetaLearner.from_pretrained` (a shipped one).
@@ -52,6 +55,12 @@ class Preset:
     warm_start_epochs: int = 30
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.reference not in ("prior", "best_prior"):
+            raise ValueError(
+                f"Preset {self.name!r}: reference must be 'prior' or 'best_prior', got {self.reference!r}"
+            )
 
 
 PRESETS = {
