@@ -72,3 +72,11 @@ EXPERIMENTS["hf-finetune-judge"] = Preset(
     families=("grammar_finetune", "finetune_cls"), lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)},
     init_from="hf-finetune",
 )  # fmt: skip
+
+# From `hf-finetune`: the whole mixture (grammar_lm too), each task scored against the better of cosine and a
+# constant LR after warmup (reference="best_prior"): the baseline a user comparing schedules keeps.
+EXPERIMENTS["hf-best-prior"] = Preset(
+    "hf-best-prior", iterations=25, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=2.0,
+    families=META_TRAIN + ("grammar_lm",) + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4,
+    reference="best_prior", init_from="hf-finetune",
+)  # fmt: skip
