@@ -16,6 +16,8 @@ VARIANTS = {
     "metanocap": "meta, cap lifted (`max_boost` null)",
     "metapeak": 'meta, capped at the peak LR (`max_boost` "peak")',
     "metahf": "meta, experiment `hf-finetune`'s learner, uncapped (`max_boost` null)",
+    "metajudge": "meta, experiment `hf-finetune-judge`'s learner, uncapped",
+    "metabest": "meta, experiment `hf-best-prior`'s learner, uncapped",
 }
 ONLY = sys.argv[2].split(",") if len(sys.argv) > 2 else list(VARIANTS)  # e.g. cosine,metapeak
 VARIANTS = {k: v for k, v in VARIANTS.items() if k in ONLY}

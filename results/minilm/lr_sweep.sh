@@ -2,8 +2,9 @@
 # cosine, the default learner under the default max_boost="auto" (on a pretrained model it may only lower the LR),
 # the same learner with the cap lifted (max_boost null), and with the cap at the user's peak LR (max_boost "peak":
 # lr <= base_lr, so the learner may hold the LR from decaying); otherwise the arguments of run.sh.
-# VARIANTS="metapeak" bash results/minilm/lr_sweep.sh runs one variant only; VARIANTS="metahf" the learner of the
-# experiment hf-finetune, uncapped.
+# VARIANTS="metapeak" bash results/minilm/lr_sweep.sh runs one variant only; VARIANTS="metahf" (metajudge,
+# metabest) the learner of the experiment hf-finetune (hf-finetune-judge, hf-best-prior), uncapped, from
+# runs/hf-finetune (runs/hf-judge, runs/hf-best).
 # Resumes (finished runs are kept). Summary: python results/minilm/lr_sweep.py runs/minilm > results/minilm/lr_sweep.md
 set -e
 [ -f runs/minilm/data/train.csv ] || python recipes/make_sentiment_data.py --output_dir runs/minilm/data
@@ -23,6 +24,10 @@ for run in 5e-6:0 5e-6:1 2e-5:0 2e-5:1 5e-5:0 5e-5:1 5e-5:2 5e-5:3 5e-4:0 5e-4:1
         # --output-dir runs/hf-finetune first
         metahf) sched=(--lr_scheduler_type meta --lr_scheduler_kwargs \
                        '{"meta_learner": "runs/hf-finetune/learner", "max_boost": null}') ;;
+        metajudge) sched=(--lr_scheduler_type meta --lr_scheduler_kwargs \
+                          '{"meta_learner": "runs/hf-judge/learner", "max_boost": null}') ;;
+        metabest) sched=(--lr_scheduler_type meta --lr_scheduler_kwargs \
+                         '{"meta_learner": "runs/hf-best/learner", "max_boost": null}') ;;
       esac
       python recipes/run_glue.py --model_name_or_path "$MINILM" --train_file runs/minilm/data/train.csv \
           --validation_file runs/minilm/data/dev.csv --do_train --do_eval --max_seq_length 32 \
