@@ -5,8 +5,8 @@ Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0-2, 300 steps; baselines tuned over
 
 Run from the repository root:
     python results/finetune/run.py NAME_OR_FOLDER [LABEL] [MAX_BOOST]   (writes results/finetune/result-LABEL.json)
-MAX_BOOST is the scheduler's ``max_boost``: ``auto`` (the default, what a user gets), ``none`` (cap lifted), ``peak`` or a
-number.
+MAX_BOOST is the scheduler's ``max_boost``: ``auto`` (the default, what a user gets), ``none`` (cap lifted),
+``peak`` or a number.
 """
 
 import json
