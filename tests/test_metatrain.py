@@ -131,13 +131,19 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
                                                                                 200, 10, 32)]))[0][0])  # fmt: skip
 
     def final(lr, init):
-        p = make_population([TaskSpec("finetune_cls", s, 32, "adam", lr, 200, 10, 32) for s in seeds])
-        start = [t.detach().clone().requires_grad_(True) for t in init(p)]
-        return simulate(p, PriorPolicy("cosine", p), params=start).final_val_loss
+        return _cosine_final_losses("finetune_cls", seeds, lr, 200, 10, init)
 
     pretrained = final(1e-3, init_params)
     assert pretrained.median() < final(1e-3, MODELS["mlp"].init).median()  # the pretraining helps
     assert pretrained.median() < final(1e-2, init_params).median()  # a 10× larger LR hurts
+
+
+def _cosine_final_losses(family, seeds, lr, horizon, warmup, init):
+    """Final validation losses of Adam + cosine runs of ``family`` (one per seed) started from ``init(population)``
+    (the zoo's initialisation, pretrained where the family is, or a model kind's random one)."""
+    p = make_population([TaskSpec(family, s, 32, "adam", lr, horizon, warmup, 32) for s in seeds])
+    start = [t.detach().clone().requires_grad_(True) for t in init(p)]
+    return simulate(p, PriorPolicy("cosine", p), params=start).final_val_loss
 
 
 def test_transformer_finetuning_runs_start_from_a_cached_pretrained_base(tmp_path, monkeypatch):
@@ -175,9 +181,7 @@ def test_transformer_finetuning_runs_start_from_a_cached_pretrained_base(tmp_pat
     seeds = [s for s in range(8 * zoo.TF_BASES) if zoo._tf_task(s)[1] == "lm"][:6]
 
     def final(lr, init):
-        p = make_population([TaskSpec("grammar_finetune", s, 32, "adam", lr, 150, 5, 32) for s in seeds])
-        start = [t.detach().clone().requires_grad_(True) for t in init(p)]
-        return simulate(p, PriorPolicy("cosine", p), params=start).final_val_loss
+        return _cosine_final_losses("grammar_finetune", seeds, lr, 150, 5, init)
 
     pretrained = final(1e-3, init_params)
     assert pretrained.median() < final(1e-3, MODELS["tf"].init).median()  # the pretraining helps

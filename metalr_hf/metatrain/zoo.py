@@ -446,6 +446,20 @@ def make_population(specs: list[TaskSpec]) -> Population:
     )
 
 
+def _adam_cosine(params: list[torch.Tensor], lr: float, steps: int, losses_at) -> None:
+    """Pretrain the stacked ``params`` in place: ``steps`` of Adam, cosine from ``lr`` to 0, on the sum of the
+    per-run losses ``losses_at(t)`` (each run's gradient is its own)."""
+    opt = torch.optim.Adam(params, lr=lr)
+    for t in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+        with torch.enable_grad():
+            loss = losses_at(t).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 # -- pretrained tiny transformers (TF_FINETUNE) ----------------------------------------------------------------
 TF_BASES = 4  # pretrained models per family and width; a run fine-tunes base `seed % TF_BASES`
 TF_PRETRAIN_STEPS, TF_PRETRAIN_LR, TF_PRETRAIN_BATCH = 400, 3e-3, 64
@@ -581,16 +595,11 @@ def pretrained_transformer(family: str, base: int, hidden: int) -> list[torch.Te
         rng = np.random.default_rng(spec.seed)
         data = torch.tensor(_pretraining_text(family, base, TF_PRETRAIN_STEPS * TF_PRETRAIN_BATCH, rng))
         data = data.view(TF_PRETRAIN_STEPS, 1, TF_PRETRAIN_BATCH, SEQ_LEN + 1).float()
-        opt = torch.optim.Adam(params, lr=TF_PRETRAIN_LR)
-        for t in range(TF_PRETRAIN_STEPS):
-            for group in opt.param_groups:
-                group["lr"] = TF_PRETRAIN_LR * 0.5 * (1 + math.cos(math.pi * t / TF_PRETRAIN_STEPS))
-            with torch.enable_grad():
-                out = Transformer.forward(params, data[t, :, :, :-1], view)
-                loss = Transformer.losses(out, data[t, :, :, 1:], view).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+        def next_token_losses(t):
+            return Transformer.losses(Transformer.forward(params, data[t, :, :, :-1], view), data[t, :, :, 1:], view)
+
+        _adam_cosine(params, TF_PRETRAIN_LR, TF_PRETRAIN_STEPS, next_token_losses)
         weights = [p.detach()[0].clone() for p in params]
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"p{i}": w.contiguous() for i, w in enumerate(weights)}
@@ -622,18 +631,13 @@ def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         x, z = torch.tensor(np.stack(xs), dtype=torch.float32), torch.tensor(np.stack(zs), dtype=torch.float32)
         view = type("Runs", (), {"specs": todo, "hidden_mask": torch.tensor(np.stack(hmask))})()
         params = MLP.init(view)
-        opt = torch.optim.Adam(params, lr=PRETRAIN_LR)
         gens = [torch.Generator().manual_seed(s.seed) for s in todo]
         idx = torch.stack([torch.randint(0, N_SOURCE, (PRETRAIN_STEPS, PRETRAIN_BATCH), generator=g) for g in gens], 1)
         ar = torch.arange(len(todo))[:, None]
-        for t in range(PRETRAIN_STEPS):
-            for group in opt.param_groups:
-                group["lr"] = PRETRAIN_LR * 0.5 * (1 + math.cos(math.pi * t / PRETRAIN_STEPS))
-            with torch.enable_grad():
-                loss = ((MLP.forward(params, x[ar, idx[t]], view) - z[ar, idx[t]]) ** 2).mean((1, 2)).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _adam_cosine(
+            params, PRETRAIN_LR, PRETRAIN_STEPS,
+            lambda t: ((MLP.forward(params, x[ar, idx[t]], view) - z[ar, idx[t]]) ** 2).mean((1, 2)),
+        )  # fmt: skip
         for i, spec in enumerate(todo):
             _PRETRAINED[(spec.family, spec.seed, spec.hidden)] = (params[0][i].detach(), params[1][i].detach())
     out = [_PRETRAINED[(s.family, s.seed, s.hidden)] for s in specs]
