@@ -83,7 +83,6 @@ class _Bucket:
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
         self.raw = torch.zeros(_RAW, device=device)  # the last entry stays 0 (the Σv of optimizers without one)
-        self.cells = list(self.raw.unbind(0))  # its entries as 0-d views, made once
         self.pick = torch.tensor(_PICK[kind], device=device)
         self.picked = torch.zeros(len(STAT_KEYS), device=device)
         # the per-step coefficients: on the CPU written through a NumPy view (no tensor operation)
@@ -332,7 +331,7 @@ class SignalReader:
         if len(self._buckets) == 1:  # the usual case: the bucket writes the sums itself
             self._table, self._rows_of = None, [self._sums]
         else:
-            self._table = torch.zeros(max(len(self._buckets), 1), len(STAT_KEYS), device=device)
+            self._table = torch.zeros(len(self._buckets), len(STAT_KEYS), device=device)
             self._rows_of = [self._table[i] for i in range(len(self._buckets))]
         self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
 
@@ -356,10 +355,8 @@ class SignalReader:
                 row.zero_()
                 continue
             bucket.stats(n, row)
-        if self._table is not None:
+        if self._table is not None:  # several buckets, or none (an empty table sums to zeros)
             torch.sum(self._table, 0, out=self._sums)
-        if not self._buckets:
-            self._sums.zero_()
         return self._out
 
     def read(self, offset: int = 0) -> dict[str, torch.Tensor]:

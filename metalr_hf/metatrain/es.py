@@ -151,17 +151,16 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
         disabled_features=list(preset.disabled_features),
         feature_names=list(preset.features),
     )
+    start_from = preset.init_learner  # a learner made already, or the previous stage's (run or resumed first)
     if preset.init_from:
         stage = meta_train(
             preset.init_from, out / f"stage-{preset.init_from}", resume=resume, progress=progress,
             evaluate_at_end=False,
         )  # fmt: skip
-        learner = widen(MetaLearner.from_pretrained(stage["learner_dir"]), preset.max_delta)
-        learner = with_features(learner, preset.features)
+        start_from = stage["learner_dir"]
         stage_seconds = sum(h["seconds"] for h in stage["history"]) + stage.get("stage_seconds", 0.0)
-    elif preset.init_learner:
-        learner = widen(MetaLearner.from_pretrained(preset.init_learner), preset.max_delta)
-        learner = with_features(learner, preset.features)
+    if start_from:
+        learner = with_features(widen(MetaLearner.from_pretrained(start_from), preset.max_delta), preset.features)
     ckpt_path = out / "checkpoint.pt"
     cloning = None
     if preset.warm_start and not (resume and ckpt_path.exists()):
