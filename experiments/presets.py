@@ -80,3 +80,12 @@ EXPERIMENTS["hf-best-prior"] = Preset(
     families=META_TRAIN + ("grammar_lm",) + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4,
     reference="best_prior", init_from="hf-finetune",
 )  # fmt: skip
+
+# From `hf-finetune-judge` (which learned to leave a right LR alone on fine-tuning runs but forgot training from
+# scratch): the whole mixture again, at base LRs around the right ones for every family (the held-out grid's
+# 1e-4…1e-2 for Adam), losses weighted triple: can it keep the judgement and relearn from-scratch runs?
+EXPERIMENTS["hf-mixed-judge"] = Preset(
+    "hf-mixed-judge", iterations=25, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=3.0,
+    families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4,
+    lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)}, init_from="hf-finetune-judge",
+)  # fmt: skip

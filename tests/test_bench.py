@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from metalr_hf.bench.report import aggregate
 from metalr_hf.bench.schedulers import SCHEDULERS
@@ -135,3 +136,41 @@ def test_meta_kwargs_reach_the_meta_runs(tmp_path):
     assert any(lr > 1.01 * r["base_lr"] for r in default for lr in r["lr"])  # the check has teeth
     assert all(lr <= r["base_lr"] * (1 + 1e-6) for r in capped for lr in r["lr"])
     assert {lr for r in capped for lr in r["lr"]} != {r["base_lr"] for r in capped}  # not a stock constant schedule
+
+
+def test_seed_means_count_cells_and_the_gap_meta_closes():
+    from metalr_hf.bench.report import seed_means
+
+    results = [
+        _run("meta", 1e-3, 0.5, seed=0), _run("meta", 1e-3, 0.3, seed=1),  # mean 0.4
+        _run("cosine", 1e-3, 0.6, seed=0), _run("cosine", 1e-3, 0.6, seed=1),  # mean 0.6
+        _run("linear", 1e-2, 0.2, seed=0), _run("linear", 1e-2, 0.2, seed=1),  # the best tuned: 0.2
+        _run("meta", 1e-2, 0.1, seed=0), _run("meta", 1e-2, float("nan"), seed=1, diverged=True),
+        _run("cosine", 1e-2, 0.3, seed=0), _run("cosine", 1e-2, 0.3, seed=1),
+    ]  # fmt: skip
+    rows = {r["base_lr"]: r for r in seed_means(results)}
+    assert rows[1e-3]["meta"] == pytest.approx(0.4) and rows[1e-3]["best_tuned"] == pytest.approx(0.2)
+    assert rows[1e-3]["gap_closed"] == pytest.approx(0.5)  # from 0.6 halfway to 0.2
+    assert math.isinf(rows[1e-2]["meta"]) and rows[1e-2]["gap_closed"] is None  # a diverged seed: no credit
+    assert rows[1e-2]["meta"] > rows[1e-2]["cosine"]
+
+
+def test_zoo_text_tasks_fine_tune_the_zoos_pretrained_base_through_the_trainer():
+    """The finetune suite's zoo tasks start from the held-out pretrained base (its LM loss far below a random
+    init's), train through the real Trainer, and run at the multiples of their own usual LR (1e-3)."""
+    from types import SimpleNamespace
+
+    from metalr_hf.bench.runner import SUITES, plan, run_one
+    from metalr_hf.bench.tasks import TASKS, ZooTransformer
+    from metalr_hf.metatrain.models import Transformer
+
+    model, _train, val = TASKS["zoo_text_lm"].build(0)
+    ids, labels = torch.tensor(val["input_ids"]), torch.tensor(val["labels"])
+    spec = SimpleNamespace(seed=0, hidden=32)
+    random = ZooTransformer([w[0] for w in Transformer.init(SimpleNamespace(specs=[spec]))], hidden=32)
+    with torch.no_grad():
+        assert model(ids, labels)["loss"] < 0.8 * random(ids, labels)["loss"]
+    lrs = {lr for task, _s, _o, lr, _seed in plan(SUITES["finetune"]) if task == "zoo_text_cls" and lr > 0}
+    assert min(lrs) == pytest.approx(1e-4) and max(lrs) == pytest.approx(1e-2)
+    r = run_one("zoo_text_cls", "cosine", "adam", 1e-3, 0, steps=60, evals=2)  # a new head: log(32) at first
+    assert not r["diverged"] and r["final_eval_loss"] < 0.8 * math.log(32)

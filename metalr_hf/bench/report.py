@@ -8,6 +8,9 @@
   cosine's final eval loss; each scheduler, at its best base LR, needs some steps to reach the target; ρ(τ) is
   the fraction of workloads it solves within τ× the fastest scheduler's steps, and the score is the mean of ρ
   over τ ∈ [1, 4];
+- seed means: per task, optimizer and base LR, meta's and cosine's final eval loss averaged over seeds, and the
+  fraction of the gap from cosine to the best tuned run (the best seed mean of any other scheduler at any base
+  LR) that meta closes (negative: meta is further from it than cosine);
 - overhead: meta's median wall time per step over cosine's, measured in the same process.
 """
 
@@ -18,7 +21,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["aggregate", "write_report"]
+__all__ = ["aggregate", "seed_means", "write_report"]
 
 TAU_MAX = 4.0
 
@@ -131,6 +134,38 @@ def aggregate(results: list[dict]) -> dict:
     }
 
 
+def seed_means(results: list[dict]) -> list[dict]:
+    """Per (task, optimizer, base LR): meta's and cosine's final eval loss averaged over the seeds both ran, their
+    ratio, and the fraction of the gap from cosine to the best tuned run that meta closes. The best tuned run is
+    the lowest seed mean of any scheduler other than meta, at any base LR (LR-free optimizers included), over the
+    same seeds; a diverged run makes its mean infinite."""
+    runs = defaultdict(dict)
+    for r in results:
+        opts = [r["optimizer"]] if r["optimizer"] != "-" else sorted({x["optimizer"] for x in results} - {"-"})
+        for opt in opts:
+            runs[(r["task"], opt)][(r["scheduler"], r["base_lr"], r["seed"])] = _loss(r)
+    rows = []
+    for (task, opt), cell in sorted(runs.items()):
+        for lr in sorted({lr for (s, lr, _seed) in cell if s == "meta"}):
+            seeds = sorted(seed for (s, x, seed) in cell if s == "meta" and x == lr and ("cosine", lr, seed) in cell)
+            if not seeds:
+                continue
+            meta = statistics.fmean(cell[("meta", lr, seed)] for seed in seeds)
+            cos = statistics.fmean(cell[("cosine", lr, seed)] for seed in seeds)
+            tuned = [
+                statistics.fmean(cell[(s, x, seed)] for seed in seeds)
+                for s, x in {(s, x) for (s, x, _seed) in cell if s != "meta"}
+                if all((s, x, seed) in cell for seed in seeds)
+            ]
+            best = min(tuned, default=float("inf"))
+            gap = cos - best
+            closed = (cos - meta) / gap if math.isfinite(cos) and math.isfinite(meta) and gap > 0 else None
+            rows.append({"task": task, "optimizer": opt, "base_lr": lr, "seeds": len(seeds), "meta": meta,
+                         "cosine": cos, "best_tuned": best, "ratio": meta / cos if cos > 0 else None,
+                         "gap_closed": closed})  # fmt: skip
+    return rows
+
+
 def _fmt(x, pct=False) -> str:
     if x is None:
         return "n/a"
@@ -162,6 +197,23 @@ def write_report(results: list[dict], output_dir, title: str = "metalr-hf bench"
     ]
     for s, rate in agg["win_rate_vs"].items():
         lines.append(f"| {s} | {rate:.0%} | {agg['comparisons_vs'][s]} |")
+    rows = seed_means(results)
+    if rows:
+        at_most = sum(r["meta"] <= r["cosine"] for r in rows)
+        lines += [
+            "",
+            f"## Seed means: meta ≤ cosine in {at_most} of {len(rows)} cells",
+            "",
+            "| task | optimizer | base LR | seeds | meta | cosine | meta / cosine | best tuned | gap to it closed |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            closed = "n/a" if r["gap_closed"] is None else f"{r['gap_closed']:.0%}"
+            ratio = "n/a" if r["ratio"] is None or not math.isfinite(r["ratio"]) else f"{r['ratio']:.3f}"
+            lines.append(
+                f"| {r['task']} | {r['optimizer']} | {r['base_lr']:g} | {r['seeds']} | {_fmt(r['meta'])} | "
+                f"{_fmt(r['cosine'])} | {ratio} | {_fmt(r['best_tuned'])} | {closed} |"
+            )
     lines += [
         "",
         f"## Regret to the best tuned baseline (median {_fmt(agg['median_regret'], True)}, "

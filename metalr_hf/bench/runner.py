@@ -51,9 +51,10 @@ SUITES = {
         evals=4,
     ),  # fmt: skip
     "full": Suite(tuple(TASKS), SCHEDULERS, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), ("adam", "sgd"), (0, 1, 2)),
-    # fine-tuning the pretrained all-MiniLM-L6-v2 (extra [minilm]) at 0.1×, 0.4×, 1×, 4× and 10× the usual 5e-5
+    # fine-tuning the pretrained all-MiniLM-L6-v2 (extra [minilm]) at 0.1×, 0.4×, 1×, 4× and 10× the usual 5e-5,
+    # and the zoo's pretrained tiny transformers at the same multiples of their usual 1e-3 (`Task.lr_scale`)
     "finetune": Suite(
-        ("minilm_sst",),
+        ("minilm_sst", "zoo_text_cls", "zoo_text_lm"),
         ("meta", "cosine", "linear", "constant_with_warmup", "schedulefree_adamw"),
         (5e-6, 2e-5, 5e-5, 2e-4, 5e-4),
         ("adam",),
@@ -76,7 +77,7 @@ def plan(suite: Suite) -> list[tuple]:
                     continue
                 for optimizer in suite.optimizers:
                     for lr in suite.lrs:
-                        runs.append((task, scheduler, optimizer, lr, seed))
+                        runs.append((task, scheduler, optimizer, lr * TASKS[task].lr_scale, seed))
     return runs
 
 
@@ -123,7 +124,11 @@ def run_one(
     warmup = max(1, steps // 20)
     opt, sched, lr_type, lr_kwargs = build_optimizer_and_scheduler(scheduler, model, optimizer, lr, steps, warmup)
     if lr_type == "meta":
-        lr_kwargs = {**({"meta_learner": meta_learner} if meta_learner is not None else {}), **(meta_kwargs or {})}
+        lr_kwargs = {
+            **(task.meta_kwargs or {}),
+            **({"meta_learner": meta_learner} if meta_learner is not None else {}),
+            **(meta_kwargs or {}),
+        }
     eval_steps = max(1, steps // evals)
     with tempfile.TemporaryDirectory() as tmp:
         args = MetaTrainingArguments(

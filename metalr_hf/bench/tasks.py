@@ -13,7 +13,16 @@ forecaster    LSTM forecaster on M4-like series (trend + seasonality + noise)   
 wav2vec2_kws  tiny Wav2Vec2 (conv front end + 2 layers, hidden 32), synthetic   accuracy, F1
               spoken-keyword-like audio: 4 classes of tone chirps in noise
 minilm_sst    pretrained all-MiniLM-L6-v2 on local sentiment sentences          accuracy, F1
+zoo_text_cls  the zoo's tiny transformer pretrained on English (held-out          accuracy
+              ``text_finetune``), new head: plain / reversed / shifted text
+zoo_text_lm   the same base, continued LM on the unseen last third of the text  accuracy (next token)
 ============  ==============================================================  =====================
+
+The two ``zoo_text`` tasks are the zoo's held-out transformer fine-tuning runs through the real Trainer: the
+pretrained base (cached under ``METALR_HF_CACHE``; pretrained in a few seconds if missing), 32–128 training
+sequences, 256 validation ones. Their usual Adam LR is 1e-3 (``Task.lr_scale`` 20 × MiniLM's 5e-5); being plain
+``nn.Module`` weights without a config, they tell the scheduler ``pretrained=True`` as a user of such a model
+would (``Task.meta_kwargs``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ class Task:
     batch_size: int
     primary_metric: str
     higher_is_better: bool
+    lr_scale: float = 1.0  # the suite's base LRs times this (a task whose usual LR is not MiniLM's 5e-5)
+    meta_kwargs: dict | None = None  # scheduler options its meta runs get (a user's `meta_kwargs` take precedence)
 
 
 def classification_metrics(logits, labels) -> dict:
@@ -235,6 +246,66 @@ def _minilm(seed):
     return model, data(512), data(128)
 
 
+# -- the zoo's pretrained tiny transformers (held-out ``text_finetune``) ---------------------------------------
+class ZooTransformer(torch.nn.Module):
+    """One run of the zoo's batched tiny transformer as a Trainer model: ``input_ids [n, L]`` and ``labels
+    [n, L]`` (``-1``: no target) in, ``{"loss", "logits"}`` out, the zoo's own forward pass and loss."""
+
+    def __init__(self, weights: list[torch.Tensor], hidden: int):
+        from types import SimpleNamespace
+
+        from ..metatrain.models import H_MAX, width
+
+        super().__init__()
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(w[None].clone()) for w in weights])
+        mask = torch.arange(H_MAX)[None] < width("tf", hidden)
+        self.run = SimpleNamespace(hidden_mask=mask)
+
+    def forward(self, input_ids, labels=None):
+        from ..metatrain.models import Transformer
+
+        logits = Transformer.forward(list(self.weights), input_ids[None].float(), self.run)
+        out = {"logits": logits[0]}
+        if labels is not None:
+            out["loss"] = Transformer.losses(logits, labels[None].float(), self.run)[0]
+        return out
+
+
+def _target_accuracy(eval_pred):
+    logits, labels = eval_pred
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    mask = labels >= 0
+    return {"accuracy": float((logits.argmax(-1) == labels)[mask].mean())}
+
+
+def _zoo_text(task: str):
+    def build(seed):
+        from datasets import Dataset
+
+        from ..metatrain import zoo
+
+        # zoo seeds: base `seed % TF_BASES`, task ("cls", "lm") from the next bit (zoo._tf_task)
+        n = zoo.TF_BASES
+        zoo_seed = 2 * n * (seed // n) + seed % n + (n if task == "lm" else 0)
+        base, kind = zoo._tf_task(zoo_seed)
+        x, y, n_ft = zoo._tf_finetune_data("text_finetune", zoo_seed)
+        hidden = 32
+        weights = list(zoo.pretrained_transformer("text_finetune", base, hidden))
+        if task == "cls":  # a new head, drawn as the zoo draws one (Hugging Face's initializer_range)
+            g = torch.Generator().manual_seed(zoo_seed + 1)
+            weights[-1] = 0.02 * torch.randn(weights[-1].shape, generator=g)
+        torch.manual_seed(seed)
+        model = ZooTransformer(weights, hidden)
+        x, y = x.astype(np.int64), y.astype(np.int64)
+
+        def data(rows):
+            return Dataset.from_dict({"input_ids": x[rows].tolist(), "labels": y[rows].tolist()})
+
+        return model, data(slice(zoo.N_VAL, zoo.N_VAL + n_ft)), data(slice(0, zoo.N_VAL))
+
+    return build
+
+
 TASKS = {
     "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True),
     "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False),
@@ -242,4 +313,10 @@ TASKS = {
     "forecaster": Task("forecaster", _forecaster, forecast_metrics, 60, 32, "mae", False),
     "wav2vec2_kws": Task("wav2vec2_kws", _wav2vec2, _cls_metrics, 60, 32, "accuracy", True),
     "minilm_sst": Task("minilm_sst", _minilm, _cls_metrics, 40, 16, "accuracy", True),
+    "zoo_text_cls": Task(
+        "zoo_text_cls", _zoo_text("cls"), _target_accuracy, 200, 16, "accuracy", True, 20.0, {"pretrained": True}
+    ),  # fmt: skip
+    "zoo_text_lm": Task(
+        "zoo_text_lm", _zoo_text("lm"), _target_accuracy, 200, 16, "accuracy", True, 20.0, {"pretrained": True}
+    ),  # fmt: skip
 }
