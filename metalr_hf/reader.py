@@ -9,9 +9,10 @@ learning rates part). A step then costs, per bucket of parameters read alike:
 - parameters read whole: the gradients copied with one ``torch._foreach_copy_``, the weights and moments (updated in
   place) with one ``torch.cat`` each of flat views made once, into one float32 work matrix;
 - parameters read in blocks: one ``as_strided`` view per tensor and one ``torch.cat`` per tensor kind;
-- Adam's update direction in three elementwise operations, the sums in five matrix-vector products
-  (written into preallocated outputs), then one multiplication by the step's coefficients (learning rate, bias
-  corrections, sampling scale; on the CPU set through a NumPy view, without a tensor operation).
+- Adam's update direction in three elementwise operations, every sum at once as the Gram matrix of the work rows
+  (one matrix product written into a preallocated output), then one multiplication by the step's coefficients
+  (learning rate, bias corrections, sampling scale; on the CPU set through a NumPy view, without a tensor
+  operation).
 
 The work buffers are allocated once (about ``max_elements`` float32 values per tensor kind, whatever the model), so
 after the first step the reader allocates nothing (``scripts/scheduler_allocations.py``); no copy of a whole
@@ -47,14 +48,22 @@ def _readable(p: torch.Tensor) -> bool:
     return p.grad is not None and p.grad.layout == torch.strided
 
 
-# How each optimizer kind's raw sums (``raw``: g·g, g·w, g·m, g·u, w², m², u², Σv, 0) make the seven STAT_KEYS:
-# which raw sum each takes (the coefficients are set per step, :meth:`_Bucket.coefficients`).
+# How each optimizer kind's raw sums (g·g, g·w, g·m, g·u, w², m², u², Σv, 0) make the seven STAT_KEYS: which raw
+# sum each takes (the coefficients are set per step, :meth:`_Bucket.coefficients`).
 _PICK = {
     "adam": (0, 2, 5, 3, 6, 4, 7),  # gg, gm, mm, g·u → g_upd, u² → upd_sq, ww, Σv
     "sgd": (0, 2, 5, 2, 5, 4, 8),  # the buffer b in the rows of m: gm = c·g·b, mm = c²·b², g_upd = -lr·g·b, …
     "plain": (0, 0, 0, 0, 0, 4, 8),  # the gradient itself as m and as the update direction
 }
-_RAW = 9
+# Where each raw sum sits in the Gram matrix of the work rows (flattened, row-major; ``r`` rows), the last entry
+# of the buffer staying 0: Adam's rows g, w, m, u, √v; SGD's g, w, m; plain g, w.
+_RAW_CELLS = ((0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (2, 2), (3, 3), (4, 4))
+
+
+def _gram_pick(kind: str) -> list[int]:
+    r = len(_ROWS[kind])
+    cells = [i * r + j if max(i, j) < r else r * r for i, j in _RAW_CELLS] + [r * r]
+    return [cells[k] for k in _PICK[kind]]
 
 
 class _Bucket:
@@ -82,8 +91,10 @@ class _Bucket:
         self.work: torch.Tensor | None = None
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
-        self.raw = torch.zeros(_RAW, device=device)  # the last entry stays 0 (the Σv of optimizers without one)
-        self.pick = torch.tensor(_PICK[kind], device=device)
+        r = len(self.rows)
+        self.gram = torch.zeros(r * r + 1, device=device)  # the last entry stays 0 (the Σv of optimizers without one)
+        self.gram_matrix = self.gram[: r * r].view(r, r)
+        self.pick = torch.tensor(_gram_pick(kind), device=device)
         self.picked = torch.zeros(len(STAT_KEYS), device=device)
         # the per-step coefficients: on the CPU written through a NumPy view (no tensor operation)
         self.coef = torch.ones(len(STAT_KEYS), device=device)
@@ -191,16 +202,13 @@ class _Bucket:
         return cached
 
     def _slices(self, n: int) -> tuple:
-        """For ``n`` elements read: the rows g, w, (m, u) as a matrix, the gradient, each other row as a one-row
-        matrix with the entry of ``raw`` its squared norm goes to, and Adam's m, v, u; made once per size."""
+        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v; views
+        made once per size."""
         cached = self._views.get(n)
         if cached is None:
-            rows = {"adam": 4, "sgd": 3, "plain": 2}[self.kind]
             work = self.work[:, :n]
-            # w → raw[4], m → raw[5], u → raw[6]
-            squares = [(work[i : i + 1], work[i], self.raw[3 + i : 4 + i]) for i in range(1, rows)]
-            adam = (work[2], work[4], work[3], work[3:4]) if self.kind == "adam" else None
-            cached = (work[:rows], work[0], squares, adam)
+            adam = (work[2], work[3], work[4]) if self.kind == "adam" else None
+            cached = (work, work.t(), adam)
             if len(self._views) < 4096:
                 self._views[n] = cached
         return cached
@@ -245,20 +253,18 @@ class _Bucket:
         return True
 
     def stats(self, n: int, out: torch.Tensor) -> None:
-        """Write this bucket's seven sums into ``out``: one matrix-vector product for the gradient against the rows
-        g, w, m, u, one per row for its squared norm and one for Σv (matrix-vector products write into their output;
-        a dot product or a sum would allocate), then the picked sums times their coefficients."""
-        mat, g, squares, adam = self._slices(n)
+        """Write this bucket's seven sums into ``out``: Adam's update direction (and √v, whose squared norm is Σv)
+        in three elementwise operations, then every sum at once as the Gram matrix of the work rows (one matrix
+        product into a preallocated output: one pass over the rows), then the picked sums times their
+        coefficients."""
+        rows, rows_t, adam = self._slices(n)
         if adam is not None:
-            m, v, u, u_row = adam
-            torch.sqrt(v, out=u)
-            torch.mv(u_row, u, out=self.raw[7:8])  # Σv as ‖√v‖² (a sum would allocate its partial sums)
-            u.add_(self.root_eps)
+            m, u, v = adam
+            torch.sqrt(v, out=v)  # the row v is a copy: √v in place
+            torch.add(v, self.root_eps, out=u)
             torch.div(m, u, out=u)
-        torch.mv(mat, g, out=self.raw[: mat.shape[0]])
-        for row, vec, cell in squares:
-            torch.mv(row, vec, out=cell)
-        torch.index_select(self.raw, 0, self.pick, out=self.picked)
+        torch.mm(rows, rows_t, out=self.gram_matrix)
+        torch.index_select(self.gram, 0, self.pick, out=self.picked)
         torch.mul(self.picked, self.coef, out=out)
 
 
