@@ -55,23 +55,7 @@ EXPERIMENTS |= {
     "default-ws": replace(PRESETS["default"], name="default-ws", init_from="default-all-ws"),
 }  # fmt: skip
 
-# Hugging Face-shaped runs (the learner issue): from the shipped default, half of the MLP and half of the
-# transformer runs are fine-tuning runs (`finetune_cls`; `grammar_finetune`, a pretrained tiny transformer), the
-# learner reading only the run's own signals (not `pretrained`) and meta-trained uncapped: it must learn when a
-# boost is safe.
-EXPERIMENTS["hf-finetune"] = Preset(
-    "hf-finetune", iterations=30, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=2.0,
-    families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4, init_learner="metalr-default-v3",
-)  # fmt: skip
-
-# From `hf-finetune`: fine-tuning runs only, at base LRs around the right ones (Adam 1e-4…1e-2, SGD 1e-3…1e-1:
-# 0.1×–10× of the families' best), losses to the prior weighted triple: to teach the learner to leave a right LR
-# alone on a pretrained model while still raising one that is too small.
-EXPERIMENTS["hf-finetune-judge"] = Preset(
-    "hf-finetune-judge", iterations=30, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=3.0,
-    families=("grammar_finetune", "finetune_cls"), lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)},
-    init_from="hf-finetune",
-)  # fmt: skip
+# `hf-finetune` and `hf-finetune-judge` are shipped presets now (metalr-finetune-v1): `metalr_hf/metatrain/presets.py`.
 
 # From `hf-finetune`: the whole mixture (grammar_lm too), each task scored against the better of cosine and a
 # constant LR after warmup (reference="best_prior"): the baseline a user comparing schedules keeps.

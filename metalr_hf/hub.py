@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_FINETUNE_LEARNER",
     "DEFAULT_LEARNER",
     "MetaLearnerNotFoundError",
     "LearnerFiles",
@@ -21,6 +22,8 @@ __all__ = [
 ]
 
 DEFAULT_LEARNER = "metalr-default-v3"
+# With `meta_learner` unset, runs that fine-tune pretrained weights get this learner (meta-trained on such runs)
+DEFAULT_FINETUNE_LEARNER = "metalr-finetune-v1"
 _FILES = ("config.json", "model.safetensors")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 

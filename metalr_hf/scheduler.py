@@ -39,6 +39,8 @@ from .features import (
     Signals,
     finite_values,
 )
+from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
+from .hub import DEFAULT_LEARNER
 from .learner import MetaLearner
 from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options
 from .schedules import prior_multiplier
@@ -49,6 +51,14 @@ logger = logging.getLogger(__name__)
 
 # Keys accepted in `lr_scheduler_kwargs` for the "meta" scheduler (see `options.MetaSchedulerOptions`).
 META_SCHEDULER_KWARGS = MetaSchedulerOptions.names()
+
+
+def knows_pretrained_runs(learner) -> bool:
+    """Whether ``learner`` was meta-trained for runs that fine-tune pretrained weights: it reads the ``pretrained``
+    feature, or its card (``card.json``) says ``"fine_tuning": true``. Under ``max_boost="auto"`` only such a
+    learner may raise the LR of a pretrained run."""
+    reads = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
+    return reads or getattr(learner, "card_context", {}).get("fine_tuning") is True
 
 
 def load_learner(meta_learner=None, **hub_kwargs) -> MetaLearner:
@@ -100,8 +110,7 @@ class MetaController:
         max_boost="auto",
     ):
         check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
-        reads_pretrained = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
-        self.boost = BoostPolicy(max_boost, reads_pretrained)
+        self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner))
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -364,8 +373,12 @@ class MetaLRScheduler(LRScheduler):
         # Building the learner's layers draws from the global generator (their random init, then overwritten by
         # the saved weights): done in a fork, so that the training's dropout masks and data order are the ones a
         # run without metalr-hf would draw, and meta and a baseline of the same seed stay paired.
-        with torch.random.fork_rng(devices=[]):
-            self.learner = load_learner(opts.meta_learner, **opts.hub_kwargs())
+        # Unset `meta_learner`: the bundled pair, DEFAULT_LEARNER for runs from scratch and DEFAULT_FINETUNE_LEARNER
+        # for runs that fine-tune pretrained weights (`pretrained`, given or read from the weights by the callback).
+        self.default_pair = opts.meta_learner is None or (
+            isinstance(opts.meta_learner, str) and opts.meta_learner == "default"
+        )
+        self.learner = self._load(opts.meta_learner if not (self.default_pair and opts.pretrained) else FINETUNE)
         self.num_warmup_steps = int(num_warmup_steps)
         # the controller's options, recorded in the state: those given, as before the options were a dataclass
         self.options = {k: v for k, v in opts.controller_kwargs().items() if k in options}
@@ -384,24 +397,50 @@ class MetaLRScheduler(LRScheduler):
         self._reader = SignalReader(optimizer)
         super().__init__(optimizer, last_epoch)
 
+    def _load(self, meta_learner) -> MetaLearner:
+        with torch.random.fork_rng(devices=[]):
+            return load_learner(meta_learner, **self.opts.hub_kwargs())
+
+    def set_pretrained(self, pretrained: bool) -> None:
+        """Whether the run fine-tunes pretrained weights (the learner's ``pretrained`` feature), before the first
+        step; the Trainer callback reads it from the model's weights when ``lr_scheduler_kwargs`` did not say. With
+        the default learner (``meta_learner`` unset) it also picks the learner of the pair: the bundled
+        fine-tuning learner for a pretrained run, the default one otherwise."""
+        pretrained = bool(pretrained)
+        if self.controller is not None and self.controller.step_count > 0:
+            raise RuntimeError("pretrained cannot change once the scheduler has taken a step")
+        self.opts.pretrained = pretrained
+        if self.default_pair:
+            want = FINETUNE if pretrained else DEFAULT_LEARNER
+            if self.learner.source.get("name_or_path") != want:
+                self.learner = self._load(want)
+                if self.controller is not None:  # rebuilt around the other learner (no step taken yet)
+                    self.num_training_steps, self.controller = None, None
+                    self.set_num_training_steps(self._horizon)
+        if self.controller is not None:
+            self.controller.extractor.pretrained = float(pretrained)
+
     def set_num_training_steps(self, num_training_steps: int) -> None:
         """Fix the horizon ``T`` of a scheduler built with ``num_training_steps=None`` (``MetaLRCallback`` does it
         from the Trainer's ``max_steps`` when training begins), before the first step."""
         _check_horizon(num_training_steps)
         if self.controller is not None and self.controller.step_count > 0:
             raise RuntimeError("num_training_steps cannot change once the scheduler has taken a step")
-        self.num_training_steps = int(num_training_steps)
-        self.controller = MetaController(
-            self.learner,
-            self.num_training_steps,
-            self.num_warmup_steps,
-            pretrained=bool(self.opts.pretrained),
-            **self.opts.controller_kwargs(),
-        )
+        self.num_training_steps = self._horizon = int(num_training_steps)
+        self.controller = self._new_controller()
         if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
             for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
                 group["lr"] = lr
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _new_controller(self) -> MetaController:
+        return MetaController(
+            self.learner,
+            self._horizon,
+            self.num_warmup_steps,
+            pretrained=bool(self.opts.pretrained),
+            **self.opts.controller_kwargs(),
+        )
 
     def _need_controller(self) -> MetaController:
         if self.controller is None:
@@ -617,6 +656,15 @@ class MetaLRScheduler(LRScheduler):
                 f"This scheduler checkpoint was written for feature schema {schema}, this metalr-hf reads "
                 f"schema {SCHEMA_VERSION}: it cannot be resumed with this version."
             )
+        extractor = state_dict["controller"].get("extractor")
+        if self.default_pair and isinstance(extractor, dict) and "pretrained" in extractor:
+            # the learner of the pair the interrupted run used (its pretrained feature says which)
+            pretrained = float(torch.as_tensor(extractor["pretrained"]).reshape(-1)[0]) > 0.5
+            want = FINETUNE if pretrained else DEFAULT_LEARNER
+            if self.learner.source.get("name_or_path") != want:
+                self.learner = self._load(want)
+                if self.controller is not None:  # around that learner; the LRs in the param groups are the run's
+                    self.controller = self._new_controller()
         mine, theirs = self.learner.fingerprint(), state_dict.get("learner_fingerprint")
         if theirs != mine:
             src = state_dict.get("learner_source", {}).get("name_or_path", "another learner")

@@ -243,6 +243,8 @@ class MetaLRCallback(TrainerCallback):
                 f"checkpoint ({checkpoint}?) lacks scheduler.pt or optimizer.pt, and the meta schedule would restart "
                 "from step 0 with a fresh optimizer. Resume from a complete checkpoint, or start a new run."
             )
+        if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
+            self._scheduler.set_pretrained(_infer_pretrained(model))  # with the default learner: picks one of the pair
         source = self._scheduler.learner.source
         fingerprint = self._scheduler.learner.fingerprint()
         logger.info(
@@ -251,8 +253,6 @@ class MetaLRCallback(TrainerCallback):
             source.get("revision"),
             fingerprint,
         )
-        if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
-            self._scheduler.controller.extractor.pretrained = float(_infer_pretrained(model))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._losses, self._scaled, self._grad_norm = [], [], None

@@ -444,3 +444,40 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
     assert feature == 0.0 and top > 2.0 and not said  # from scratch: the learner's own bound applies
     feature, top, said = run(ResNetForImageClassification, "resnet")
     assert feature == 1.0 and top <= 1.0 + 1e-6 and len(said) == 1  # cannot tell: fine-tuning, said aloud
+
+
+def test_the_default_pair_picks_its_learner_from_the_weights_and_resumes_with_it(tmp_path):
+    """With ``meta_learner`` unset, a model whose weights have left their initialisation gets the bundled
+    fine-tuning learner, which ``auto`` does not cap (its card says it was meta-trained on fine-tuning runs); one
+    built from a config gets the default learner; a learner named explicitly is kept (and capped on a pretrained
+    run). A pretrained run resumed from its checkpoint continues with the fine-tuning learner, on the same LRs."""
+    from conftest import pretrained_like
+    from transformers import AutoModelForSequenceClassification
+
+    from metalr_hf.hub import DEFAULT_FINETUNE_LEARNER, DEFAULT_LEARNER
+
+    pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
+    loaded = lambda: AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")  # noqa: E731
+
+    def train(model, out, **kw):
+        args = _args(out, lr_scheduler_kwargs=kw.pop("kwargs", {}), **kw)
+        trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+        trainer.train(resume_from_checkpoint=kw.get("resume"))
+        return trainer
+
+    ft = train(loaded(), tmp_path / "ft", max_steps=8, save_strategy="steps", save_steps=4)
+    scheduler = ft.lr_scheduler
+    assert scheduler.learner.source["name_or_path"] == DEFAULT_FINETUNE_LEARNER
+    assert scheduler.controller.boost.delta_cap(True) == math.inf
+    assert train(tiny_bert(), tmp_path / "scratch", max_steps=2).lr_scheduler.learner.source["name_or_path"] == (
+        DEFAULT_LEARNER
+    )
+    named = train(loaded(), tmp_path / "named", max_steps=2, kwargs={"meta_learner": DEFAULT_LEARNER})
+    assert named.lr_scheduler.learner.source["name_or_path"] == DEFAULT_LEARNER
+    assert named.lr_scheduler.controller.boost.delta_cap(True) == 0.0
+    # resumed from step 4: a fresh scheduler (the default learner until the state says otherwise)
+    args = _args(tmp_path / "ft", max_steps=8, save_strategy="steps", save_steps=4)
+    resumed = MetaTrainer(model=loaded(), args=args, train_dataset=toy_classification())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "ft" / "out" / "checkpoint-4"))
+    assert resumed.lr_scheduler.learner.source["name_or_path"] == DEFAULT_FINETUNE_LEARNER
+    assert _lrs(resumed)[-4:] == pytest.approx(_lrs(ft)[-4:], rel=1e-6)

@@ -129,6 +129,36 @@ PRESETS = {
         lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
         init_from="default-all",
     ),
+    # The fine-tuning learner of the default pair (metalr-finetune-v1), in two stages from metalr-default-v3.
+    # Stage 1: half of the MLP and of the transformer runs fine-tune pretrained weights (`finetune_cls`;
+    # `grammar_finetune`, a pretrained tiny transformer), the learner reading only the run's own signals (not
+    # `pretrained`), meta-trained uncapped.
+    "hf-finetune": Preset(
+        "hf-finetune",
+        iterations=30,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 600),
+        lr=0.01,
+        loss_aversion=2.0,
+        families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4,
+        init_learner="metalr-default-v3",
+    ),
+    # Stage 2: fine-tuning runs only, at base LRs around the right ones (Adam 1e-4…1e-2, SGD 1e-3…1e-1: 0.1×–10×
+    # of the families' best), losses to the prior weighted triple: leave a right LR alone on a pretrained model,
+    # raise one that is too small. It forgets training from scratch: the scheduler uses it for pretrained runs only.
+    "hf-finetune-judge": Preset(
+        "hf-finetune-judge",
+        iterations=30,
+        pairs=6,
+        tasks=8,
+        horizon=(100, 600),
+        lr=0.01,
+        loss_aversion=3.0,
+        families=("grammar_finetune", "finetune_cls"),
+        lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)},
+        init_from="hf-finetune",
+    ),
 }
 
 
