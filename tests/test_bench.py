@@ -174,3 +174,14 @@ def test_zoo_text_tasks_fine_tune_the_zoos_pretrained_base_through_the_trainer()
     assert min(lrs) == pytest.approx(1e-4) and max(lrs) == pytest.approx(1e-2)
     r = run_one("zoo_text_cls", "cosine", "adam", 1e-3, 0, steps=60, evals=2)  # a new head: log(32) at first
     assert not r["diverged"] and r["final_eval_loss"] < 0.8 * math.log(32)
+
+
+def test_the_default_pair_raises_a_cautious_lr_on_the_zoos_pretrained_transformer():
+    """At 0.1× its usual LR, a pretrained tiny transformer with a new head (told pretrained=True, as the task does)
+    gets the bundled fine-tuning learner, which raises the LR above the prior and ends well below cosine."""
+    from metalr_hf.bench.runner import run_one
+
+    meta = run_one("zoo_text_cls", "meta", "adam", 1e-4, 0, steps=60, evals=2)
+    cosine = run_one("zoo_text_cls", "cosine", "adam", 1e-4, 0, steps=60, evals=2)
+    assert meta["final_eval_loss"] < 0.95 * cosine["final_eval_loss"]
+    assert max(m / c for m, c in zip(meta["lr"][5:], cosine["lr"][5:])) > 1.5
