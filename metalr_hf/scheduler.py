@@ -408,7 +408,9 @@ class MetaLRScheduler(LRScheduler):
         fine-tuning learner for a pretrained run, the default one otherwise."""
         pretrained = bool(pretrained)
         if self.controller is not None and self.controller.step_count > 0:
-            raise RuntimeError("pretrained cannot change once the scheduler has taken a step")
+            # resumed from a checkpoint written before the feature existed: the feature only, the learner stays
+            self.controller.extractor.pretrained = float(pretrained)
+            return
         self.opts.pretrained = pretrained
         if self.default_pair:
             want = FINETUNE if pretrained else DEFAULT_LEARNER
@@ -656,11 +658,10 @@ class MetaLRScheduler(LRScheduler):
                 f"This scheduler checkpoint was written for feature schema {schema}, this metalr-hf reads "
                 f"schema {SCHEMA_VERSION}: it cannot be resumed with this version."
             )
-        extractor = state_dict["controller"].get("extractor")
-        if self.default_pair and isinstance(extractor, dict) and "pretrained" in extractor:
-            # the learner of the pair the interrupted run used (its pretrained feature says which)
-            pretrained = float(torch.as_tensor(extractor["pretrained"]).reshape(-1)[0]) > 0.5
-            want = FINETUNE if pretrained else DEFAULT_LEARNER
+        source = state_dict.get("learner_source")
+        want = source.get("name_or_path") if isinstance(source, dict) else None
+        if self.default_pair and want in (DEFAULT_LEARNER, FINETUNE):
+            # the learner of the pair the interrupted run used (a run of an earlier release: the one it used)
             if self.learner.source.get("name_or_path") != want:
                 self.learner = self._load(want)
                 if self.controller is not None:  # around that learner; the LRs in the param groups are the run's

@@ -430,3 +430,44 @@ def test_peak_cap_holds_the_lr_at_most_at_the_base_lr():
     prior = [1e-2 * float(cosine(t + 1, 20, 0)) for t in range(20)]
     assert all(lr[0] <= 1e-2 * (1 + 1e-9) for lr in lrs)
     assert lrs[5][0] == pytest.approx(1e-2) and lrs[5][0] > 1.2 * prior[5]  # held at the peak, above the decay
+
+
+def test_the_default_pair_resumes_with_the_learner_its_checkpoint_names():
+    """A default scheduler resumes with the learner of the pair its checkpoint was written by: a pretrained run of
+    the previous release (the capped default learner) continues with that learner, capped, on the same LRs; a run
+    of the fine-tuning learner with that one."""
+    import copy
+
+    from metalr_hf.hub import DEFAULT_FINETUNE_LEARNER, DEFAULT_LEARNER
+
+    def run(scheduler, optimizer, model, steps, start=0):
+        lrs = []
+        for i in range(start, start + steps):
+            x = torch.randn(16, 8, generator=torch.Generator().manual_seed(i))
+            loss = (model(x) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            scheduler.observe(loss.detach())
+            optimizer.step()
+            scheduler.step()
+            lrs.append(scheduler.get_last_lr()[0])
+        return lrs
+
+    for written_by in (DEFAULT_LEARNER, DEFAULT_FINETUNE_LEARNER):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        first = MetaLRScheduler(optimizer, num_training_steps=20, meta_learner=written_by, pretrained=True)
+        run(first, optimizer, model, 5)
+        states = copy.deepcopy([first.state_dict(), optimizer.state_dict(), model.state_dict()])
+        rest = run(first, optimizer, model, 5, start=5)
+        torch.manual_seed(0)
+        model2 = torch.nn.Linear(8, 1)
+        optimizer2 = torch.optim.AdamW(model2.parameters(), lr=1e-3)
+        resumed = MetaLRScheduler(optimizer2, num_training_steps=20)  # the default pair
+        model2.load_state_dict(states[2])
+        optimizer2.load_state_dict(states[1])
+        resumed.load_state_dict(states[0])
+        assert resumed.learner.source["name_or_path"] == written_by
+        assert resumed.controller.boost.delta_cap(True) == (0.0 if written_by == DEFAULT_LEARNER else math.inf)
+        assert run(resumed, optimizer2, model2, 5, start=5) == pytest.approx(rest, rel=1e-6)
