@@ -73,3 +73,12 @@ EXPERIMENTS["hf-mixed-judge"] = Preset(
     families=META_TRAIN + ("grammar_finetune",) * 3 + ("finetune_cls",) * 4,
     lr_ranges={"adam": (1e-4, 1e-2), "sgd": (1e-3, 1e-1)}, init_from="hf-finetune-judge",
 )  # fmt: skip
+
+# From `hf-finetune-judge` (metalr-finetune-v1): fine-tuning runs as short as the MiniLM bench's (30–300 steps) and
+# base LRs up to 30× the right ones (Adam 1e-4…3e-2, SGD 1e-3…3e-1), losses weighted triple: can it stop losing to
+# cosine above the usual LR on short fine-tuning runs?
+EXPERIMENTS["hf-finetune-short"] = Preset(
+    "hf-finetune-short", iterations=20, pairs=6, tasks=8, horizon=(30, 300), lr=0.01, loss_aversion=3.0,
+    families=("grammar_finetune", "finetune_cls"), lr_ranges={"adam": (1e-4, 3e-2), "sgd": (1e-3, 3e-1)},
+    init_from="hf-finetune-judge",
+)  # fmt: skip
