@@ -72,7 +72,9 @@ class MetaSchedulerOptions:
 
     Args:
         meta_learner (`str`, *optional*): a folder written by ``save_pretrained``, a Hub repo id, or unset for
-            the learner bundled with the package (works offline). In Python, also a ``MetaLearner``.
+            the pair bundled with the package (works offline): ``metalr-finetune-v1`` for a run that fine-tunes
+            pretrained weights (see ``pretrained``), ``metalr-default-v3`` otherwise. In Python, also a
+            ``MetaLearner``.
         revision (`str`, *optional*): branch, tag or commit sha of a Hub learner (pin it for reproducible runs).
         cache_dir (`str`, *optional*), local_files_only (`bool`, defaults to `False`): as in ``from_pretrained``.
         token (`str`, *optional*): a Hub token, for a plain loop only; a ``Trainer`` refuses it in
@@ -96,7 +98,7 @@ class MetaSchedulerOptions:
             and ``meta/delta`` are always logged.
     """
 
-    meta_learner: Any = field(default=None, metadata={"help": "learner folder or Hub repo id (unset: bundled)"})
+    meta_learner: Any = field(default=None, metadata={"help": "learner folder or Hub repo id (unset: bundled pair)"})
     revision: str | None = field(default=None, metadata={"help": "branch, tag or commit sha of a Hub learner"})
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder"})
     token: Any = field(default=None, metadata={"help": "Hub token (plain loops only; use HF_TOKEN in a Trainer)"})

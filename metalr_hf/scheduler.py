@@ -312,7 +312,8 @@ class MetaLRScheduler(LRScheduler):
         num_training_steps (`int`): number of optimizer steps ``T`` of the run (required, > 0).
         num_warmup_steps (`int`, *optional*, defaults to 0): linear warmup of the prior.
         meta_learner (`MetaLearner`, `str` or `None`, *optional*): a learner, a local folder, a Hub repo id, or
-            ``None`` for the default learner bundled in the package (works offline).
+            ``None`` for the pair bundled in the package (works offline): ``metalr-finetune-v1`` for a run that
+            fine-tunes pretrained weights, ``metalr-default-v3`` otherwise (see ``pretrained``).
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
         prior (`str`, defaults to `"cosine"`): one of `constant`, `cosine`, `linear`, `wsd`.
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
