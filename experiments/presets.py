@@ -82,3 +82,10 @@ EXPERIMENTS["hf-finetune-short"] = Preset(
     families=("grammar_finetune", "finetune_cls"), lr_ranges={"adam": (1e-4, 3e-2), "sgd": (1e-3, 3e-1)},
     init_from="hf-finetune-judge",
 )  # fmt: skip
+
+# From the shipped default (metalr-default-v3): the from-scratch families on runs as short as the Trainer quick
+# bench's (30–300 steps), losses weighted double: does the quick bench (40-step runs) improve?
+EXPERIMENTS["scratch-short"] = Preset(
+    "scratch-short", iterations=20, pairs=6, tasks=8, horizon=(30, 300), lr=0.01, loss_aversion=2.0,
+    init_learner="metalr-default-v3",
+)  # fmt: skip
