@@ -46,12 +46,13 @@ class BoostPolicy:
 
     Args:
         max_boost: the option (a number ≥ 1, ``"auto"``, ``"peak"`` or ``None``).
-        learner_reads_pretrained: whether the learner was trained with the ``pretrained`` feature; under ``"auto"``
-            a learner that was not may only lower the LR of a pretrained run (δ ≤ 0).
+        learner_knows_pretrained: whether the learner was meta-trained for pretrained runs (it reads the
+            ``pretrained`` feature, or its card says ``fine_tuning``: `scheduler.knows_pretrained_runs`); under
+            ``"auto"`` a learner that was not may only lower the LR of a pretrained run (δ ≤ 0).
     """
 
     max_boost: Any = "auto"
-    learner_reads_pretrained: bool = False
+    learner_knows_pretrained: bool = False
 
     @property
     def peak(self) -> bool:
@@ -60,7 +61,7 @@ class BoostPolicy:
     def delta_cap(self, pretrained: bool) -> float:
         """The largest δ a run may take (``inf``: only the learner's own bound)."""
         if self.max_boost == "auto":
-            return 0.0 if pretrained and not self.learner_reads_pretrained else math.inf
+            return 0.0 if pretrained and not self.learner_knows_pretrained else math.inf
         if self.max_boost in (None, "peak"):
             return math.inf
         return math.log(self.max_boost)

@@ -5,7 +5,7 @@
 - ``prior`` is a schedule from `schedules.py` (cosine by default, with warmup);
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
   most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
-  does not read that feature;
+  was not meta-trained for such runs (:func:`knows_pretrained_runs`);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -90,7 +90,7 @@ class MetaController:
         max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
             LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
             base LR (``prior · exp(δ) · b · γ ≤ 1``). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
-            does not read that feature (it was never shown a pretrained model: it may only lower their LR), no
+            was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may only lower their LR), no
             cap otherwise. ``None``: no cap but the learner's own bound.
     """
 
@@ -414,12 +414,7 @@ class MetaLRScheduler(LRScheduler):
             return
         self.opts.pretrained = pretrained
         if self.default_pair:
-            want = FINETUNE if pretrained else DEFAULT_LEARNER
-            if self.learner.source.get("name_or_path") != want:
-                self.learner = self._load(want)
-                if self.controller is not None:  # rebuilt around the other learner (no step taken yet)
-                    self.num_training_steps, self.controller = None, None
-                    self.set_num_training_steps(self._horizon)
+            self._use_learner(FINETUNE if pretrained else DEFAULT_LEARNER)
         if self.controller is not None:
             self.controller.extractor.pretrained = float(pretrained)
 
@@ -429,17 +424,26 @@ class MetaLRScheduler(LRScheduler):
         _check_horizon(num_training_steps)
         if self.controller is not None and self.controller.step_count > 0:
             raise RuntimeError("num_training_steps cannot change once the scheduler has taken a step")
-        self.num_training_steps = self._horizon = int(num_training_steps)
+        self.num_training_steps = int(num_training_steps)
         self.controller = self._new_controller()
         if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
             for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
                 group["lr"] = lr
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
+    def _use_learner(self, name: str) -> None:
+        """Switch to the bundled learner ``name`` of the default pair, before the first step or when a checkpoint
+        is loaded. A built controller is rebuilt around it; the param groups' LRs are left as they are (a fresh
+        controller's δ is 0 whichever learner it has, and a loaded checkpoint brings the run's own)."""
+        if self.learner.source.get("name_or_path") != name:
+            self.learner = self._load(name)
+            if self.controller is not None:
+                self.controller = self._new_controller()
+
     def _new_controller(self) -> MetaController:
         return MetaController(
             self.learner,
-            self._horizon,
+            self.num_training_steps,
             self.num_warmup_steps,
             pretrained=bool(self.opts.pretrained),
             **self.opts.controller_kwargs(),
@@ -662,11 +666,7 @@ class MetaLRScheduler(LRScheduler):
         source = state_dict.get("learner_source")
         want = source.get("name_or_path") if isinstance(source, dict) else None
         if self.default_pair and want in (DEFAULT_LEARNER, FINETUNE):
-            # the learner of the pair the interrupted run used (a run of an earlier release: the one it used)
-            if self.learner.source.get("name_or_path") != want:
-                self.learner = self._load(want)
-                if self.controller is not None:  # around that learner; the LRs in the param groups are the run's
-                    self.controller = self._new_controller()
+            self._use_learner(want)  # the learner of the pair the interrupted run used (an earlier release's too)
         mine, theirs = self.learner.fingerprint(), state_dict.get("learner_fingerprint")
         if theirs != mine:
             src = state_dict.get("learner_source", {}).get("name_or_path", "another learner")

@@ -70,11 +70,18 @@ def verdict(results: list[dict]) -> list[str]:
     return lines
 
 
+def _with_optimizers(results: list[dict]):
+    """Each run with the optimizers whose comparisons it enters: its own, or every optimizer of the results for
+    an LR-free run (optimizer ``"-"``), which competes in each."""
+    every = sorted({r["optimizer"] for r in results} - {"-"})
+    for r in results:
+        yield r, ([r["optimizer"]] if r["optimizer"] != "-" else every)
+
+
 def aggregate(results: list[dict]) -> dict:
     by_workload = defaultdict(list)
-    for r in results:
-        opts = [r["optimizer"]] if r["optimizer"] != "-" else sorted({x["optimizer"] for x in results} - {"-"})
-        for opt in opts:  # LR-free runs compete in every optimizer's workload
+    for r, opts in _with_optimizers(results):
+        for opt in opts:
             by_workload[(r["task"], opt, r["seed"])].append(r)
     schedulers = sorted({r["scheduler"] for r in results})
     wins = defaultdict(lambda: [0, 0])
@@ -140,8 +147,7 @@ def seed_means(results: list[dict]) -> list[dict]:
     the lowest seed mean of any scheduler other than meta, at any base LR (LR-free optimizers included), over the
     same seeds; a diverged run makes its mean infinite."""
     runs = defaultdict(dict)
-    for r in results:
-        opts = [r["optimizer"]] if r["optimizer"] != "-" else sorted({x["optimizer"] for x in results} - {"-"})
+    for r, opts in _with_optimizers(results):
         for opt in opts:
             runs[(r["task"], opt)][(r["scheduler"], r["base_lr"], r["seed"])] = _loss(r)
     rows = []

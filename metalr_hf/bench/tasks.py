@@ -287,15 +287,10 @@ def _zoo_text(task: str):
         # zoo seeds: base `seed % TF_BASES`, task ("cls", "lm") from the next bit (zoo._tf_task)
         n = zoo.TF_BASES
         zoo_seed = 2 * n * (seed // n) + seed % n + (n if task == "lm" else 0)
-        base, kind = zoo._tf_task(zoo_seed)
         x, y, n_ft = zoo._tf_finetune_data("text_finetune", zoo_seed)
         hidden = 32
-        weights = list(zoo.pretrained_transformer("text_finetune", base, hidden))
-        if task == "cls":  # a new head, drawn as the zoo draws one (Hugging Face's initializer_range)
-            g = torch.Generator().manual_seed(zoo_seed + 1)
-            weights[-1] = 0.02 * torch.randn(weights[-1].shape, generator=g)
         torch.manual_seed(seed)
-        model = ZooTransformer(weights, hidden)
+        model = ZooTransformer(zoo.tf_finetune_weights("text_finetune", zoo_seed, hidden), hidden)
         x, y = x.astype(np.int64), y.astype(np.int64)
 
         def data(rows):

@@ -80,6 +80,7 @@ __all__ = [
     "pretrained_init",
     "pretrained_transformer",
     "sample_specs",
+    "tf_finetune_weights",
 ]
 
 N_TRAIN, N_VAL = 384, 256
@@ -646,6 +647,22 @@ def _pretrain(specs: list[TaskSpec]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
+def _new_head(shape, seed: int) -> torch.Tensor:
+    """A fine-tuning run's new head, drawn with standard deviation 0.02 (as Hugging Face's ``initializer_range``
+    draws a classifier head) from the run's ``seed``."""
+    return 0.02 * torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
+
+
+def tf_finetune_weights(family: str, seed: int, hidden: int) -> list[torch.Tensor]:
+    """The weights a transformer fine-tuning run of ``family`` starts from: its pretrained base, with a new head
+    for a classification run (:func:`_tf_task`)."""
+    base, task = _tf_task(seed)
+    weights = list(pretrained_transformer(family, base, hidden))
+    if task == "cls":
+        weights[-1] = _new_head(weights[-1].shape, seed)
+    return weights
+
+
 @torch.no_grad()
 def pretrained_init(pop: Population, params: list[torch.Tensor]) -> list[torch.Tensor]:
     """Fine-tuning runs of ``pop`` start from their pretrained hidden layer and a new head drawn with standard
@@ -654,19 +671,14 @@ def pretrained_init(pop: Population, params: list[torch.Tensor]) -> list[torch.T
     if pop.kind == "tf":
         for b, spec in enumerate(pop.specs):
             if spec.family in TF_FINETUNE:
-                base, task = _tf_task(spec.seed)
-                for p, w in zip(params, pretrained_transformer(spec.family, base, spec.hidden)):
+                for p, w in zip(params, tf_finetune_weights(spec.family, spec.seed, spec.hidden)):
                     p[b] = w
-                if task == "cls":  # a new head, drawn as Hugging Face's initializer_range draws one
-                    g = torch.Generator().manual_seed(spec.seed + 1)
-                    params[-1][b] = 0.02 * torch.randn(params[-1].shape[1:], generator=g)
         return params
     rows = [b for b, s in enumerate(pop.specs) if s.family in FINETUNE]
     if rows:
         for b, (w1, b1) in zip(rows, _pretrain([pop.specs[b] for b in rows])):
-            g = torch.Generator().manual_seed(pop.specs[b].seed + 1)
             params[0][b], params[1][b] = w1, b1
-            params[2][b], params[3][b] = 0.02 * torch.randn(params[2].shape[1:], generator=g), 0.0
+            params[2][b], params[3][b] = _new_head(params[2].shape[1:], pop.specs[b].seed), 0.0
     return params
 
 
