@@ -4,11 +4,10 @@ at every step."""
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import pytest
-from conftest import assert_launch_ok
+from conftest import launch_ranks
 
 
 def _free_port() -> int:
@@ -33,8 +32,7 @@ def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
                   "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", port,
                   "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     cmd = [*launch, worker, str(tmp_path), str(grad_acc)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert_launch_ok(proc, [tmp_path / f"rank{r}-run.json" for r in (0, 1)])
+    launch_ranks(cmd, [tmp_path / f"rank{r}-run.json" for r in (0, 1)], env=env)
     r0 = json.loads((tmp_path / "rank0-run.json").read_text())
     r1 = json.loads((tmp_path / "rank1-run.json").read_text())
     assert len(r0["lrs"]) == len(r1["lrs"]) == 12
@@ -55,9 +53,8 @@ def test_two_ranks_killed_and_resumed_continue_the_uninterrupted_trajectory(tmp_
     for mode in ("run", "save", "resume"):
         launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
-        proc = subprocess.run([*launch, worker, str(tmp_path), "1", mode], env=env, capture_output=True, text=True,
-                              timeout=300)  # fmt: skip
-        assert_launch_ok(proc, [tmp_path / f"rank{r}-{mode}.json" for r in (0, 1)])
+        launch_ranks([*launch, worker, str(tmp_path), "1", mode], [tmp_path / f"rank{r}-{mode}.json" for r in (0, 1)],
+                     env=env)  # fmt: skip
     runs = {(r, m): json.loads((tmp_path / f"rank{r}-{m}.json").read_text())["lrs"] for r in (0, 1)
             for m in ("run", "save", "resume")}  # fmt: skip
     assert len(runs[0, "save"]) == 8 and len(runs[0, "resume"]) == 6
@@ -87,8 +84,7 @@ def test_meta_training_shards_over_two_ranks_with_the_same_result(tmp_path):
         "--master_port", str(_free_port()), "-m", "metalr_hf.cli", "meta-train", "--preset", "smoke",
         "--output-dir", str(tmp_path / "two"), "--iterations", "2", "--no-eval", "--no-progress",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert_launch_ok(proc, [tmp_path / "two" / "history.json", tmp_path / "two" / "learner" / "model.safetensors"])
+    launch_ranks(cmd, [tmp_path / "two" / "history.json", tmp_path / "two" / "learner" / "model.safetensors"], env=env)
     two = json.loads((tmp_path / "two" / "history.json").read_text())
     for a, b in zip(single["history"], two, strict=True):
         for key in ("fitness_current", "fitness_perturbed_mean", "fitness_perturbed_best"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_launch_ok
+from conftest import launch_ranks
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "train_like_examples.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -23,13 +23,11 @@ def _common(out, *extra):
 
 
 def _launch(prefix, out, *extra, ranks=1):
-    proc = subprocess.run(
-        [*prefix, SCRIPT, *_common(out, *extra)], env=ENV, capture_output=True, text=True, timeout=300
-    )
-    if ranks == 1:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    else:
-        assert_launch_ok(proc, [Path(out) / f"log_history-{r}.json" for r in range(ranks)])
+    cmd = [*prefix, SCRIPT, *_common(out, *extra)]
+    if ranks > 1:
+        return launch_ranks(cmd, [Path(out) / f"log_history-{r}.json" for r in range(ranks)], env=ENV)
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
