@@ -319,7 +319,7 @@ class MetaLRScheduler(LRScheduler):
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
-            from the model's weights (``trainer.weights_look_pretrained``: have they left the config's
+            from the model's weights (``trainer.weights_look_pretrained``: have they left the model's own
             initialisation?); a bare scheduler assumes False.
             A resumed run keeps the value its checkpoint was written with.
         decision_lag (`int` or `None`, defaults to `None`): 1 applies the learner's decision one step later, so
@@ -685,8 +685,8 @@ class MetaLRScheduler(LRScheduler):
         self._last_lr = list(state_dict["_last_lr"])
         self.controller.load_state_dict(state_dict["controller"])
         if "pretrained" in state_dict["controller"]["extractor"]:
-            # decided by the interrupted run: the Trainer callback must not read it again from a model that may
-            # have been reloaded another way (from the checkpoint folder, which sets `config._name_or_path`)
+            # decided by the interrupted run: the Trainer callback must not read it again from weights that have
+            # been trained since (a run from scratch would now look pretrained)
             self.pretrained_given = True
         held = state_dict.get("held_signals")
         self._held = None if held is None else (held, int(state_dict["held_step"]))

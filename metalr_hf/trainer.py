@@ -111,51 +111,119 @@ def check_meta_kwargs(kwargs) -> MetaSchedulerOptions:
         raise ValueError(f"lr_scheduler_kwargs for lr_scheduler_type='meta': {e}") from None
 
 
-_SAMPLE = 1 << 16  # elements of each weight matrix read to tell trained weights from their initialisation
+_SAMPLE = 1 << 16  # elements of each weight read to tell trained weights from their initialisation
+_LAYERS = 8  # weight layers compared, evenly spread over the model
+_MAX_COPY = 1 << 22  # the largest parent module copied to re-initialise a layer the way the model does
+_FAR = 1.5  # a layer whose std differs from a fresh initialisation's by more than this factor has been trained
+
+
+def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
+    """``module.weight`` as the model would initialise it now, on the CPU: a copy of the layer's parent module put
+    through a transformers model's ``_init_weights`` (which may set a child's weights from its parent, as T5's
+    attention does), else the layer's own ``reset_parameters()``. ``None`` when neither sets every element."""
+    import copy
+    import math
+
+    init = getattr(model, "_init_weights", None)
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else None
+    size = sum(p.numel() for p in parent.parameters()) if parent is not None else 0
+    small = 0 < size <= min(16 * module.weight.numel(), _MAX_COPY)
+    if callable(init) and small:
+        fresh = copy.deepcopy(parent).to("cpu")
+        weight = _unmarked(fresh).get_submodule(leaf).weight
+        weight.fill_(math.nan)
+        fresh.apply(init)
+    else:
+        fresh = copy.deepcopy(module).to("cpu")
+        weight = _unmarked(fresh).weight
+        weight.fill_(math.nan)
+        if callable(init):
+            init(fresh)
+        elif callable(getattr(fresh, "reset_parameters", None)):
+            fresh.reset_parameters()
+    return None if weight.isnan().any() else weight.detach()  # still NaN: the rule did not initialise it
+
+
+def _unmarked(module):
+    """``module`` with transformers' "already initialised" marks removed (transformers 5 skips marked tensors)."""
+    for t in (*module.modules(), *module.parameters()):
+        if hasattr(t, "_is_hf_initialized"):
+            delattr(t, "_is_hf_initialized")
+    return module
 
 
 def weights_look_pretrained(model) -> bool | None:
-    """Whether ``model``'s weights have left the distribution its config initialises them with: the median
-    standard deviation of its weight matrices (embeddings aside; the first 2¹⁶ elements of each) against the
-    config's ``initializer_range``. A randomly initialised transformer sits at it (all-MiniLM-L6-v2's architecture,
-    random: 0.0200 for 0.02); pretrained weights are far from it (all-MiniLM-L6-v2: 0.064). ``None`` when the model
-    has no such config or matrix: the weights cannot tell."""
+    """Whether ``model``'s weights have been trained: :func:`weight_std_ratio` outside [1/1.5, 1.5]; ``None``
+    when the weights cannot tell."""
+    ratio = weight_std_ratio(model)
+    return None if ratio is None else not 1 / _FAR <= ratio <= _FAR
+
+
+def weight_std_ratio(model) -> float | None:
+    """How far ``model``'s weights have left the distribution the model initialises them with — read from the
+    weights, never from where they were loaded. Up to eight weight layers (matrices and kernels; embeddings and
+    LoRA adapters aside), evenly spread over the model, are compared with a fresh initialisation of the same layer
+    by the model's own rule (:func:`_fresh_weight`; drawn under a forked, fixed-seed CPU generator, so the run's
+    randomness is untouched and every rank decides alike). Returns the median ratio of their standard deviations
+    (the first 2¹⁶ elements of each): a randomly initialised model sits at 1, pretrained weights far from it.
+    ``None`` when no layer can be re-initialised (bare ``Parameter`` lists, quantised or sharded weights): the
+    weights cannot tell."""
+    import math
     import statistics
 
-    init = getattr(getattr(model, "config", None), "initializer_range", None)
-    if not isinstance(init, (int, float)) or not init > 0:
-        return None
-    stds = [
-        float(p.detach().reshape(-1)[:_SAMPLE].float().std())
-        for name, p in model.named_parameters()
-        if p.dim() == 2 and min(p.shape) > 1 and "embed" not in name
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if not any(True for _ in m.children())
+        and isinstance(getattr(m, "weight", None), torch.nn.Parameter)
+        and m.weight.dim() >= 2
+        and m.weight.is_floating_point()
+        and m.weight.device.type != "meta"
+        and m.weight.numel() > 1
+        and not isinstance(m, torch.nn.Embedding)
+        and "embed" not in name
+        and "lora_" not in name
     ]
-    if not stds:
-        return None
-    return not 0.67 * init <= statistics.median(stds) <= 1.5 * init
+    big = [(name, m) for name, m in layers if m.weight.numel() >= 256]  # tiny layers give noisy stds
+    layers = big or layers
+    if len(layers) > _LAYERS:
+        layers = [layers[round(i * (len(layers) - 1) / (_LAYERS - 1))] for i in range(_LAYERS)]
+    ratios = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.random.default_generator.manual_seed(0)
+        for name, m in layers:
+            try:
+                fresh = _fresh_weight(model, name, m)
+            except Exception:  # a layer that cannot be copied or re-initialised tells nothing
+                logger.debug("metalr-hf: cannot re-initialise %s", name, exc_info=True)
+                continue
+            if fresh is None:
+                continue
+            now = float(m.weight.detach().reshape(-1)[:_SAMPLE].float().std())
+            then = float(fresh.reshape(-1)[:_SAMPLE].float().std())
+            if then > 0 and math.isfinite(now) and math.isfinite(then):
+                ratios.append(now / then)
+    return statistics.median(ratios) if ratios else None
 
 
 def _infer_pretrained(model) -> bool:
-    """The ``pretrained`` feature of a run whose ``lr_scheduler_kwargs`` did not set it: read from the weights
-    (:func:`weights_look_pretrained`), not from where they were loaded — a model trained from scratch and saved to
-    a folder is still from scratch. When the weights cannot tell, a model loaded with ``from_pretrained`` counts as
-    pretrained, and a warning says so."""
+    """The ``pretrained`` feature of a run whose ``lr_scheduler_kwargs`` did not set it, read from the weights
+    (:func:`weights_look_pretrained`): a model trained from scratch and saved to a folder is still from scratch.
+    When the weights cannot tell, the run counts as from scratch, and a warning says how to say otherwise."""
     import warnings
 
     looks = weights_look_pretrained(model)
     if looks is not None:
         return looks
-    loaded_from = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
-    if loaded_from:
-        message = (
-            f"metalr-hf cannot tell from this model's weights whether they are pretrained (its config has no "
-            f"initializer_range); it was loaded from {loaded_from!r}, so it is treated as fine-tuning (the default "
-            "learner may only lower its LR). Pass lr_scheduler_kwargs={'pretrained': false} if it was trained from "
-            "scratch, true to silence this."
-        )
-        warnings.warn(message, UserWarning, stacklevel=3)
-        logger.warning(message)
-    return bool(loaded_from)
+    message = (
+        f"metalr-hf cannot tell from the weights of this {type(model).__name__} whether they are pretrained (no "
+        "weight layer it can re-initialise to compare them with); the run is treated as training from scratch. "
+        "If it fine-tunes pretrained weights, pass lr_scheduler_kwargs={'pretrained': true} (false silences this)."
+    )
+    warnings.warn(message, UserWarning, stacklevel=3)
+    logger.warning(message)
+    return False
 
 
 class MetaLRCallback(TrainerCallback):

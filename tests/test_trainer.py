@@ -401,13 +401,14 @@ def test_a_learner_that_outputs_zero_reproduces_the_cosine_run(tmp_path):
 
 
 def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
-    """A randomly initialised ViT saved with save_pretrained and loaded back (how the recipes run a model from
-    scratch) is read as from scratch from its weights, not as fine-tuning from its folder name: a boosting learner
-    may raise its LR under the default cap. A model whose config cannot tell (no initializer_range) and was loaded
-    from a folder is treated as fine-tuning, and a warning says so."""
+    """A randomly initialised ViT or ResNet saved with save_pretrained and loaded back (how the recipes run a model
+    from scratch) is read as from scratch from its weights, not as fine-tuning from its folder name: a boosting
+    learner may raise its LR under the default cap. The same ResNet with trained-looking kernels is fine-tuning
+    (ResNet's config has no initializer_range: the weights are compared with the model's own initialisation).
+    A model whose weights cannot tell (bare parameters) runs as from scratch, and a warning says so."""
     import warnings
 
-    from conftest import boosting_learner
+    from conftest import boosting_learner, pretrained_like
     from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
 
     from metalr_hf.features import FEATURE_NAMES
@@ -419,31 +420,79 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
     vit = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
                     num_attention_heads=2, intermediate_size=32, num_labels=2)  # fmt: skip
     ViTForImageClassification(vit).save_pretrained(tmp_path / "vit")
-    ResNetForImageClassification(
-        ResNetConfig(num_channels=1, embedding_size=4, hidden_sizes=[4], depths=[1], num_labels=2)
-    ).save_pretrained(tmp_path / "resnet")
+    resnet = ResNetConfig(num_channels=1, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=2)
+    ResNetForImageClassification(resnet).save_pretrained(tmp_path / "resnet")
+    pretrained_like(ResNetForImageClassification(resnet)).save_pretrained(tmp_path / "resnet-trained")
     from datasets import Dataset
 
     gen = torch.Generator().manual_seed(0)
     images = Dataset.from_dict({"pixel_values": torch.randn(64, 1, 8, 8, generator=gen).tolist(),
                                 "labels": torch.randint(0, 2, (64,), generator=gen).tolist()})  # fmt: skip
 
-    def run(model_cls, folder):
-        model = model_cls.from_pretrained(tmp_path / folder)
-        assert model.config._name_or_path == str(tmp_path / folder)
+    class Bare(torch.nn.Module):  # a linear probe held as a bare Parameter: no layer to re-initialise
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(0.1 * torch.randn(64, 2))
+
+        def forward(self, pixel_values, labels=None):
+            logits = pixel_values.flatten(1) @ self.w
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    def run(model):
         args = _args(tmp_path, max_steps=6, lr_scheduler_kwargs={"meta_learner": str(tmp_path / "learner")})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trainer = MetaTrainer(model=model, args=args, train_dataset=images)
             trainer.train()
         scales = [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h]
-        said = [w for w in caught if "cannot tell from this model's weights" in str(w.message)]
+        said = [w for w in caught if "cannot tell from the weights" in str(w.message)]
         return float(trainer.lr_scheduler.controller.features[0, col]), max(scales), said
 
-    feature, top, said = run(ViTForImageClassification, "vit")
-    assert feature == 0.0 and top > 2.0 and not said  # from scratch: the learner's own bound applies
-    feature, top, said = run(ResNetForImageClassification, "resnet")
-    assert feature == 1.0 and top <= 1.0 + 1e-6 and len(said) == 1  # cannot tell: fine-tuning, said aloud
+    for cls, folder in [(ViTForImageClassification, "vit"), (ResNetForImageClassification, "resnet")]:
+        model = cls.from_pretrained(tmp_path / folder)
+        assert model.config._name_or_path == str(tmp_path / folder)
+        feature, top, said = run(model)
+        assert feature == 0.0 and top > 2.0 and not said, folder  # from scratch: the learner's own bound applies
+    feature, top, said = run(ResNetForImageClassification.from_pretrained(tmp_path / "resnet-trained"))
+    assert feature == 1.0 and top <= 1.0 + 1e-6 and not said  # fine-tuning: the boost is capped
+    feature, top, said = run(Bare())
+    assert feature == 0.0 and top > 2.0 and len(said) == 1  # cannot tell: from scratch, said aloud
+
+
+def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
+    """Fresh models of several families (with and without ``initializer_range``, a plain ``nn.Sequential``) sit
+    at a std ratio of 1; the same weights moved as pretraining moves them read as trained. Reading them draws
+    nothing from the run's random generator."""
+    from conftest import pretrained_like
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        ResNetConfig,
+        ResNetForImageClassification,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from metalr_hf.trainer import weight_std_ratio, weights_look_pretrained
+
+    builders = {
+        "bert": tiny_bert,
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=64, n_layer=2, n_head=2)),
+        "t5": lambda: T5ForConditionalGeneration(
+            T5Config(vocab_size=64, d_model=64, d_ff=128, num_layers=2, num_heads=2, d_kv=32)
+        ),
+        "resnet": lambda: ResNetForImageClassification(ResNetConfig(embedding_size=16, hidden_sizes=[16, 32])),
+        "mlp": lambda: torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64)),
+    }
+    for name, build in builders.items():
+        torch.manual_seed(1)
+        model = build()
+        state = torch.random.get_rng_state()
+        assert weight_std_ratio(model) == pytest.approx(1.0, abs=0.1), name
+        assert torch.equal(torch.random.get_rng_state(), state), name
+        assert weights_look_pretrained(model) is False, name
+        assert weights_look_pretrained(pretrained_like(model)) is True, name
+    assert weights_look_pretrained(torch.nn.ParameterList([torch.nn.Parameter(torch.randn(8, 8))])) is None
 
 
 def test_the_default_pair_picks_its_learner_from_the_weights_and_resumes_with_it(tmp_path):
