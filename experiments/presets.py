@@ -89,3 +89,13 @@ EXPERIMENTS["scratch-short"] = Preset(
     "scratch-short", iterations=20, pairs=6, tasks=8, horizon=(30, 300), lr=0.01, loss_aversion=2.0,
     init_learner="metalr-default-v3",
 )  # fmt: skip
+
+# From the shipped `metalr-finetune-v1` (= `hf-finetune-judge`): the correction bound widened from ×7.4 to ×20
+# (max_delta 2 → 3) and base LRs down to 0.03× the right ones, fine-tuning runs only, losses weighted triple: can
+# a fine-tuning learner repair a base LR 10× too small (the MiniLM 0.1× cell, which ×7.4 caps) and still leave a
+# right one alone?
+EXPERIMENTS["hf-finetune-wide"] = Preset(
+    "hf-finetune-wide", iterations=20, pairs=6, tasks=8, horizon=(100, 600), lr=0.01, loss_aversion=3.0,
+    max_delta=3.0, families=("grammar_finetune", "finetune_cls"),
+    lr_ranges={"adam": (3e-5, 1e-2), "sgd": (3e-4, 1e-1)}, init_learner="metalr-finetune-v1",
+)  # fmt: skip
