@@ -462,7 +462,7 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
 def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
     """Fresh models of several families (with and without ``initializer_range``, a plain ``nn.Sequential``) sit
     at a std ratio of 1; the same weights moved as pretraining moves them read as trained. Reading them draws
-    nothing from the run's random generator."""
+    nothing from the run's random generator. A LoRA model is read from its base weights."""
     from conftest import pretrained_like
     from transformers import (
         GPT2Config,
@@ -493,6 +493,12 @@ def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
         assert weights_look_pretrained(model) is False, name
         assert weights_look_pretrained(pretrained_like(model)) is True, name
     assert weights_look_pretrained(torch.nn.ParameterList([torch.nn.Parameter(torch.randn(8, 8))])) is None
+    # LoRA: the adapters start fresh by design; the base model's weights decide
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=4, target_modules=["query", "value"], task_type="SEQ_CLS")
+    assert weights_look_pretrained(get_peft_model(tiny_bert(), lora)) is False
+    assert weights_look_pretrained(get_peft_model(pretrained_like(tiny_bert()), lora)) is True
 
 
 def test_the_default_pair_picks_its_learner_from_the_weights_and_resumes_with_it(tmp_path):
