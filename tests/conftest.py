@@ -113,10 +113,13 @@ def launch_ranks(cmd, outputs, env=None, timeout: float = 300) -> subprocess.Com
     """Run a ``torchrun``/``accelerate launch`` command and check it with :func:`assert_launch_ok`.
 
     Once every file in ``outputs`` exists (each rank's work is done and written), the ranks get
-    ``TEARDOWN_GRACE_S`` seconds to leave. A rank that hangs at teardown instead (gloo: once in CI and twice in
-    about 150 local launches of the launcher test's 8-step run; one rank gone, the other stuck after writing its
-    results) is stopped through the launcher (SIGTERM, then SIGKILL to its group) and the launch is marked
-    ``hung_at_teardown``. A launch that has not written its outputs within ``timeout`` fails."""
+    ``TEARDOWN_GRACE_S`` seconds to leave. A rank that hangs at teardown instead is stopped through the launcher
+    (SIGTERM, then SIGKILL to its group) and the launch is marked ``hung_at_teardown``. Seen once in CI and
+    four times in 170 local launches of the launcher test's 8-step run; ``py-spy dump`` of the stuck rank:
+    the DDP ``Reducer`` freed at the script's end drops the last reference to the gloo process group, whose
+    destructor joins its worker thread with the GIL held, while that thread waits for the GIL to free the tensor
+    of a finished all-gather (the Trainer's) — pytorch/pytorch#56297. A launch that has not written its outputs
+    within ``timeout`` fails."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
         start, written_at, hung = time.monotonic(), None, False
