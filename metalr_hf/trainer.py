@@ -114,6 +114,7 @@ def check_meta_kwargs(kwargs) -> MetaSchedulerOptions:
 _SAMPLE = 1 << 16  # elements of each weight read to tell trained weights from their initialisation
 _LAYERS = 8  # weight layers compared, evenly spread over the model
 _MAX_COPY = 1 << 22  # the largest parent module copied to re-initialise a layer the way the model does
+_MAX_LAYER = 1 << 24  # larger layers are compared only when a model has no smaller one
 _FAR = 1.5  # a layer whose std differs from a fresh initialisation's by more than this factor has been trained
 
 
@@ -121,7 +122,6 @@ def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
     """``module.weight`` as the model would initialise it now, on the CPU: a copy of the layer's parent module put
     through a transformers model's ``_init_weights`` (which may set a child's weights from its parent, as T5's
     attention does), else the layer's own ``reset_parameters()``. ``None`` when neither sets every element."""
-    import copy
     import math
 
     init = getattr(model, "_init_weights", None)
@@ -130,13 +130,13 @@ def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
     size = sum(p.numel() for p in parent.parameters()) if parent is not None else 0
     small = 0 < size <= min(16 * module.weight.numel(), _MAX_COPY)
     if callable(init) and small:
-        fresh = copy.deepcopy(parent).to("cpu")
-        weight = _unmarked(fresh).get_submodule(leaf).weight
+        fresh = _empty_cpu_copy(parent)
+        weight = fresh.get_submodule(leaf).weight
         weight.fill_(math.nan)
         fresh.apply(init)
     else:
-        fresh = copy.deepcopy(module).to("cpu")
-        weight = _unmarked(fresh).weight
+        fresh = _empty_cpu_copy(module)
+        weight = fresh.weight
         weight.fill_(math.nan)
         if callable(init):
             init(fresh)
@@ -145,12 +145,21 @@ def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
     return None if weight.isnan().any() else weight.detach()  # still NaN: the rule did not initialise it
 
 
-def _unmarked(module):
-    """``module`` with transformers' "already initialised" marks removed (transformers 5 skips marked tensors)."""
-    for t in (*module.modules(), *module.parameters()):
+def _empty_cpu_copy(module):
+    """A copy of ``module`` whose parameters and buffers are new, uninitialised CPU tensors of the same shapes
+    (nothing is copied from, or allocated on, the model's device), without transformers' "already initialised"
+    marks (transformers 5 skips marked tensors)."""
+    import copy
+
+    memo = {}
+    for t in (*module.parameters(), *module.buffers()):
+        empty = torch.empty(t.shape, dtype=t.dtype)
+        memo[id(t)] = torch.nn.Parameter(empty, requires_grad=False) if isinstance(t, torch.nn.Parameter) else empty
+    fresh = copy.deepcopy(module, memo)
+    for t in (*fresh.modules(), *fresh.parameters()):
         if hasattr(t, "_is_hf_initialized"):
             delattr(t, "_is_hf_initialized")
-    return module
+    return fresh
 
 
 def weights_look_pretrained(model) -> bool | None:
@@ -187,6 +196,9 @@ def weight_std_ratio(model) -> float | None:
     ]
     big = [(name, m) for name, m in layers if m.weight.numel() >= 256]  # tiny layers give noisy stds
     layers = big or layers
+    fit = [(name, m) for name, m in layers if m.weight.numel() <= _MAX_LAYER]  # each is re-drawn on the CPU
+    smallest = min((m.weight.numel() for _, m in layers), default=0)
+    layers = fit or [(name, m) for name, m in layers if m.weight.numel() == smallest]
     if len(layers) > _LAYERS:
         layers = [layers[round(i * (len(layers) - 1) / (_LAYERS - 1))] for i in range(_LAYERS)]
     ratios = []
