@@ -99,3 +99,11 @@ EXPERIMENTS["hf-finetune-wide"] = Preset(
     max_delta=3.0, families=("grammar_finetune", "finetune_cls"),
     lr_ranges={"adam": (3e-5, 1e-2), "sgd": (3e-4, 1e-1)}, init_learner="metalr-finetune-v1",
 )  # fmt: skip
+
+# `hf-finetune-wide` and `hf-finetune-short` together: the ×20 bound, base LRs from 0.03× to 30× the right ones and
+# runs of 30–600 steps, losses weighted triple: keep the small-LR repair and learn to leave large LRs alone?
+EXPERIMENTS["hf-finetune-wide-short"] = Preset(
+    "hf-finetune-wide-short", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=3.0,
+    max_delta=3.0, families=("grammar_finetune", "finetune_cls"),
+    lr_ranges={"adam": (3e-5, 3e-2), "sgd": (3e-4, 3e-1)}, init_learner="metalr-finetune-v1",
+)  # fmt: skip
