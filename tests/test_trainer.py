@@ -462,7 +462,8 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
 def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
     """Fresh models of several families (with and without ``initializer_range``, a plain ``nn.Sequential``) sit
     at a std ratio of 1; the same weights moved as pretraining moves them read as trained. Reading them draws
-    nothing from the run's random generator. A LoRA model is read from its base weights."""
+    nothing from the run's random generator and leaves the weights as they were. A LoRA model is read from its
+    base weights."""
     from conftest import pretrained_like
     from transformers import (
         GPT2Config,
@@ -488,8 +489,10 @@ def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
         torch.manual_seed(1)
         model = build()
         state = torch.random.get_rng_state()
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
         assert weight_std_ratio(model) == pytest.approx(1.0, abs=0.1), name
         assert torch.equal(torch.random.get_rng_state(), state), name
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items()), name  # read, never written
         assert weights_look_pretrained(model) is False, name
         assert weights_look_pretrained(pretrained_like(model)) is True, name
     assert weights_look_pretrained(torch.nn.ParameterList([torch.nn.Parameter(torch.randn(8, 8))])) is None
