@@ -1,11 +1,12 @@
 """More seeds (2-5) for two tail cells of `metalr-hf bench --suite finetune`: MiniLM at 10x its usual LR (5e-4)
 and the zoo head at 4x (4e-3, its best), for cosine, the shipped pair (metalr-finetune-v1 here) and the
-`hf-finetune-wide-short` learner (uncapped). Needs its learner in runs/hf-wide-short/learner.
+`hf-finetune-wide-short` learner (uncapped; skipped unless runs/hf-wide-short/learner exists).
 
     python experiments/tail_seeds.py runs/tail-seeds.json
 """
 
 import json
+import os
 import sys
 
 from metalr_hf.bench.runner import SUITES, run_one
@@ -20,6 +21,8 @@ for task, lr in [("minilm_sst", 5e-4), ("zoo_text_cls", 4e-3)]:
             ("v1", "meta", None, None),
             ("wide-short", "meta", "runs/hf-wide-short/learner", {"max_boost": None}),
         ]:
+            if learner is not None and not os.path.isdir(learner):
+                continue
             r = run_one(task, sched, "adam", lr, seed, suite.steps, suite.evals, learner, kw)
             rows.append(
                 {
