@@ -222,7 +222,9 @@ def weight_std_ratio(model) -> float | None:
 def _infer_pretrained(model) -> bool:
     """The ``pretrained`` feature of a run whose ``lr_scheduler_kwargs`` did not set it, read from the weights
     (:func:`weights_look_pretrained`): a model trained from scratch and saved to a folder is still from scratch.
-    When the weights cannot tell, the run counts as from scratch, and a warning says how to say otherwise."""
+    When the weights cannot tell (bare parameters; sharded or quantised weights, which are mostly large pretrained
+    models), the run counts as fine-tuning — the side that does not risk pretrained weights: the default pair gives
+    it the learner made for them, other learners may not raise its LR — and a warning says how to say otherwise."""
     import warnings
 
     looks = weights_look_pretrained(model)
@@ -230,12 +232,13 @@ def _infer_pretrained(model) -> bool:
         return looks
     message = (
         f"metalr-hf cannot tell from the weights of this {type(model).__name__} whether they are pretrained (no "
-        "weight layer it can re-initialise to compare them with); the run is treated as training from scratch. "
-        "If it fine-tunes pretrained weights, pass lr_scheduler_kwargs={'pretrained': true} (false silences this)."
+        "weight layer it can re-initialise to compare them with); the run is treated as fine-tuning, the safe side "
+        "for pretrained weights. If it trains from scratch, pass lr_scheduler_kwargs={'pretrained': false} (true "
+        "silences this)."
     )
     warnings.warn(message, UserWarning, stacklevel=3)
     logger.warning(message)
-    return False
+    return True
 
 
 class MetaLRCallback(TrainerCallback):
