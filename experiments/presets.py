@@ -107,3 +107,11 @@ EXPERIMENTS["hf-finetune-wide-short"] = Preset(
     max_delta=3.0, families=("grammar_finetune", "finetune_cls"),
     lr_ranges={"adam": (3e-5, 3e-2), "sgd": (3e-4, 3e-1)}, init_learner="metalr-finetune-v1",
 )  # fmt: skip
+
+# From the shipped `metalr-default-v3`: its last stage's families and objective with from-scratch LM training of a
+# tiny transformer on the zoo's grammar text (`grammar_lm`, 300–1500 steps) as a quarter of the runs: the issue's
+# "from-scratch LM training of realistic length", which no shipped learner saw.
+EXPERIMENTS["scratch-lm"] = Preset(
+    "scratch-lm", iterations=12, pairs=6, tasks=6, horizon=(300, 1500), lr=0.01, loss_aversion=2.0,
+    families=META_TRAIN + ("grammar_lm",) * 3, init_learner="metalr-default-v3",
+)  # fmt: skip
