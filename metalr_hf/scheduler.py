@@ -664,16 +664,15 @@ class MetaLRScheduler(LRScheduler):
                 f"schema {SCHEMA_VERSION}: it cannot be resumed with this version."
             )
         source = state_dict.get("learner_source")
-        want = source.get("name_or_path") if isinstance(source, dict) else None
-        if self.default_pair and want in (DEFAULT_LEARNER, FINETUNE):
-            self._use_learner(want)  # the learner of the pair the interrupted run used (an earlier release's too)
+        written_by = source.get("name_or_path") if isinstance(source, dict) else None
+        if self.default_pair and written_by in (DEFAULT_LEARNER, FINETUNE):
+            self._use_learner(written_by)  # the pair's learner the interrupted run used (an earlier release's too)
         mine, theirs = self.learner.fingerprint(), state_dict.get("learner_fingerprint")
         if theirs != mine:
-            src = state_dict.get("learner_source", {}).get("name_or_path", "another learner")
             raise ValueError(
-                f"This scheduler checkpoint was written by meta-learner {src!r} (fingerprint {theirs}), but this "
-                f"scheduler uses {self.learner.source.get('name_or_path')!r} (fingerprint {mine}). Resume with the "
-                "same `meta_learner` (and revision) as the interrupted run."
+                f"This scheduler checkpoint was written by meta-learner {written_by or 'another learner'!r} "
+                f"(fingerprint {theirs}), but this scheduler uses {self.learner.source.get('name_or_path')!r} "
+                f"(fingerprint {mine}). Resume with the same `meta_learner` (and revision) as the interrupted run."
             )
         if self.controller is None or self.num_training_steps != int(state_dict["num_training_steps"]):
             self.num_training_steps = None

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -141,9 +142,15 @@ def launch_ranks(cmd, outputs, env=None, timeout: float = 300) -> subprocess.Com
         err.seek(0)
         result = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
     result.hung_at_teardown = hung
-    assert proc.returncode is not None
     assert_launch_ok(result, outputs)
     return result
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a launcher's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def assert_launch_ok(proc, outputs=()) -> None:

@@ -3,17 +3,10 @@ at every step."""
 
 import json
 import os
-import socket
 import sys
 
 import pytest
-from conftest import launch_ranks
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port, launch_ranks
 
 
 @pytest.mark.parametrize("launcher, grad_acc", [("torchrun", 1), ("torchrun", 2), ("accelerate", 2)])
@@ -23,7 +16,7 @@ def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
     from conftest import perturbed_learner
 
     perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
-    port = str(_free_port())
+    port = str(free_port())
     if launcher == "torchrun":
         launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                   "--master_addr", "127.0.0.1", "--master_port", port]  # fmt: skip
@@ -52,7 +45,7 @@ def test_two_ranks_killed_and_resumed_continue_the_uninterrupted_trajectory(tmp_
     perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
     for mode in ("run", "save", "resume"):
         launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                  "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # fmt: skip
+                  "--master_addr", "127.0.0.1", "--master_port", str(free_port())]  # fmt: skip
         launch_ranks([*launch, worker, str(tmp_path), "1", mode], [tmp_path / f"rank{r}-{mode}.json" for r in (0, 1)],
                      env=env)  # fmt: skip
     runs = {(r, m): json.loads((tmp_path / f"rank{r}-{m}.json").read_text())["lrs"] for r in (0, 1)
@@ -81,7 +74,7 @@ def test_meta_training_shards_over_two_ranks_with_the_same_result(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()), "-m", "metalr_hf.cli", "meta-train", "--preset", "smoke",
+        "--master_port", str(free_port()), "-m", "metalr_hf.cli", "meta-train", "--preset", "smoke",
         "--output-dir", str(tmp_path / "two"), "--iterations", "2", "--no-eval", "--no-progress",
     ]  # fmt: skip
     launch_ranks(cmd, [tmp_path / "two" / "history.json", tmp_path / "two" / "learner" / "model.safetensors"], env=env)

@@ -2,14 +2,13 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import launch_ranks
+from conftest import free_port, launch_ranks
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "train_like_examples.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -37,12 +36,6 @@ def _history(out, rank=0):
 
 def _lrs(history, after=0):
     return [h["learning_rate"] for h in history if "learning_rate" in h and h["step"] > after]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CLI = [sys.executable, "-m", "metalr_hf.cli", "run"]
@@ -94,7 +87,7 @@ def test_without_the_launcher_meta_is_an_invalid_choice(tmp_path):
 
 def test_two_ranks_under_torchrun_set_identical_lrs(tmp_path):
     prefix = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(_free_port()), "-m", "metalr_hf.run"]  # fmt: skip
+              "--master_port", str(free_port()), "-m", "metalr_hf.run"]  # fmt: skip
     _launch(prefix, tmp_path, "--lr_scheduler_type", "meta", "--report_to", "none", "--ddp_backend", "gloo", ranks=2)
     r0, r1 = _history(tmp_path, 0), _history(tmp_path, 1)
     assert len(_lrs(r0)) == 8 and _lrs(r0) == _lrs(r1)
