@@ -33,9 +33,8 @@ def _problem(seed=0, groups=False, opt="adamw", lr=1e-2):
     return model, optimizer, X, y
 
 
-def _run(scheduler_fn, steps=40, nan_at=(), observe=True, **kw):
-    model, optimizer, X, y = _problem(**kw)
-    scheduler = scheduler_fn(optimizer)
+def _steps(model, optimizer, scheduler, X, y, steps, nan_at=(), observe=True):
+    """``steps`` optimizer steps of full-batch regression on ``(X, y)``: the LRs after each step and the losses."""
     lrs, losses = [], []
     for t in range(steps):
         loss = torch.nn.functional.mse_loss(model(X), y)
@@ -48,6 +47,13 @@ def _run(scheduler_fn, steps=40, nan_at=(), observe=True, **kw):
         optimizer.zero_grad()
         lrs.append(scheduler.get_last_lr())
         losses.append(loss.item())
+    return lrs, losses
+
+
+def _run(scheduler_fn, steps=40, nan_at=(), observe=True, **kw):
+    model, optimizer, X, y = _problem(**kw)
+    scheduler = scheduler_fn(optimizer)
+    lrs, losses = _steps(model, optimizer, scheduler, X, y, steps, nan_at, observe)
     return scheduler, lrs, losses, model
 
 
@@ -129,13 +135,7 @@ def test_state_dict_is_weights_only_and_resume_is_exact(pretrained):
     # run 20 steps, save model, optimizer and scheduler, then continue in fresh objects
     model, optimizer, X, y = _problem()
     sched = make(optimizer, pretrained=pretrained)
-    for _ in range(20):
-        loss = torch.nn.functional.mse_loss(model(X), y)
-        loss.backward()
-        sched.observe(loss.detach())
-        optimizer.step()
-        sched.step()
-        optimizer.zero_grad()
+    _steps(model, optimizer, sched, X, y, 20)
     buf = io.BytesIO()
     torch.save({"m": model.state_dict(), "o": optimizer.state_dict(), "s": sched.state_dict()}, buf)
     buf.seek(0)
@@ -145,17 +145,9 @@ def test_state_dict_is_weights_only_and_resume_is_exact(pretrained):
     sched2 = make(optimizer2)
     optimizer2.load_state_dict(ckpt["o"])
     sched2.load_state_dict(ckpt["s"])
-    rest = []
-    for _ in range(20):
-        loss = torch.nn.functional.mse_loss(model2(X), y)
-        loss.backward()
-        sched2.observe(loss.detach())
-        optimizer2.step()
-        sched2.step()
-        optimizer2.zero_grad()
-        rest.append(sched2.get_last_lr()[0])
+    rest, _ = _steps(model2, optimizer2, sched2, X, y, 20)
     for a, b in zip(full[20:], rest):
-        assert a[0] == pytest.approx(b, rel=1e-6)
+        assert a[0] == pytest.approx(b[0], rel=1e-6)
 
 
 def test_checkpoint_of_another_learner_is_refused():
@@ -440,34 +432,18 @@ def test_the_default_pair_resumes_with_the_learner_its_checkpoint_names():
 
     from metalr_hf.hub import DEFAULT_FINETUNE_LEARNER, DEFAULT_LEARNER
 
-    def run(scheduler, optimizer, model, steps, start=0):
-        lrs = []
-        for i in range(start, start + steps):
-            x = torch.randn(16, 8, generator=torch.Generator().manual_seed(i))
-            loss = (model(x) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            scheduler.observe(loss.detach())
-            optimizer.step()
-            scheduler.step()
-            lrs.append(scheduler.get_last_lr()[0])
-        return lrs
-
     for written_by in (DEFAULT_LEARNER, DEFAULT_FINETUNE_LEARNER):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(8, 1)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        model, optimizer, X, y = _problem()
         first = MetaLRScheduler(optimizer, num_training_steps=20, meta_learner=written_by, pretrained=True)
-        run(first, optimizer, model, 5)
+        _steps(model, optimizer, first, X, y, 5)
         states = copy.deepcopy([first.state_dict(), optimizer.state_dict(), model.state_dict()])
-        rest = run(first, optimizer, model, 5, start=5)
-        torch.manual_seed(0)
-        model2 = torch.nn.Linear(8, 1)
-        optimizer2 = torch.optim.AdamW(model2.parameters(), lr=1e-3)
+        rest, _ = _steps(model, optimizer, first, X, y, 5)
+        model2, optimizer2, _, _ = _problem(seed=123)
         resumed = MetaLRScheduler(optimizer2, num_training_steps=20)  # the default pair
         model2.load_state_dict(states[2])
         optimizer2.load_state_dict(states[1])
         resumed.load_state_dict(states[0])
         assert resumed.learner.source["name_or_path"] == written_by
         assert resumed.controller.boost.delta_cap(True) == (0.0 if written_by == DEFAULT_LEARNER else math.inf)
-        assert run(resumed, optimizer2, model2, 5, start=5) == pytest.approx(rest, rel=1e-6)
+        after, _ = _steps(model2, optimizer2, resumed, X, y, 5)
+        assert [lr[0] for lr in after] == pytest.approx([lr[0] for lr in rest], rel=1e-6)
