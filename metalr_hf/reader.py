@@ -11,8 +11,9 @@ learning rates part). A step then costs, per bucket of parameters read alike:
 - parameters read in blocks: one ``as_strided`` view per tensor and one ``torch.cat`` per tensor kind;
 - Adam's update direction in three elementwise operations, every sum at once as the Gram matrix of the work rows
   (one matrix product written into a preallocated output), then one multiplication by the step's coefficients
-  (learning rate, bias corrections, sampling scale; on the CPU set through a NumPy view, without a tensor
-  operation).
+  (learning rate, bias corrections, sampling scale). On the CPU the elementwise operations, the picking and the
+  scaling run on NumPy views of the same buffers (NumPy's square root is about 3× faster than torch's there), and
+  the matrix product on one thread (MKL splits a product this skinny across threads at a 5× loss).
 
 The work buffers are allocated once (about ``max_elements`` float32 values per tensor kind, whatever the model), so
 after the first step the reader allocates nothing (``scripts/scheduler_allocations.py``); no copy of a whole
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 __all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "optimizer_signals"]
@@ -30,6 +32,10 @@ __all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "optimizer_signals"]
 _BLOCK = 256
 SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
 STAT_KEYS = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
+# On the CPU the Gram matrix of up to this many columns (the default budget's) is computed on one thread: MKL splits
+# a product this skinny across threads at a loss (28K columns: 18 µs on one thread, 103 µs on two); beyond it one
+# thread's float32 accumulation drifts (relative 1.6e-6 at 200K columns against 3e-7 at 28K).
+_ONE_THREAD_GRAM = 1 << 16
 _MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
 _HYPER = ("betas", "eps", "momentum", "dampening", "nesterov", "lr")  # what a merged bucket's groups share
 _ROWS = {"adam": ("g", "w", "m", "u", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
@@ -101,6 +107,10 @@ class _Bucket:
         self.coef_np = self.coef.numpy() if device.type == "cpu" else None
         self._coef_key = None
         self.root_eps = torch.zeros((), device=device)
+        self.root_eps_value = 0.0
+        self._gram_np = self._pick_np = self._picked_np = None
+        if device.type == "cpu":  # the picking and scaling of the sums as NumPy operations on views made once
+            self._gram_np, self._pick_np, self._picked_np = self.gram.numpy(), self.pick.numpy(), self.picked.numpy()
         if not sampled:  # fixed layout: one flat row per tensor kind, a view of it per parameter
             self._allocate(self.numel)
             all_f32 = all(t.dtype == torch.float32 for t in params) and all(
@@ -202,12 +212,14 @@ class _Bucket:
         return cached
 
     def _slices(self, n: int) -> tuple:
-        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v; views
-        made once per size."""
+        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v (on the CPU
+        as NumPy views: NumPy's square root is 3× faster than torch's there); views made once per size."""
         cached = self._views.get(n)
         if cached is None:
             work = self.work[:, :n]
             adam = (work[2], work[3], work[4]) if self.kind == "adam" else None
+            if adam is not None and self.coef_np is not None:
+                adam = tuple(t.numpy() for t in adam)
             cached = (work, work.t(), adam)
             if len(self._views) < 4096:
                 self._views[n] = cached
@@ -237,7 +249,9 @@ class _Bucket:
             # m / (√v̂ + ε) = bc1 · update direction, with √v̂ = √v / √bc2: the row u holds √bc2 · m / (√v + √bc2 ε)
             # (the factor √bc2 moved into these coefficients)
             a = lr * bc2**0.5 / bc1
-            self.root_eps.fill_(bc2**0.5 * group.get("eps", 1e-8))
+            self.root_eps_value = bc2**0.5 * group.get("eps", 1e-8)
+            if self.coef_np is None:
+                self.root_eps.fill_(self.root_eps_value)
             coef = (1.0, 1.0, 1.0, -a, a * a, 1.0, 1.0 / bc2)
         elif self.kind == "sgd":
             c = 1.0 - group.get("momentum", 0.0)
@@ -252,20 +266,38 @@ class _Bucket:
                 cell.fill_(x)
         return True
 
-    def stats(self, n: int, out: torch.Tensor) -> None:
+    def stats(self, n: int, out: torch.Tensor, out_np=None) -> None:
         """Write this bucket's seven sums into ``out``: Adam's update direction (and √v, whose squared norm is Σv)
         in three elementwise operations, then every sum at once as the Gram matrix of the work rows (one matrix
         product into a preallocated output: one pass over the rows), then the picked sums times their
         coefficients."""
         rows, rows_t, adam = self._slices(n)
+        cpu = self.coef_np is not None
         if adam is not None:
             m, u, v = adam
-            torch.sqrt(v, out=v)  # the row v is a copy: √v in place
-            torch.add(v, self.root_eps, out=u)
-            torch.div(m, u, out=u)
-        torch.mm(rows, rows_t, out=self.gram_matrix)
-        torch.index_select(self.gram, 0, self.pick, out=self.picked)
-        torch.mul(self.picked, self.coef, out=out)
+            if cpu:  # NumPy views of the work rows
+                np.sqrt(v, out=v)  # the row v is a copy: √v in place
+                np.add(v, self.root_eps_value, out=u)
+                np.divide(m, u, out=u)
+            else:
+                torch.sqrt(v, out=v)
+                torch.add(v, self.root_eps, out=u)
+                torch.div(m, u, out=u)
+        threads = torch.get_num_threads() if cpu and n <= _ONE_THREAD_GRAM else 1
+        if threads > 1:  # BLAS runs this skinny product (5 × n by n × 5) 5× slower on two threads than on one
+            torch.set_num_threads(1)
+            try:
+                torch.mm(rows, rows_t, out=self.gram_matrix)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            torch.mm(rows, rows_t, out=self.gram_matrix)
+        if cpu:
+            np.take(self._gram_np, self._pick_np, out=self._picked_np, mode="clip")
+            np.multiply(self._picked_np, self.coef_np, out=out.numpy() if out_np is None else out_np)
+        else:
+            torch.index_select(self.gram, 0, self.pick, out=self.picked)
+            torch.mul(self.picked, self.coef, out=out)
 
 
 class SignalReader:
@@ -339,6 +371,7 @@ class SignalReader:
         else:
             self._table = torch.zeros(len(self._buckets), len(STAT_KEYS), device=device)
             self._rows_of = [self._table[i] for i in range(len(self._buckets))]
+        self._rows_np = [row.numpy() if device.type == "cpu" else None for row in self._rows_of]
         self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
 
     @torch.no_grad()
@@ -355,12 +388,12 @@ class SignalReader:
             self._merge = False  # merged groups whose learning rates parted: one bucket per group from now on
             self._key = None
             return self.read_into(offset)
-        for bucket, row in zip(self._buckets, self._rows_of):
+        for bucket, row, row_np in zip(self._buckets, self._rows_of, self._rows_np):
             n = bucket.fill(stride, start, self._budget_rows)
             if n == 0:
                 row.zero_()
                 continue
-            bucket.stats(n, row)
+            bucket.stats(n, row, row_np)
         if self._table is not None:  # several buckets, or none (an empty table sums to zeros)
             torch.sum(self._table, 0, out=self._sums)
         return self._out

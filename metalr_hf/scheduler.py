@@ -520,18 +520,30 @@ class MetaLRScheduler(LRScheduler):
                 "MetaLRScheduler received no loss: call `scheduler.observe(loss)` before `scheduler.step()`, or "
                 "add `MetaLRCallback()` to the Trainer. Running on gradient and optimizer statistics only.",
             )
-            v_loss.fill_(math.nan)
-            v_has_loss.fill_(0.0)
-        else:
-            v_loss.copy_(self._pending_loss)
+        pending, norm = self._pending_loss, self._pending_grad_norm
+        if host is None and pending is not None and pending.device.type == "cpu" and (norm is None or norm.is_cpu):
+            # on the CPU: the same values written through a NumPy view (no tensor operations)
+            a = vec.numpy()
+            a[3:] = stats.numpy()
+            a[0] = float(self._pending_loss)
             if self._pending_count > 1:
-                v_loss.div_(self._pending_count)
-            v_has_loss.fill_(1.0)
-        v_stats.copy_(stats)
-        if self._pending_grad_norm is None:
-            torch.sqrt(v_gg, out=v_grad_norm)
+                a[0] /= self._pending_count
+            a[1] = 1.0
+            a[2] = math.sqrt(a[3]) if self._pending_grad_norm is None else float(self._pending_grad_norm)
         else:
-            v_grad_norm.copy_(self._pending_grad_norm)
+            if self._pending_loss is None:
+                v_loss.fill_(math.nan)
+                v_has_loss.fill_(0.0)
+            else:
+                v_loss.copy_(self._pending_loss)
+                if self._pending_count > 1:
+                    v_loss.div_(self._pending_count)
+                v_has_loss.fill_(1.0)
+            v_stats.copy_(stats)
+            if self._pending_grad_norm is None:
+                torch.sqrt(v_gg, out=v_grad_norm)
+            else:
+                v_grad_norm.copy_(self._pending_grad_norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
         vec = _all_reduce_mean(vec)
         if host is None:
