@@ -109,9 +109,12 @@ def test_overhead_state_does_not_grow_with_the_model(monkeypatch):
     lo, hi = small["step_ratio_ci95"]
     assert lo <= hi and all(t > 0 for t in small["median_step_ms"].values())
     assert 0 < small["scheduler_ms_median"] <= small["scheduler_ms_p90"] < small["median_step_ms"]["meta"]
-    assert result["trainer_wall"]["ratio"] > 0 and len(result["trainer_wall"]["seconds"]["meta"]) == 2
+    wall = result["trainer_wall"]
+    assert wall["ratio"] > 0 and len(wall["seconds"]["meta"]) == len(wall["seconds"]["cosine"]) == 4
+    assert min(wall["pair_ratios"]) <= wall["ratio"] <= max(wall["pair_ratios"])
     table = overhead_table(result)
     assert "| narrow |" in table and "| wide |" in table and "wall time meta / cosine" in table
+    assert "pairs of runs" in table
 
 
 def test_wav2vec2_task_learns_under_the_meta_scheduler():

@@ -12,7 +12,8 @@ Reported per model:
 - ``state_bytes``: the size of the scheduler's state (it does not grow with the model).
 
 ``trainer_wall`` times whole ``Trainer`` runs (a tiny GPT-2, ``trainer_steps`` steps each), cosine and meta
-alternating (cosine, meta, meta, cosine): the ratio of the summed wall times, what a user notices.
+alternating (cosine, meta, meta, cosine, …; four of each): the ratio of the summed wall times, what a user notices,
+and the range of the ratios of neighbouring pairs (how far one pair of runs can stray on a shared machine).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _measure_model(name: str, seed: int, pairs: int | None, bar) -> dict:
     }
 
 
-def _trainer_wall(steps: int, seed: int, repeats: int = 2) -> dict:
+def _trainer_wall(steps: int, seed: int, repeats: int = 4) -> dict:
     """Whole Trainer runs of a tiny GPT-2, cosine and meta alternating: summed wall time of each."""
     import tempfile
 
@@ -171,6 +172,7 @@ def _trainer_wall(steps: int, seed: int, repeats: int = 2) -> dict:
         "steps": steps,
         "seconds": walls,
         "ratio": sum(walls["meta"]) / sum(walls["cosine"]),
+        "pair_ratios": [m / c for m, c in zip(walls["meta"], walls["cosine"])],
     }
 
 
@@ -212,6 +214,12 @@ def overhead_table(result: dict) -> str:
         lines.append(
             f"\n{wall['model']}, {wall['steps']} steps, wall time meta / cosine: **{wall['ratio']:.3f}** "
             f"(cosine {', '.join(f'{s:.1f}' for s in wall['seconds']['cosine'])} s; "
-            f"meta {', '.join(f'{s:.1f}' for s in wall['seconds']['meta'])} s)."
+            f"meta {', '.join(f'{s:.1f}' for s in wall['seconds']['meta'])} s"
+            + (
+                f"; pairs of runs {min(wall['pair_ratios']):.3f}–{max(wall['pair_ratios']):.3f}"
+                if wall.get("pair_ratios")
+                else ""
+            )
+            + ")."
         )
     return "\n".join(lines)
