@@ -22,6 +22,7 @@ gradient, moment or weight is ever kept.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -39,6 +40,13 @@ _ONE_THREAD_GRAM = 1 << 16
 _MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
 _HYPER = ("betas", "eps", "momentum", "dampening", "nesterov", "lr")  # what a merged bucket's groups share
 _ROWS = {"adam": ("g", "w", "m", "u", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp() -> bool:
+    """Whether ATen runs on OpenMP, where changing the thread count is cheap and immediate (the native backend
+    refuses a change once parallel work has started)."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def _kind(state: dict) -> str:
@@ -283,7 +291,7 @@ class _Bucket:
                 torch.sqrt(v, out=v)
                 torch.add(v, self.root_eps, out=u)
                 torch.div(m, u, out=u)
-        threads = torch.get_num_threads() if cpu and n <= _ONE_THREAD_GRAM else 1
+        threads = torch.get_num_threads() if cpu and n <= _ONE_THREAD_GRAM and _openmp() else 1
         if threads > 1:  # BLAS runs this skinny product (5 × n by n × 5) 5× slower on two threads than on one
             torch.set_num_threads(1)
             try:

@@ -139,3 +139,24 @@ def test_a_scheduler_step_allocates_nothing_after_warm_up(kind, budget):
     allocations = [e.name for e in prof.events() if e.name in ("aten::empty", "aten::empty_strided", "[memory]")]
     assert allocations == []
     assert scheduler._reader.stride == (1 if budget is None else 5)  # both paths were exercised
+
+
+def test_the_gram_product_on_one_thread_leaves_the_thread_count_and_the_sums_alone():
+    """On the CPU the reader runs its matrix product on one thread: the caller's thread count is back afterwards,
+    and the sums equal the reference reader's whichever the caller's count (1 or 2 threads)."""
+    model, opt = _model_and_optimizer("adamw")
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            reader, reference = SignalReader(opt, 1 << 15), ReferenceSignalReader(opt, 1 << 15)
+            ids = torch.randint(0, 300, (4, 12))
+            model(input_ids=ids, labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+            opt.step()
+            a, b = reader.read(0), reference.read(0)
+            assert torch.get_num_threads() == threads
+            for k in b:
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, threads)
+            opt.zero_grad()
+    finally:
+        torch.set_num_threads(before)
