@@ -128,6 +128,21 @@ def test_wav2vec2_task_learns_under_the_meta_scheduler():
     assert len(set(r["lr"])) > 2  # the scheduler moved the LR
 
 
+def test_more_seeds_add_only_the_new_runs(tmp_path, capsys):
+    """``--seeds`` replaces the suite's seeds; run again with one more seed into the same folder, it adds only
+    that seed's runs and keeps the others untouched; a negative seed is refused."""
+    common = ["bench", "--suite", "smoke", "--tasks", "gpt2_lm", "--schedulers", "cosine", "--no-progress"]
+    assert main([*common, "--output-dir", str(tmp_path), "--seeds", "3"]) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["seed"], r["base_lr"]) for r in first) == [(3, 1e-4), (3, 1e-3)]
+    assert main([*common, "--output-dir", str(tmp_path), "--seeds", "3", "4"]) == 0
+    both = json.loads((tmp_path / "results.json").read_text())
+    assert both[:2] == first and sorted((r["seed"], r["base_lr"]) for r in both[2:]) == [(4, 1e-4), (4, 1e-3)]
+    assert both[2]["train_loss"] != both[0]["train_loss"]  # another seed, another run
+    assert main([*common, "--output-dir", str(tmp_path / "bad"), "--seeds", "-1"]) == 2
+    assert "seeds must be non-negative" in capsys.readouterr().err
+
+
 def test_meta_kwargs_reach_the_meta_runs(tmp_path):
     """``--meta-kwargs`` are the meta runs' ``lr_scheduler_kwargs``: a constant prior capped at the base LR keeps
     every LR at or below it, where the default learner on the same run raises it."""

@@ -42,6 +42,7 @@ def _cmd_bench(args) -> None:
         meta_learner=args.meta_learner,
         progress=not args.no_progress,
         meta_kwargs=args.meta_kwargs,
+        seeds=args.seeds,
     )
     from .report import verdict
 
@@ -72,6 +73,9 @@ def register(sub) -> None:
     b.add_argument("--output-dir", required=True)
     b.add_argument("--tasks", nargs="*", default=None, help="restrict to these tasks")
     b.add_argument("--schedulers", nargs="*", default=None, help="restrict to these schedulers")
+    b.add_argument(
+        "--seeds", nargs="*", type=int, default=None, help="these seeds instead of the suite's (e.g. 0 1 2 3)"
+    )
     b.add_argument("--meta-learner", default=None, help="folder or Hub repo id (default: the bundled learner)")
     b.add_argument(
         "--meta-kwargs",

@@ -225,9 +225,11 @@ def run_suite(
     meta_learner=None,
     progress: bool = True,
     meta_kwargs: dict | None = None,
+    seeds=None,
 ) -> list[dict]:
     """Run (or resume) a suite into ``output_dir/results.json``; ``meta_kwargs`` go to every meta run's scheduler
-    (``lr_scheduler_kwargs``, e.g. ``{"max_boost": None}``)."""
+    (``lr_scheduler_kwargs``, e.g. ``{"max_boost": None}``); ``seeds`` replace the suite's (more seeds into a
+    folder that holds the suite's runs add only the new ones)."""
     if meta_kwargs is not None and not isinstance(meta_kwargs, dict):
         raise ValueError(f"meta_kwargs must be a dict (lr_scheduler_kwargs), got {meta_kwargs!r:.80}")
     if isinstance(suite, str):
@@ -238,6 +240,10 @@ def run_suite(
         suite = Suite(**{**suite.__dict__, "tasks": tuple(tasks)})
     if schedulers:
         suite = Suite(**{**suite.__dict__, "schedulers": tuple(schedulers)})
+    if seeds:
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {list(seeds)}")
+        suite = Suite(**{**suite.__dict__, "seeds": tuple(dict.fromkeys(seeds))})
     _validate(suite)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
