@@ -220,13 +220,14 @@ class _Bucket:
         return cached
 
     def _slices(self, n: int) -> tuple:
-        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v (on the CPU
-        as NumPy views: NumPy's square root is 3× faster than torch's there); views made once per size."""
+        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v (on the CPU,
+        up to :data:`_ONE_THREAD_GRAM` elements, as NumPy views: NumPy's square root is 3× faster than torch's there;
+        beyond, torch's threads pay); views made once per size."""
         cached = self._views.get(n)
         if cached is None:
             work = self.work[:, :n]
             adam = (work[2], work[3], work[4]) if self.kind == "adam" else None
-            if adam is not None and self.coef_np is not None:
+            if adam is not None and self.coef_np is not None and n <= _ONE_THREAD_GRAM:  # larger: torch's threads
                 adam = tuple(t.numpy() for t in adam)
             cached = (work, work.t(), adam)
             if len(self._views) < 4096:
@@ -258,8 +259,7 @@ class _Bucket:
             # (the factor √bc2 moved into these coefficients)
             a = lr * bc2**0.5 / bc1
             self.root_eps_value = bc2**0.5 * group.get("eps", 1e-8)
-            if self.coef_np is None:
-                self.root_eps.fill_(self.root_eps_value)
+            self.root_eps.fill_(self.root_eps_value)
             coef = (1.0, 1.0, 1.0, -a, a * a, 1.0, 1.0 / bc2)
         elif self.kind == "sgd":
             c = 1.0 - group.get("momentum", 0.0)
@@ -283,7 +283,7 @@ class _Bucket:
         cpu = self.coef_np is not None
         if adam is not None:
             m, u, v = adam
-            if cpu:  # NumPy views of the work rows
+            if isinstance(v, np.ndarray):  # NumPy views of the work rows (the CPU, up to the one-thread size)
                 np.sqrt(v, out=v)  # the row v is a copy: √v in place
                 np.add(v, self.root_eps_value, out=u)
                 np.divide(m, u, out=u)
