@@ -297,7 +297,8 @@ def _plots(results, agg, out: Path) -> list[str]:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=opt)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xscale="log", xlabel="base LR", ylabel="regret to best tuned (median)", title="meta: regret vs base LR")
-    ax.legend()
+    if by:  # results without meta runs (`--schedulers cosine`) draw an empty plot, without a legend
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "regret_vs_lr.png", dpi=110)
     plt.close(fig)
