@@ -1,8 +1,9 @@
 """The scheduler's own time per step, timed alone with one thread (observe + step on a fixed gradient).
 
-    python scripts/scheduler_time.py tiny|bert [THREADS]
+    python scripts/scheduler_time.py tiny|tiny-bert|bert [THREADS]
 
-tiny: BERT 2 × 32 (0.05M parameters); bert: BERT 4 × 256 (11.2M). Prints the median and p90 over 380 steps.
+tiny: BERT 2 × 32 (0.05M parameters); tiny-bert: BERT 2 × 64 (0.18M, the overhead suite's); bert: BERT 4 × 256
+(11.2M). Prints the median and p90 over 380 steps.
 """
 
 import statistics
@@ -17,6 +18,8 @@ from metalr_hf import MetaLRScheduler
 CONFIGS = {
     "tiny": dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                  max_position_embeddings=64),
+    "tiny-bert": dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=256, max_position_embeddings=128),  # the overhead suite's
     "bert": dict(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                  intermediate_size=1024, max_position_embeddings=512),
 }  # fmt: skip
