@@ -484,7 +484,9 @@ class MetaLRScheduler(LRScheduler):
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
         self._pending_count += 1
-        if grad_norm is not None:
+        if torch.is_tensor(grad_norm) and grad_norm.dim() == 0 and grad_norm.dtype == torch.float32:
+            self._pending_grad_norm = grad_norm.detach()  # the Trainer's: already a float32 scalar
+        elif grad_norm is not None:
             self._pending_grad_norm = torch.as_tensor(grad_norm).detach().float().reshape(())
 
     def _warn_once(self, key: str, message: str) -> None:

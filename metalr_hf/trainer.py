@@ -285,7 +285,8 @@ class MetaLRCallback(TrainerCallback):
     # -- signal sources ------------------------------------------------------------------------------------
     def add_loss(self, loss: torch.Tensor, scaled_for_accumulation: bool = True) -> None:
         """Record the loss of one micro-batch (``scaled_for_accumulation``: micro-batch losses sum to the step's)."""
-        self._losses.append(loss.detach().float().reshape(()))
+        loss = loss.detach()
+        self._losses.append(loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().reshape(()))
         self._scaled.append(scaled_for_accumulation)
 
     def set_grad_norm(self, grad_norm) -> None:
