@@ -274,11 +274,11 @@ class _Bucket:
                 cell.fill_(x)
         return True
 
-    def stats(self, n: int, out: torch.Tensor, out_np=None) -> None:
+    def stats(self, n: int, out: torch.Tensor, out_np) -> None:
         """Write this bucket's seven sums into ``out``: Adam's update direction (and √v, whose squared norm is Σv)
         in three elementwise operations, then every sum at once as the Gram matrix of the work rows (one matrix
         product into a preallocated output: one pass over the rows), then the picked sums times their
-        coefficients."""
+        coefficients (``out_np``: the NumPy view of ``out`` on the CPU, else ``None``)."""
         rows, rows_t, adam = self._slices(n)
         cpu = self.coef_np is not None
         if adam is not None:
@@ -302,7 +302,7 @@ class _Bucket:
             torch.mm(rows, rows_t, out=self.gram_matrix)
         if cpu:
             np.take(self._gram_np, self._pick_np, out=self._picked_np, mode="clip")
-            np.multiply(self._picked_np, self.coef_np, out=out.numpy() if out_np is None else out_np)
+            np.multiply(self._picked_np, self.coef_np, out=out_np)
         else:
             torch.index_select(self.gram, 0, self.pick, out=self.picked)
             torch.mul(self.picked, self.coef, out=out)

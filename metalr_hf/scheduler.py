@@ -484,10 +484,8 @@ class MetaLRScheduler(LRScheduler):
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
         self._pending_count += 1
-        if torch.is_tensor(grad_norm) and grad_norm.dim() == 0 and grad_norm.dtype == torch.float32:
-            self._pending_grad_norm = grad_norm.detach()  # the Trainer's: already a float32 scalar
-        elif grad_norm is not None:
-            self._pending_grad_norm = torch.as_tensor(grad_norm).detach().float().reshape(())
+        if grad_norm is not None:
+            self._pending_grad_norm = scalar_f32(torch.as_tensor(grad_norm))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -522,30 +520,28 @@ class MetaLRScheduler(LRScheduler):
                 "MetaLRScheduler received no loss: call `scheduler.observe(loss)` before `scheduler.step()`, or "
                 "add `MetaLRCallback()` to the Trainer. Running on gradient and optimizer statistics only.",
             )
-        pending, norm = self._pending_loss, self._pending_grad_norm
-        if host is None and pending is not None and pending.device.type == "cpu" and (norm is None or norm.is_cpu):
-            # on the CPU: the same values written through a NumPy view (no tensor operations)
+        pending, count, norm = self._pending_loss, self._pending_count, self._pending_grad_norm
+        if host is None and (pending is None or pending.is_cpu) and (norm is None or norm.is_cpu):
+            # on the CPU: the values written through a NumPy view (no tensor operations)
             a = vec.numpy()
             a[3:] = stats.numpy()
-            a[0] = float(self._pending_loss)
-            if self._pending_count > 1:
-                a[0] /= self._pending_count
-            a[1] = 1.0
-            a[2] = math.sqrt(a[3]) if self._pending_grad_norm is None else float(self._pending_grad_norm)
+            a[0] = math.nan if pending is None else float(pending) / count
+            a[1] = 0.0 if pending is None else 1.0
+            a[2] = math.sqrt(a[3]) if norm is None else float(norm)
         else:
-            if self._pending_loss is None:
+            if pending is None:
                 v_loss.fill_(math.nan)
                 v_has_loss.fill_(0.0)
             else:
-                v_loss.copy_(self._pending_loss)
-                if self._pending_count > 1:
-                    v_loss.div_(self._pending_count)
+                v_loss.copy_(pending)
+                if count > 1:
+                    v_loss.div_(count)
                 v_has_loss.fill_(1.0)
             v_stats.copy_(stats)
-            if self._pending_grad_norm is None:
+            if norm is None:
                 torch.sqrt(v_gg, out=v_grad_norm)
             else:
-                v_grad_norm.copy_(self._pending_grad_norm)
+                v_grad_norm.copy_(norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
         vec = _all_reduce_mean(vec)
         if host is None:
@@ -727,6 +723,13 @@ def _check_horizon(num_training_steps) -> None:
             "learner reads progress relative to the run length (in a Trainer, leave it None: the callback "
             "takes it from the Trainer)."
         )
+
+
+def scalar_f32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached as a float32 0-d tensor; one that is already (the Trainer's loss and gradient norm) is kept
+    as it is, without a cast or reshape."""
+    t = t.detach()
+    return t if t.dim() == 0 and t.dtype == torch.float32 else t.float().reshape(())
 
 
 def _is_number_like(value) -> bool:

@@ -13,7 +13,7 @@ from transformers.trainer_utils import SchedulerType
 from transformers.utils.generic import ExplicitEnum
 
 from .options import MetaSchedulerOptions
-from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler
+from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler, scalar_f32
 
 __all__ = ["MetaLRCallback", "MetaSchedulerType", "MetaTrainer", "MetaTrainingArguments", "VALID_SCHEDULER_NAMES"]
 
@@ -285,8 +285,7 @@ class MetaLRCallback(TrainerCallback):
     # -- signal sources ------------------------------------------------------------------------------------
     def add_loss(self, loss: torch.Tensor, scaled_for_accumulation: bool = True) -> None:
         """Record the loss of one micro-batch (``scaled_for_accumulation``: micro-batch losses sum to the step's)."""
-        loss = loss.detach()
-        self._losses.append(loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().reshape(()))
+        self._losses.append(scalar_f32(loss))
         self._scaled.append(scaled_for_accumulation)
 
     def set_grad_norm(self, grad_norm) -> None:
