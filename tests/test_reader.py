@@ -27,6 +27,13 @@ def _model_and_optimizer(kind, seed=0):
     return model, opt
 
 
+def _assert_same_sums(new: dict, reference: dict, tag) -> None:
+    """The batched reader's sums equal the reference reader's: float32 sums, grouped in another order."""
+    assert new.keys() == reference.keys()
+    for k in reference:
+        assert float(new[k]) == pytest.approx(float(reference[k]), rel=5e-6, abs=1e-12), (k, tag)
+
+
 @pytest.mark.parametrize("budget", [None, 1 << 15, 20_000])
 @pytest.mark.parametrize("kind", ["adamw", "sgd", "plain", "groups"])
 def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budget):
@@ -36,11 +43,7 @@ def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budge
         ids = torch.randint(0, 300, (4, 12))
         model(input_ids=ids, labels=torch.zeros(4, dtype=torch.long)).loss.backward()
         opt.step()
-        a, b = new.read(step), old.read(step)
-        assert a.keys() == b.keys()
-        for k in b:
-            # float32 sums, grouped in another order
-            assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, step)
+        _assert_same_sums(new.read(step), old.read(step), step)
         opt.zero_grad()
     if budget == 20_000:
         assert new.stride > 1  # the sampled path was exercised
@@ -106,9 +109,7 @@ def test_groups_differing_only_in_weight_decay_share_a_bucket_until_their_lrs_pa
         opt.step()
         if step == 2:
             opt.param_groups[1]["lr"] = 3e-4
-        a, b = new.read(step), old.read(step)
-        for k in b:
-            assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, step)
+        _assert_same_sums(new.read(step), old.read(step), step)
         assert len(new._buckets) == (1 if step < 2 else 2)
         opt.zero_grad()
 
@@ -153,10 +154,8 @@ def test_the_gram_product_on_one_thread_leaves_the_thread_count_and_the_sums_alo
             ids = torch.randint(0, 300, (4, 12))
             model(input_ids=ids, labels=torch.zeros(4, dtype=torch.long)).loss.backward()
             opt.step()
-            a, b = reader.read(0), reference.read(0)
+            _assert_same_sums(reader.read(0), reference.read(0), threads)
             assert torch.get_num_threads() == threads
-            for k in b:
-                assert float(a[k]) == pytest.approx(float(b[k]), rel=5e-6, abs=1e-12), (k, threads)
             opt.zero_grad()
     finally:
         torch.set_num_threads(before)
