@@ -101,6 +101,7 @@ class _Bucket:
         self._phases: dict = {}
         self._kept: dict = {}
         self._views: dict = {}
+        self._g_np: dict = {}
         self.rows = _ROWS[kind]
         self.work: torch.Tensor | None = None
         self.buffers: dict[str, torch.Tensor] = {}
@@ -116,20 +117,28 @@ class _Bucket:
         self._coef_key = None
         self.root_eps = torch.zeros((), device=device)
         self.root_eps_value = 0.0
+        self._root_eps_np = self.root_eps.numpy() if device.type == "cpu" else None
         self._gram_np = self._pick_np = self._picked_np = None
         if device.type == "cpu":  # the picking and scaling of the sums as NumPy operations on views made once
             self._gram_np, self._pick_np, self._picked_np = self.gram.numpy(), self.pick.numpy(), self.picked.numpy()
+        self.all_f32 = all(t.dtype == torch.float32 for t in params) and all(
+            t.dtype == torch.float32 for ts in self.moments.values() for t in ts
+        )
+        # On the CPU the weights and moments are copied by NumPy, from views made once (NumPy's concatenation of
+        # strided blocks takes a third of torch.cat's time there); on an accelerator by torch.cat.
+        self._cat = np.concatenate if device.type == "cpu" else torch.cat
         if not sampled:  # fixed layout: one flat row per tensor kind, a view of it per parameter
             self._allocate(self.numel)
-            all_f32 = all(t.dtype == torch.float32 for t in params) and all(
-                t.dtype == torch.float32 for ts in self.moments.values() for t in ts
-            )
+            all_f32 = self.all_f32
             # weights and moments are updated in place: their flat views are made once and read with one cat
             # (while they keep their storage, :meth:`fill` checks); gradients are new tensors every step
             self.flat = None
             if self.contiguous and all_f32:
-                self.flat = {"w": [p.view(-1) for p in params]}
-                self.flat.update({k: [t.view(-1) for t in ts] for k, ts in self.moments.items()})
+                sources = {"w": params, **self.moments}
+                self.flat = [
+                    (self._host([t.detach().view(-1) for t in ts]), self._host(self.buffers[row]))
+                    for row, ts in sources.items()
+                ]
                 self._storage = self._storage_key()
             for row in self.rows:
                 if row != "u":
@@ -138,6 +147,12 @@ class _Bucket:
                         views.append(self.buffers[row][off : off + p.numel()].view(p.shape))
                         off += p.numel()
                     self.dst[row] = views
+
+    def _host(self, tensors):
+        """``tensors`` (a tensor or a list) as NumPy views on the CPU (no copy), as they are elsewhere."""
+        if self.device.type != "cpu":
+            return tensors
+        return tensors.detach().numpy() if torch.is_tensor(tensors) else [t.detach().numpy() for t in tensors]
 
     def _allocate(self, n: int) -> None:
         self.work = torch.empty(len(self.rows), n, dtype=torch.float32, device=self.device)
@@ -152,8 +167,9 @@ class _Bucket:
         if not self.sampled:
             torch._foreach_copy_(self.dst["g"], grads)
             if self.flat is not None and self._storage_key() == self._storage:
-                for row, flat in self.flat.items():
-                    torch.cat(flat, out=self.buffers[row])
+                cat = self._cat
+                for flat, out in self.flat:
+                    cat(flat, out=out)
             else:  # moved weights (``model.to``, ``p.data = …``), other dtypes, non-contiguous tensors
                 torch._foreach_copy_(self.dst["w"], self.params)
                 for row, tensors in self.moments.items():
@@ -167,10 +183,14 @@ class _Bucket:
             return 0
         kept = self._persistent_views(stride, start, rows, n) or {}
         for row, tensors in sources.items():
-            if row in kept:  # weights and moments: views kept from an earlier step
+            if row in kept:  # weights and moments: views kept from an earlier step (NumPy ones on the CPU)
                 parts, out = kept[row]
-            else:
-                parts, out = self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK)
+                self._cat(parts, out=out)
+                continue
+            if row == "g" and self._cat is np.concatenate and all(g.dtype == torch.float32 for g in grads):
+                np.concatenate(self._grad_blocks(grads, rows, stride, start), out=self._out_np(n))
+                continue
+            parts, out = self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK)
             if parts[0].dtype == torch.float32:
                 torch.cat(parts, out=out)
             else:
@@ -181,7 +201,7 @@ class _Bucket:
         """For a small stride (a model up to ~64× the budget), the block views of the weights and moments at this
         phase, made once: those tensors are updated in place, so their views stay valid (a model moved to other
         storage is noticed and the views made again). Gradients are new tensors every step: never kept."""
-        if stride > _MAX_KEPT_STRIDE or not self.contiguous:
+        if stride > _MAX_KEPT_STRIDE or not self.contiguous or not self.all_f32:
             return None
         key = (start, self.params[0].data_ptr(), self.params[-1].data_ptr())
         views = self._kept.get(key)
@@ -189,7 +209,10 @@ class _Bucket:
             if len(self._kept) >= _MAX_KEPT_STRIDE:
                 self._kept.clear()
             views = self._kept[key] = {
-                row: (self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK))
+                row: (
+                    self._host(self._blocks(tensors, rows, stride, start)),
+                    self._host(self.buffers[row][:n]).reshape(-1, _BLOCK),
+                )
                 for row, tensors in {"w": self.params, **self.moments}.items()
             }
         return views
@@ -208,6 +231,26 @@ class _Bucket:
             for t, k, r in zip(tensors, rows, self.block_rows)
             if k
         ]
+
+    def _grad_blocks(self, grads: list[torch.Tensor], rows: list[int], stride: int, start: int) -> list:
+        """:meth:`_blocks` of this step's gradients as NumPy arrays (CPU, float32): one strided array per gradient
+        over its memory (the same blocks; a contiguous gradient's flat layout, a copy's otherwise)."""
+        step, offset = stride * _BLOCK * 4, start * _BLOCK * 4  # in bytes
+        out = []
+        for g, k in zip(grads, rows):
+            if k:
+                a = g.detach().numpy() if g.is_contiguous() else g.detach().reshape(-1).numpy()
+                out.append(np.ndarray((k, _BLOCK), np.float32, a, offset, (step, 4)))
+        return out
+
+    def _out_np(self, n: int) -> np.ndarray:
+        """The gradient row's first ``n`` elements as a NumPy ``[n / 256, 256]`` view (made once per size)."""
+        view = self._g_np.get(n)
+        if view is None:
+            view = self.buffers["g"][:n].numpy().reshape(-1, _BLOCK)
+            if len(self._g_np) < 4096:
+                self._g_np[n] = view
+        return view
 
     def _rows(self, stride: int, start: int) -> tuple[list[int], int]:
         """Blocks read from each parameter at this ``start`` (one of ``stride`` phases, remembered), and elements."""
@@ -259,7 +302,10 @@ class _Bucket:
             # (the factor √bc2 moved into these coefficients)
             a = lr * bc2**0.5 / bc1
             self.root_eps_value = bc2**0.5 * group.get("eps", 1e-8)
-            self.root_eps.fill_(self.root_eps_value)
+            if self._root_eps_np is not None:
+                self._root_eps_np[()] = self.root_eps_value
+            else:
+                self.root_eps.fill_(self.root_eps_value)
             coef = (1.0, 1.0, 1.0, -a, a * a, 1.0, 1.0 / bc2)
         elif self.kind == "sgd":
             c = 1.0 - group.get("momentum", 0.0)
@@ -323,6 +369,7 @@ class SignalReader:
         self._buckets: list[_Bucket] = []
         self._table: torch.Tensor | None = None
         self._out: torch.Tensor | None = None
+        self.out_np = None
         self._merge = True
 
     def _signature(self) -> tuple:
@@ -380,12 +427,17 @@ class SignalReader:
             self._table = torch.zeros(len(self._buckets), len(STAT_KEYS), device=device)
             self._rows_of = [self._table[i] for i in range(len(self._buckets))]
         self._rows_np = [row.numpy() if device.type == "cpu" else None for row in self._rows_of]
+        self.out_np = self._out.numpy() if device.type == "cpu" else None  # the NumPy view of the output, CPU
         self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
 
     @torch.no_grad()
     def read_into(self, offset: int = 0) -> torch.Tensor:
         """The seven sums of :data:`STAT_KEYS` and ``adaptive`` (1 for Adam-family) as one float32 vector on the
         parameters' device. The vector is the reader's own buffer: copy what must outlive the next call."""
+        return self._read_into(offset)
+
+    def _read_into(self, offset: int) -> torch.Tensor:
+        """:meth:`read_into` for a caller already under ``torch.no_grad()`` (the scheduler's step)."""
         key = self._signature()
         if key != self._key:
             self._plan()
@@ -395,7 +447,7 @@ class SignalReader:
         if not all(bucket.coefficients(stride if bucket.sampled else 1) for bucket in self._buckets):
             self._merge = False  # merged groups whose learning rates parted: one bucket per group from now on
             self._key = None
-            return self.read_into(offset)
+            return self._read_into(offset)
         for bucket, row, row_np in zip(self._buckets, self._rows_of, self._rows_np):
             n = bucket.fill(stride, start, self._budget_rows)
             if n == 0:

@@ -29,6 +29,7 @@ import struct
 import warnings
 
 import torch
+import torch.distributed as dist
 from torch.optim.lr_scheduler import LRScheduler
 
 from .features import (
@@ -198,6 +199,10 @@ class MetaController:
     def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:
         """:meth:`update` of a scalar controller, from the signals as Python floats (``x`` maps the signal names to
         floats); returns whether they were finite. The same rule as the batched path, without tensor overhead."""
+        return self._update_values(x, has_loss, step)
+
+    def _update_values(self, x: dict, has_loss: bool, step: int | None) -> bool:
+        """:meth:`update_values` for a caller already under ``torch.no_grad()`` (the scheduler's step)."""
         c = self._control
         ok = finite_values(x, has_loss)
         step = self.step_count if step is None else step
@@ -499,7 +504,7 @@ class MetaLRScheduler(LRScheduler):
         It is written into one of two buffers kept from step to step (a held decision keeps the other). On an
         accelerator a non-blocking copy to pinned host memory starts here; it is read one step later
         (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
-        stats = self._reader.read_into(offset=max(self.last_epoch, 0))  # Σg², g·m, …, Σv, adaptive
+        stats = self._reader._read_into(max(self.last_epoch, 0))  # Σg², g·m, …, Σv, adaptive (under no_grad)
         device = stats.device
         if self._buffers is None or self._buffers[0][0].device != device:
             on_host = device.type == "cpu"
@@ -511,9 +516,10 @@ class MetaLRScheduler(LRScheduler):
                     if on_host
                     else torch.empty(_NUM_SIGNALS, dtype=torch.float64, pin_memory=device.type == "cuda")
                 )
-                self._buffers.append((vec, host, vec[0], vec[1], vec[2], vec[3], vec[3:]))  # views made once
+                vec_np = vec.numpy() if on_host else None
+                self._buffers.append((vec, host, vec[0], vec[1], vec[2], vec[3], vec[3:], vec_np))  # views made once
         self._flip ^= 1
-        vec, host, v_loss, v_has_loss, v_grad_norm, v_gg, v_stats = self._buffers[self._flip]
+        vec, host, v_loss, v_has_loss, v_grad_norm, v_gg, v_stats, vec_np = self._buffers[self._flip]
         if self._pending_loss is None:
             self._warn_once(
                 "no_loss",
@@ -523,8 +529,8 @@ class MetaLRScheduler(LRScheduler):
         pending, count, norm = self._pending_loss, self._pending_count, self._pending_grad_norm
         if host is None and (pending is None or pending.is_cpu) and (norm is None or norm.is_cpu):
             # on the CPU: the values written through a NumPy view (no tensor operations)
-            a = vec.numpy()
-            a[3:] = stats.numpy()
+            a = vec_np
+            a[3:] = self._reader.out_np
             a[0] = math.nan if pending is None else float(pending) / count
             a[1] = 0.0 if pending is None else 1.0
             a[2] = math.sqrt(a[3]) if norm is None else float(norm)
@@ -550,7 +556,7 @@ class MetaLRScheduler(LRScheduler):
 
     def _consume(self, vec: torch.Tensor, step: int) -> None:
         """Feed one step's signals to the controller (the learner sees only finite ones)."""
-        values = vec.reshape(-1).tolist()
+        values = vec.tolist() if vec.dim() == 1 else vec.reshape(-1).tolist()
         self._last_values = values
         x = dict(zip(_SIGNAL_NAMES, values))
         has_loss = x.pop("has_loss") > 0.5
@@ -575,7 +581,7 @@ class MetaLRScheduler(LRScheduler):
                 "the gradient features use the gradient norm the Trainer reports, the others stay neutral.",
             )
         before = self.controller.nonfinite_decisions
-        self._report(self.controller.update_values(x, has_loss, step=step))  # one run: the float path
+        self._report(self.controller._update_values(x, has_loss, step))  # one run: the float path (under no_grad)
         if self.controller.nonfinite_decisions > before:
             self._warn_once(
                 "nonfinite_delta",
@@ -595,24 +601,41 @@ class MetaLRScheduler(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         if not self._is_initial and epoch is None:
             self._need_controller()
-            vec, step = self._collect_signals(), self.last_epoch
-            if self.decision_lag == 0:
-                if self._held is not None:  # resumed from a checkpoint written with decision_lag=1
-                    held, self._held = self._held, None
-                    self._consume(*held)
-                self._consume(vec, step)
-            else:  # apply the decision one step later: the copy started last step has long arrived
-                held, self._held = self._held, (vec, step)
-                if held is not None:
-                    self._consume(*held)
-        super().step(epoch)
+            with torch.no_grad():
+                vec, step = self._collect_signals(), self.last_epoch
+                if self.decision_lag == 0:
+                    if self._held is not None:  # resumed from a checkpoint written with decision_lag=1
+                        held, self._held = self._held, None
+                        self._consume(*held)
+                    self._consume(vec, step)
+                else:  # apply the decision one step later: the copy started last step has long arrived
+                    held, self._held = self._held, (vec, step)
+                    if held is not None:
+                        self._consume(*held)
+        if epoch is not None or not self._set_lrs():
+            super().step(epoch)
+
+    def _set_lrs(self) -> bool:
+        """What ``LRScheduler.step()`` does once its first-call checks are done and every LR is a float, without its
+        context manager and helpers (a tenth of the time); ``False`` (nothing done) otherwise."""
+        groups = self.optimizer.param_groups
+        if self._step_count <= 1 or not all(type(group["lr"]) is float for group in groups):
+            return False
+        self._step_count += 1
+        self.last_epoch += 1
+        lrs = self.get_lr()
+        for group, lr in zip(groups, lrs, strict=True):
+            group["lr"] = lr
+        self._last_lr = lrs
+        return True
 
     def skip_step(self) -> None:
         """The optimizer skipped this step (an fp16 overflow): a non-finite step for the learner and the back-off.
         The step counter does not move, as for the stock schedulers; the backed-off LR applies at once."""
         if self._held is not None:
             held, self._held = self._held, None
-            self._consume(*held)
+            with torch.no_grad():
+                self._consume(*held)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
         self._report(self.controller.update_values(*Signals.nonfinite().run_values(), step=self.last_epoch))
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
@@ -772,8 +795,6 @@ def _check_state(state: dict, num_groups: int) -> None:
 
 def _all_reduce_mean(vec: torch.Tensor) -> torch.Tensor:
     """Average a small signal vector over all ranks (no-op outside ``torch.distributed``)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         backend = dist.get_backend()
         work = vec.to(torch.float64)

@@ -126,6 +126,20 @@ def test_backoff_halves_the_lr_on_a_bad_step():
     assert bad[10][0] < 0.75 * clean[10][0]
 
 
+def test_the_scheduler_sets_the_lrs_as_torch_s_own_step_does(monkeypatch):
+    """The scheduler sets the param groups' LRs itself once torch's first-call checks are done (`_set_lrs`): the
+    LRs, `get_last_lr()`, the step counters and the state dict equal those of a run through `LRScheduler.step`."""
+    learner = perturbed_learner(seed=10)
+    make = lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=learner)  # noqa: E731
+    own, lrs_own, _, _ = _run(make, steps=30, groups=True)
+    monkeypatch.setattr(MetaLRScheduler, "_set_lrs", lambda self: False)  # every step through torch's step()
+    torch_s, lrs_torch, _, _ = _run(make, steps=30, groups=True)
+    assert lrs_own == lrs_torch and len({lr[0] for lr in lrs_own}) > 10  # the LR moved, alike
+    assert [g["lr"] for g in own.optimizer.param_groups] == [g["lr"] for g in torch_s.optimizer.param_groups]
+    assert (own.last_epoch, own._step_count) == (torch_s.last_epoch, torch_s._step_count) == (30, 31)
+    assert _save(own.state_dict()) == _save(torch_s.state_dict())
+
+
 @pytest.mark.parametrize("pretrained", [False, True])
 def test_state_dict_is_weights_only_and_resume_is_exact(pretrained):
     """Resumed in a scheduler built with the defaults: the checkpoint brings the run's `pretrained` feature too."""
