@@ -239,7 +239,8 @@ class _Bucket:
         out = []
         for g, k in zip(grads, rows):
             if k:
-                a = g.detach().numpy() if g.is_contiguous() else g.detach().reshape(-1).numpy()
+                g = g.detach() if g.requires_grad else g  # (only after a backward with create_graph=True)
+                a = g.numpy() if g.is_contiguous() else g.reshape(-1).numpy()
                 out.append(np.ndarray((k, _BLOCK), np.float32, a, offset, (step, 4)))
         return out
 
@@ -428,6 +429,8 @@ class SignalReader:
             self._rows_of = [self._table[i] for i in range(len(self._buckets))]
         self._rows_np = [row.numpy() if device.type == "cpu" else None for row in self._rows_of]
         self.out_np = self._out.numpy() if device.type == "cpu" else None  # the NumPy view of the output, CPU
+        cpu_table = self._table is not None and device.type == "cpu"
+        self._table_np, self._sums_np = (self._table.numpy(), self._sums.numpy()) if cpu_table else (None, None)
         self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
 
     @torch.no_grad()
@@ -454,7 +457,9 @@ class SignalReader:
                 row.zero_()
                 continue
             bucket.stats(n, row, row_np)
-        if self._table is not None:  # several buckets, or none (an empty table sums to zeros)
+        if self._table_np is not None:  # several buckets, or none (an empty table sums to zeros), on the CPU
+            np.sum(self._table_np, 0, out=self._sums_np)
+        elif self._table is not None:
             torch.sum(self._table, 0, out=self._sums)
         return self._out
 
