@@ -7,13 +7,16 @@ re-plans only when the optimizer changes (a new state, another param group, a lo
 learning rates part). A step then costs, per bucket of parameters read alike:
 
 - parameters read whole: the gradients copied with one ``torch._foreach_copy_``, the weights and moments (updated in
-  place) with one ``torch.cat`` each of flat views made once, into one float32 work matrix;
-- parameters read in blocks: one ``as_strided`` view per tensor and one ``torch.cat`` per tensor kind;
-- Adam's update direction in three elementwise operations, every sum at once as the Gram matrix of the work rows
-  (one matrix product written into a preallocated output), then one multiplication by the step's coefficients
-  (learning rate, bias corrections, sampling scale). On the CPU the elementwise operations, the picking and the
-  scaling run on NumPy views of the same buffers (NumPy's square root is about 3× faster than torch's there), and
-  the matrix product on one thread (MKL splits a product this skinny across threads at a 5× loss).
+  place) with one concatenation each of flat views made once, into one float32 work matrix;
+- parameters read in blocks: one strided view per gradient, and one concatenation per tensor kind (the weights' and
+  moments' block views made once for small strides);
+- Σv, then Adam's update direction in three elementwise operations in place of the copy of v, every other sum at
+  once as the Gram matrix of the work rows (one matrix product written into a preallocated output), then one
+  multiplication by the step's coefficients (learning rate, bias corrections, sampling scale).
+
+On the CPU the concatenations, the elementwise operations, the picking and the scaling run on NumPy views of the
+same buffers (NumPy's square root is about 3× faster than torch's there, its concatenation of strided blocks 2.5×),
+and the matrix product on one thread (MKL splits a product this skinny across threads at a 5× loss).
 
 The work buffers are allocated once (about ``max_elements`` float32 values per tensor kind, whatever the model), so
 after the first step the reader allocates nothing (``scripts/scheduler_allocations.py``); no copy of a whole
@@ -39,7 +42,7 @@ STAT_KEYS = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
 _ONE_THREAD_GRAM = 1 << 16
 _MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
 _HYPER = ("betas", "eps", "momentum", "dampening", "nesterov", "lr")  # what a merged bucket's groups share
-_ROWS = {"adam": ("g", "w", "m", "u", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}
+_ROWS = {"adam": ("g", "w", "m", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}  # Adam's row v becomes u
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,14 +72,16 @@ _PICK = {
     "sgd": (0, 2, 5, 2, 5, 4, 8),  # the buffer b in the rows of m: gm = c·g·b, mm = c²·b², g_upd = -lr·g·b, …
     "plain": (0, 0, 0, 0, 0, 4, 8),  # the gradient itself as m and as the update direction
 }
-# Where each raw sum sits in the Gram matrix of the work rows (flattened, row-major; ``r`` rows), the last entry
-# of the buffer staying 0: Adam's rows g, w, m, u, √v; SGD's g, w, m; plain g, w.
-_RAW_CELLS = ((0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (2, 2), (3, 3), (4, 4))
+# Where each raw sum but Σv sits in the Gram matrix of the work rows (flattened, row-major; ``r`` rows): Adam's rows
+# g, w, m, u; SGD's g, w, m; plain g, w. After the matrix come two more entries: one that stays 0 (the sums a kind
+# has no row for), then Adam's Σv (the squared norm of √v, taken before the row becomes u).
+_RAW_CELLS = ((0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (2, 2), (3, 3))
 
 
 def _gram_pick(kind: str) -> list[int]:
     r = len(_ROWS[kind])
-    cells = [i * r + j if max(i, j) < r else r * r for i, j in _RAW_CELLS] + [r * r]
+    cells = [i * r + j if max(i, j) < r else r * r for i, j in _RAW_CELLS]
+    cells += [r * r + 1 if kind == "adam" else r * r, r * r]  # Σv, 0
     return [cells[k] for k in _PICK[kind]]
 
 
@@ -107,7 +112,8 @@ class _Bucket:
         self.buffers: dict[str, torch.Tensor] = {}
         self.dst: dict[str, list[torch.Tensor]] = {}
         r = len(self.rows)
-        self.gram = torch.zeros(r * r + 1, device=device)  # the last entry stays 0 (the Σv of optimizers without one)
+        self.gram = torch.zeros(r * r + 2, device=device)  # then a 0 (the sums a kind has no row for) and Σv
+        self.sum_v = self.gram[-1]
         self.gram_matrix = self.gram[: r * r].view(r, r)
         self.pick = torch.tensor(_gram_pick(kind), device=device)
         self.picked = torch.zeros(len(STAT_KEYS), device=device)
@@ -141,12 +147,11 @@ class _Bucket:
                 ]
                 self._storage = self._storage_key()
             for row in self.rows:
-                if row != "u":
-                    views, off = [], 0
-                    for p in params:
-                        views.append(self.buffers[row][off : off + p.numel()].view(p.shape))
-                        off += p.numel()
-                    self.dst[row] = views
+                views, off = [], 0
+                for p in params:
+                    views.append(self.buffers[row][off : off + p.numel()].view(p.shape))
+                    off += p.numel()
+                self.dst[row] = views
 
     def _host(self, tensors):
         """``tensors`` (a tensor or a list) as NumPy views on the CPU (no copy), as they are elsewhere."""
@@ -264,16 +269,18 @@ class _Bucket:
         return cached
 
     def _slices(self, n: int) -> tuple:
-        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, u, v (on the CPU,
+        """For ``n`` elements read: the work rows as a matrix and its transpose, and Adam's rows m, v (on the CPU,
         up to :data:`_ONE_THREAD_GRAM` elements, as NumPy views: NumPy's square root is 3× faster than torch's there;
         beyond, torch's threads pay); views made once per size."""
         cached = self._views.get(n)
         if cached is None:
             work = self.work[:, :n]
-            adam = (work[2], work[3], work[4]) if self.kind == "adam" else None
+            adam = (work[2], work[3]) if self.kind == "adam" else None
+            # on the CPU Σv is summed by NumPy at every size (torch's threaded sum allocates its partial sums)
+            v_np = adam[1].numpy() if adam is not None and self.coef_np is not None else None
             if adam is not None and self.coef_np is not None and n <= _ONE_THREAD_GRAM:  # larger: torch's threads
                 adam = tuple(t.numpy() for t in adam)
-            cached = (work, work.t(), adam)
+            cached = (work, work.t(), adam, v_np)
             if len(self._views) < 4096:
                 self._views[n] = cached
         return cached
@@ -322,24 +329,28 @@ class _Bucket:
         return True
 
     def stats(self, n: int, out: torch.Tensor, out_np) -> None:
-        """Write this bucket's seven sums into ``out``: Adam's update direction (and √v, whose squared norm is Σv)
-        in three elementwise operations, then every sum at once as the Gram matrix of the work rows (one matrix
-        product into a preallocated output: one pass over the rows), then the picked sums times their
+        """Write this bucket's seven sums into ``out``: Σv, then Adam's update direction in three elementwise
+        operations in place of the copy of v, then every other sum at once as the Gram matrix of the work rows (one
+        matrix product into a preallocated output: one pass over the rows), then the picked sums times their
         coefficients (``out_np``: the NumPy view of ``out`` on the CPU, else ``None``)."""
-        rows, rows_t, adam = self._slices(n)
+        rows, rows_t, adam, v_np = self._slices(n)
         cpu = self.coef_np is not None
         if adam is not None:
-            m, u, v = adam
+            m, v = adam  # the row v is a copy: its sum Σv, then √v, √v + ε and u = m / (√v + ε), in place
+            if v_np is not None:
+                self._gram_np[-1] = v_np.sum()  # Σv (NumPy's pairwise summation)
+            else:
+                torch.sum(v, 0, out=self.sum_v)  # Σv (a cascade sum)
             if isinstance(v, np.ndarray):  # NumPy views of the work rows (the CPU, up to the one-thread size)
-                np.sqrt(v, out=v)  # the row v is a copy: √v in place
-                np.add(v, self.root_eps_value, out=u)
-                np.divide(m, u, out=u)
+                np.sqrt(v, out=v)
+                np.add(v, self.root_eps_value, out=v)
+                np.divide(m, v, out=v)
             else:
                 torch.sqrt(v, out=v)
-                torch.add(v, self.root_eps, out=u)
-                torch.div(m, u, out=u)
+                torch.add(v, self.root_eps, out=v)
+                torch.div(m, v, out=v)
         threads = torch.get_num_threads() if cpu and n <= _ONE_THREAD_GRAM and _openmp() else 1
-        if threads > 1:  # BLAS runs this skinny product (5 × n by n × 5) 5× slower on two threads than on one
+        if threads > 1:  # BLAS runs this skinny product (4 × n by n × 4) 5× slower on two threads than on one
             torch.set_num_threads(1)
             try:
                 torch.mm(rows, rows_t, out=self.gram_matrix)
