@@ -74,7 +74,7 @@ _PICK = {
 }
 # Where each raw sum but Σv sits in the Gram matrix of the work rows (flattened, row-major; ``r`` rows): Adam's rows
 # g, w, m, u; SGD's g, w, m; plain g, w. After the matrix come two more entries: one that stays 0 (the sums a kind
-# has no row for), then Adam's Σv (the squared norm of √v, taken before the row becomes u).
+# has no row for), then Adam's Σv (summed from the copy of v before that row becomes u).
 _RAW_CELLS = ((0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (2, 2), (3, 3))
 
 
@@ -135,11 +135,10 @@ class _Bucket:
         self._cat = np.concatenate if device.type == "cpu" else torch.cat
         if not sampled:  # fixed layout: one flat row per tensor kind, a view of it per parameter
             self._allocate(self.numel)
-            all_f32 = self.all_f32
             # weights and moments are updated in place: their flat views are made once and read with one cat
             # (while they keep their storage, :meth:`fill` checks); gradients are new tensors every step
             self.flat = None
-            if self.contiguous and all_f32:
+            if self.contiguous and self.all_f32:
                 sources = {"w": params, **self.moments}
                 self.flat = [
                     (self._host([t.detach().view(-1) for t in ts]), self._host(self.buffers[row]))
