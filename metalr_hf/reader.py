@@ -106,7 +106,9 @@ class _Bucket:
         self._phases: dict = {}
         self._kept: dict = {}
         self._views: dict = {}
-        self._g_np: dict = {}
+        self._rows_np: dict = {}
+        self._bases: dict = {}
+        self._bases_key = None
         self.rows = _ROWS[kind]
         self.work: torch.Tensor | None = None
         self.buffers: dict[str, torch.Tensor] = {}
@@ -191,8 +193,8 @@ class _Bucket:
                 parts, out = kept[row]
                 self._cat(parts, out=out)
                 continue
-            if row == "g" and self._cat is np.concatenate and all(g.dtype == torch.float32 for g in grads):
-                np.concatenate(self._grad_blocks(grads, rows, stride, start), out=self._out_np(n))
+            if self._cat is np.concatenate and all(t.dtype == torch.float32 for t in tensors):
+                np.concatenate(self._np_blocks(tensors, rows, stride, start), out=self._out_np(row, n))
                 continue
             parts, out = self._blocks(tensors, rows, stride, start), self.buffers[row][:n].view(-1, _BLOCK)
             if parts[0].dtype == torch.float32:
@@ -202,12 +204,29 @@ class _Bucket:
         return n
 
     def _persistent_views(self, stride: int, start: int, rows: list[int], n: int) -> dict | None:
-        """For a small stride (a model up to ~64× the budget), the block views of the weights and moments at this
-        phase, made once: those tensors are updated in place, so their views stay valid (a model moved to other
-        storage is noticed and the views made again). Gradients are new tensors every step: never kept."""
-        if stride > _MAX_KEPT_STRIDE or not self.contiguous or not self.all_f32:
+        """The block views of the weights and moments at this phase, from views made once (those tensors are updated
+        in place, so their views stay valid; a model moved to other storage is noticed and the views made again):
+        for a small stride (a model up to ~64× the budget) the phase's own views, kept; for a larger one, on the CPU,
+        each tensor's ``[blocks, 256]`` NumPy view, sliced ``[start::stride]`` this step. Gradients are new tensors
+        every step: never kept. ``None`` where neither applies (the views are then made each step)."""
+        if not self.contiguous or not self.all_f32:
             return None
         key = (start, self.params[0].data_ptr(), self.params[-1].data_ptr())
+        if stride > _MAX_KEPT_STRIDE:
+            if self.device.type != "cpu":
+                return None
+            if self._bases_key != key[1:]:
+                self._bases_key = key[1:]
+                self._bases = {
+                    row: [
+                        t.detach().numpy().reshape(-1)[: r * _BLOCK].reshape(r, _BLOCK)
+                        for t, r in zip(tensors, self.block_rows)
+                    ]
+                    for row, tensors in {"w": self.params, **self.moments}.items()
+                }
+            return {
+                row: ([b[start::stride] for b in bases], self._out_np(row, n)) for row, bases in self._bases.items()
+            }
         views = self._kept.get(key)
         if views is None:
             if len(self._kept) >= _MAX_KEPT_STRIDE:
@@ -236,25 +255,25 @@ class _Bucket:
             if k
         ]
 
-    def _grad_blocks(self, grads: list[torch.Tensor], rows: list[int], stride: int, start: int) -> list:
-        """:meth:`_blocks` of this step's gradients as NumPy arrays (CPU, float32): one strided array per gradient
-        over its memory (the same blocks; a contiguous gradient's flat layout, a copy's otherwise)."""
+    def _np_blocks(self, tensors: list[torch.Tensor], rows: list[int], stride: int, start: int) -> list:
+        """:meth:`_blocks` as NumPy arrays (CPU, float32), made this step: one strided array per tensor over its
+        memory (the same blocks; a contiguous tensor's flat layout, a flat copy's otherwise)."""
         step, offset = stride * _BLOCK * 4, start * _BLOCK * 4  # in bytes
         out = []
-        for g, k in zip(grads, rows):
+        for t, k in zip(tensors, rows):
             if k:
-                g = g.detach() if g.requires_grad else g  # (only after a backward with create_graph=True)
-                a = g.numpy() if g.is_contiguous() else g.reshape(-1).numpy()
+                t = t.detach() if t.requires_grad else t
+                a = t.numpy() if t.is_contiguous() else t.reshape(-1).numpy()
                 out.append(np.ndarray((k, _BLOCK), np.float32, a, offset, (step, 4)))
         return out
 
-    def _out_np(self, n: int) -> np.ndarray:
-        """The gradient row's first ``n`` elements as a NumPy ``[n / 256, 256]`` view (made once per size)."""
-        view = self._g_np.get(n)
+    def _out_np(self, row: str, n: int) -> np.ndarray:
+        """A work row's first ``n`` elements as a NumPy ``[n / 256, 256]`` view (made once per row and size)."""
+        view = self._rows_np.get((row, n))
         if view is None:
-            view = self.buffers["g"][:n].numpy().reshape(-1, _BLOCK)
-            if len(self._g_np) < 4096:
-                self._g_np[n] = view
+            view = self.buffers[row][:n].numpy().reshape(-1, _BLOCK)
+            if len(self._rows_np) < 4096:
+                self._rows_np[(row, n)] = view
         return view
 
     def _rows(self, stride: int, start: int) -> tuple[list[int], int]:

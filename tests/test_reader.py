@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference_reader import ReferenceSignalReader
 
-from metalr_hf.reader import SignalReader
+from metalr_hf.reader import _MAX_KEPT_STRIDE, SignalReader
 
 
 def _model_and_optimizer(kind, seed=0):
@@ -34,7 +34,7 @@ def _assert_same_sums(new: dict, reference: dict, tag) -> None:
         assert float(new[k]) == pytest.approx(float(reference[k]), rel=5e-6, abs=1e-12), (k, tag)
 
 
-@pytest.mark.parametrize("budget", [None, 1 << 15, 20_000])
+@pytest.mark.parametrize("budget", [None, 1 << 15, 20_000, 1_000])
 @pytest.mark.parametrize("kind", ["adamw", "sgd", "plain", "groups"])
 def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budget):
     model, opt = _model_and_optimizer(kind)
@@ -46,7 +46,9 @@ def test_batched_reader_reads_the_same_sums_as_the_per_parameter_one(kind, budge
         _assert_same_sums(new.read(step), old.read(step), step)
         opt.zero_grad()
     if budget == 20_000:
-        assert new.stride > 1  # the sampled path was exercised
+        assert 1 < new.stride <= _MAX_KEPT_STRIDE  # the sampled path, with block views kept per phase
+    if budget == 1_000:
+        assert new.stride > _MAX_KEPT_STRIDE  # the sampled path, with whole-tensor block views sliced per step
 
 
 def test_reader_replans_when_the_optimizer_state_is_replaced():
@@ -80,11 +82,12 @@ def test_reader_keeps_its_work_buffers_after_the_first_step(budget):
         assert work < 20 * (budget + 256 * len(list(model.parameters())))  # set by the budget, not the model
 
 
-def test_kept_views_follow_weights_moved_to_new_storage():
-    """The reader keeps block views of weights between steps (small strides); weights given new storage (as
-    `model.to(...)` or `p.data = ...` do) must be read from the new storage, not the old."""
+@pytest.mark.parametrize("budget", [20_000, 1_000])
+def test_kept_views_follow_weights_moved_to_new_storage(budget):
+    """The reader keeps block views of weights between steps (per phase for small strides, per tensor for large
+    ones); weights given new storage (as `model.to(...)` or `p.data = ...` do) must be read from the new storage."""
     model, opt = _model_and_optimizer("adamw")
-    reader, reference = SignalReader(opt, 20_000), ReferenceSignalReader(opt, 20_000)
+    reader, reference = SignalReader(opt, budget), ReferenceSignalReader(opt, budget)
     for step in range(3):
         model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
         opt.step()
