@@ -1,9 +1,9 @@
 """The scheduler's own time per step, timed alone with one thread (observe + step on a fixed gradient).
 
-    python scripts/scheduler_time.py tiny|tiny-bert|bert [THREADS]
+    python scripts/scheduler_time.py tiny|tiny-bert|bert|gpt2 [THREADS]
 
 tiny: BERT 2 × 32 (0.05M parameters); tiny-bert: BERT 2 × 64 (0.18M, the overhead suite's); bert: BERT 4 × 256
-(11.2M). Prints the median and p90 over 380 steps.
+(11.2M); gpt2: GPT-2 small (124M, from its config). Prints the median and p90 over 380 steps.
 """
 
 import statistics
@@ -11,7 +11,7 @@ import sys
 import time
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
 from metalr_hf import MetaLRScheduler
 
@@ -27,11 +27,17 @@ CONFIGS = {
 kind = sys.argv[1] if len(sys.argv) > 1 else "tiny"
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 torch.manual_seed(0)
-model = BertForSequenceClassification(BertConfig(**CONFIGS[kind]))
+if kind == "gpt2":
+    model = GPT2LMHeadModel(GPT2Config())
+    ids = torch.randint(0, 1000, (1, 32))
+    batch = dict(input_ids=ids, labels=ids)
+else:
+    model = BertForSequenceClassification(BertConfig(**CONFIGS[kind]))
+    batch = dict(input_ids=torch.randint(0, 1000, (4, 16)), labels=torch.zeros(4, dtype=torch.long))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 steps = 400
 scheduler = MetaLRScheduler(optimizer, num_training_steps=steps + 10)
-loss = model(input_ids=torch.randint(0, 1000, (4, 16)), labels=torch.zeros(4, dtype=torch.long)).loss
+loss = model(**batch).loss
 loss.backward()
 optimizer.step()
 times = []
