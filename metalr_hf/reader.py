@@ -240,15 +240,12 @@ class _Bucket:
 
     def _blocks(self, tensors: list[torch.Tensor], rows: list[int], stride: int, start: int) -> list[torch.Tensor]:
         """Rows ``start, start + stride, …`` of each tensor cut into rows of 256 elements (``rows`` of them each):
-        an ``as_strided`` view of a contiguous tensor, a flat copy's rows otherwise."""
-        if self.contiguous:
-            return [
-                t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
-                for t, k in zip(tensors, rows)
-                if k
-            ]
+        an ``as_strided`` view of a contiguous tensor, a flat copy's rows otherwise (a gradient assigned by hand
+        may be laid out unlike its parameter)."""
         return [
-            t.reshape(-1)[: r * _BLOCK].view(-1, _BLOCK)[start::stride]
+            t.as_strided((k, _BLOCK), (stride * _BLOCK, 1), t.storage_offset() + start * _BLOCK)
+            if t.is_contiguous()
+            else t.reshape(-1)[: r * _BLOCK].view(-1, _BLOCK)[start::stride]
             for t, k, r in zip(tensors, rows, self.block_rows)
             if k
         ]

@@ -66,6 +66,28 @@ def test_reader_replans_when_the_optimizer_state_is_replaced():
     assert float(after["mm"]) == pytest.approx(4 * float(before["mm"]), rel=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # float64: torch's copies, not NumPy's
+@pytest.mark.parametrize("budget", [None, 20_000, 1_000])
+def test_gradients_laid_out_unlike_their_parameters_are_read_by_their_values(budget, dtype):
+    """A gradient assigned by hand may be a non-contiguous view (here the transpose of a column-major copy): the
+    reader reads its values in the parameter's element order, as the reference reader does, not its memory."""
+    model, _ = _model_and_optimizer("adamw")
+    model.to(dtype)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(input_ids=torch.randint(0, 300, (4, 12)), labels=torch.zeros(4, dtype=torch.long)).loss.backward()
+    opt.step()
+    new, old = SignalReader(opt, budget), ReferenceSignalReader(opt, budget)
+    swapped = 0
+    for p in model.parameters():
+        if p.dim() == 2 and p.shape[0] != p.shape[1] and p.numel() > 1024:
+            p.grad = p.grad.t().contiguous().t()  # the same values, laid out column-major
+            assert not p.grad.is_contiguous()
+            swapped += 1
+    assert swapped >= 2
+    for step in range(2):
+        _assert_same_sums(new.read(step), old.read(step), step)
+
+
 @pytest.mark.parametrize("budget", [None, 1000])
 def test_reader_keeps_its_work_buffers_after_the_first_step(budget):
     model, opt = _model_and_optimizer("adamw")
