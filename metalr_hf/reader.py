@@ -106,7 +106,7 @@ class _Bucket:
         self._phases: dict = {}
         self._kept: dict = {}
         self._views: dict = {}
-        self._rows_np: dict = {}
+        self._row_views_np: dict = {}
         self._bases: dict = {}
         self._bases_key = None
         self.rows = _ROWS[kind]
@@ -264,11 +264,11 @@ class _Bucket:
 
     def _out_np(self, row: str, n: int) -> np.ndarray:
         """A work row's first ``n`` elements as a NumPy ``[n / 256, 256]`` view (made once per row and size)."""
-        view = self._rows_np.get((row, n))
+        view = self._row_views_np.get((row, n))
         if view is None:
             view = self.buffers[row][:n].numpy().reshape(-1, _BLOCK)
-            if len(self._rows_np) < 4096:
-                self._rows_np[(row, n)] = view
+            if len(self._row_views_np) < 4096:
+                self._row_views_np[(row, n)] = view
         return view
 
     def _rows(self, stride: int, start: int) -> tuple[list[int], int]:
@@ -289,10 +289,12 @@ class _Bucket:
         if cached is None:
             work = self.work[:, :n]
             adam = (work[2], work[3]) if self.kind == "adam" else None
-            # on the CPU Σv is summed by NumPy at every size (torch's threaded sum allocates its partial sums)
-            v_np = adam[1].numpy() if adam is not None and self.coef_np is not None else None
-            if adam is not None and self.coef_np is not None and n <= _ONE_THREAD_GRAM:  # larger: torch's threads
-                adam = tuple(t.numpy() for t in adam)
+            v_np = None  # larger reads on the CPU: Σv summed by NumPy (torch's threaded sum allocates)
+            if adam is not None and self.coef_np is not None:
+                if n <= _ONE_THREAD_GRAM:
+                    adam = tuple(t.numpy() for t in adam)
+                else:  # torch's threads pay for the elementwise work
+                    v_np = adam[1].numpy()
             cached = (work, work.t(), adam, v_np)
             if len(self._views) < 4096:
                 self._views[n] = cached
