@@ -116,39 +116,30 @@ EXPERIMENTS["scratch-lm"] = Preset(
     families=META_TRAIN + ("grammar_lm",) * 3, init_learner="metalr-default-v3",
 )  # fmt: skip
 
-# From the opt-in `metalr-scratch-v1` (the ×148 bound): what stage 3 did for the default (v2 → v3), runs of
-# 300–1500 steps on every from-scratch family, its wide base-LR ranges, losses weighted double. Now that a pretrained
-# run is told from its weights and gets the fine-tuning learner, could the wide bound drive training from scratch?
-EXPERIMENTS["scratch-long"] = Preset(
-    "scratch-long", iterations=12, pairs=6, tasks=6, horizon=(300, 1500), lr=0.01, loss_aversion=2.0,
-    max_delta=5.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)}, init_learner="metalr-scratch-v1",
-)  # fmt: skip
-
-# From `metalr-scratch-v1` too: its own stage (100–300-step runs, its base-LR ranges and bound) 20 iterations more
-# with losses to the prior weighted triple: keep repairing a base LR far too small, stop raising a right one?
+# Wide-bound learners for training from scratch (`wide-bound/`): now that a pretrained run is told from its weights
+# and gets the fine-tuning learner, could the ×148 bound drive training from scratch? Every one on the from-scratch
+# families at `scratch`'s base-LR ranges and bound.
+# `scratch-judge`: from the opt-in `metalr-scratch-v1`, its own stage (100–300-step runs) 20 iterations more with
+# losses to the prior weighted triple: keep repairing a base LR far too small, stop raising a right one?
 EXPERIMENTS["scratch-judge"] = Preset(
     "scratch-judge", iterations=20, pairs=6, tasks=8, horizon=(100, 300), lr=0.01, loss_aversion=3.0,
     max_delta=5.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)}, init_learner="metalr-scratch-v1",
 )  # fmt: skip
-
-# From `scratch-judge` (run first): losses to the prior weighted five times, same runs — how far does aversion go?
-EXPERIMENTS["scratch-judge5"] = Preset(
-    "scratch-judge5", iterations=20, pairs=6, tasks=8, horizon=(100, 300), lr=0.01, loss_aversion=5.0,
-    max_delta=5.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)}, init_from="scratch-judge",
-)  # fmt: skip
-
-# From `scratch-judge` (run first): then 300–1500-step runs, losses weighted triple (the long stage that took the
-# default from v2 to v3).
-EXPERIMENTS["scratch-judge-long"] = Preset(
-    "scratch-judge-long", iterations=12, pairs=6, tasks=6, horizon=(300, 1500), lr=0.01, loss_aversion=3.0,
-    max_delta=5.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)}, init_from="scratch-judge",
-)  # fmt: skip
-
-# From the shipped default `metalr-default-v3`, its bound widened ×7.4 → ×148 (its decisions unchanged to first
-# order) on the wide base-LR ranges, 100–300-step runs, losses weighted triple / five times: v3's judgement at a
-# right LR, with room to repair one far too small?
-EXPERIMENTS["v3-wide-judge"] = Preset(
-    "v3-wide-judge", iterations=20, pairs=6, tasks=8, horizon=(100, 300), lr=0.01, loss_aversion=3.0,
-    max_delta=5.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)}, init_learner="metalr-default-v3",
-)  # fmt: skip
+_LONG = dict(iterations=12, tasks=6, horizon=(300, 1500))  # the stage that took the default from v2 to v3
+# `scratch-long`: from `metalr-scratch-v1`, 300–1500-step runs, losses weighted double.
+EXPERIMENTS["scratch-long"] = replace(EXPERIMENTS["scratch-judge"], name="scratch-long", loss_aversion=2.0, **_LONG)
+# `scratch-judge5` / `scratch-judge-long`: from `scratch-judge` (run first), losses weighted ×5 / the long runs.
+_AFTER_JUDGE = dict(init_learner=None, init_from="scratch-judge")
+EXPERIMENTS["scratch-judge5"] = replace(
+    EXPERIMENTS["scratch-judge"], name="scratch-judge5", loss_aversion=5.0, **_AFTER_JUDGE
+)
+EXPERIMENTS["scratch-judge-long"] = replace(
+    EXPERIMENTS["scratch-judge"], name="scratch-judge-long", **_LONG, **_AFTER_JUDGE
+)
+# `v3-wide-judge(5)`: from the shipped default `metalr-default-v3`, its bound widened ×7.4 → ×148 (its decisions
+# unchanged to first order), losses weighted triple / five times: v3's judgement at a right LR, with room to repair
+# one far too small?
+EXPERIMENTS["v3-wide-judge"] = replace(
+    EXPERIMENTS["scratch-judge"], name="v3-wide-judge", init_learner="metalr-default-v3"
+)
 EXPERIMENTS["v3-wide-judge5"] = replace(EXPERIMENTS["v3-wide-judge"], name="v3-wide-judge5", loss_aversion=5.0)
