@@ -1,9 +1,12 @@
 """The scheduler's own time per step, timed alone with one thread (observe + step on a fixed gradient).
 
-    python scripts/scheduler_time.py tiny|tiny-bert|bert|gpt2 [THREADS]
+    python scripts/scheduler_time.py tiny|tiny-bert|tiny-gpt2|bert|gpt2 [THREADS] [--train]
 
 tiny: BERT 2 × 32 (0.05M parameters); tiny-bert: BERT 2 × 64 (0.18M, the overhead suite's); bert: BERT 4 × 256
-(11.2M); gpt2: GPT-2 small (124M, from its config). Prints the median and p90 over 380 steps.
+(11.2M); tiny-gpt2: GPT-2 2 × 32 (0.03M, read whole; the overhead suite's 1000-step Trainer run); gpt2: GPT-2
+small (124M, from its config). Prints the median and p90 over 380 steps. With ``--train`` a forward, backward and
+optimizer step of the model run between the scheduler's steps, as in training: the scheduler's code and data then
+start cold each step (on this machine its time doubles for the tiny models).
 """
 
 import statistics
@@ -24,12 +27,15 @@ CONFIGS = {
                  intermediate_size=1024, max_position_embeddings=512),
 }  # fmt: skip
 
-kind = sys.argv[1] if len(sys.argv) > 1 else "tiny"
-torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+args = [a for a in sys.argv[1:] if a != "--train"]
+train = "--train" in sys.argv[1:]
+kind = args[0] if args else "tiny"
+torch.set_num_threads(int(args[1]) if len(args) > 1 else 1)
 torch.manual_seed(0)
-if kind == "gpt2":
-    model = GPT2LMHeadModel(GPT2Config())
-    ids = torch.randint(0, 1000, (1, 32))
+if kind in ("gpt2", "tiny-gpt2"):
+    small = dict(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2) if kind == "tiny-gpt2" else {}
+    model = GPT2LMHeadModel(GPT2Config(**small))
+    ids = torch.randint(0, 64 if small else 1000, (8 if small else 1, 16 if small else 32))
     batch = dict(input_ids=ids, labels=ids)
 else:
     model = BertForSequenceClassification(BertConfig(**CONFIGS[kind]))
@@ -42,12 +48,18 @@ loss.backward()
 optimizer.step()
 times = []
 for _ in range(steps):
+    if train:
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
     t0 = time.perf_counter()
     scheduler.observe(loss.detach())
     scheduler.step()
     times.append(time.perf_counter() - t0)
 times = times[20:]
+where = " (in a training loop)" if train else ""
 print(
-    f"{kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, scheduler "
+    f"{kind}{where}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, scheduler "
     f"{1e3 * statistics.median(times):.3f} ms median, {1e3 * statistics.quantiles(times, n=10)[8]:.3f} ms p90 per step"
 )
