@@ -17,12 +17,12 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
 from metalr_hf import MetaLRScheduler
+from metalr_hf.bench.overhead import MODELS, TRAINER_GPT2
 
 CONFIGS = {
     "tiny": dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                  max_position_embeddings=64),
-    "tiny-bert": dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=256, max_position_embeddings=128),  # the overhead suite's
+    "tiny-bert": MODELS["tiny-bert"][1],  # the overhead suite's
     "bert": dict(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                  intermediate_size=1024, max_position_embeddings=512),
 }  # fmt: skip
@@ -32,10 +32,13 @@ train = "--train" in sys.argv[1:]
 kind = args[0] if args else "tiny"
 torch.set_num_threads(int(args[1]) if len(args) > 1 else 1)
 torch.manual_seed(0)
-if kind in ("gpt2", "tiny-gpt2"):
-    small = dict(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2) if kind == "tiny-gpt2" else {}
-    model = GPT2LMHeadModel(GPT2Config(**small))
-    ids = torch.randint(0, 64 if small else 1000, (8 if small else 1, 16 if small else 32))
+if kind == "tiny-gpt2":
+    model = GPT2LMHeadModel(GPT2Config(**TRAINER_GPT2))
+    ids = torch.randint(0, 64, (8, 16))  # the Trainer run's batch: 8 sequences of 16 tokens
+    batch = dict(input_ids=ids, labels=ids)
+elif kind == "gpt2":
+    model = GPT2LMHeadModel(GPT2Config())
+    ids = torch.randint(0, 1000, (1, 32))
     batch = dict(input_ids=ids, labels=ids)
 else:
     model = BertForSequenceClassification(BertConfig(**CONFIGS[kind]))

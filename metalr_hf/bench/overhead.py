@@ -33,6 +33,8 @@ MODELS = {
                               intermediate_size=1024, max_position_embeddings=512), 16, 128, 40),
     "gpt2-124m": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12), 1, 64, 6),
 }  # fmt: skip
+# the GPT-2 of `trainer_wall`'s whole Trainer runs (2 layers, width 32)
+TRAINER_GPT2 = dict(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2)
 
 
 def _state_bytes(obj) -> int:
@@ -153,7 +155,7 @@ def _trainer_wall(steps: int, seed: int, repeats: int = 4) -> dict:
     order = [k for i in range(repeats) for k in (("cosine", "meta") if i % 2 == 0 else ("meta", "cosine"))]
     for kind in order:
         torch.manual_seed(seed)
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+        model = GPT2LMHeadModel(GPT2Config(**TRAINER_GPT2))
         with tempfile.TemporaryDirectory() as tmp:
             common = dict(output_dir=tmp, max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3,
                           logging_steps=50, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
