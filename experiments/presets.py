@@ -143,3 +143,13 @@ EXPERIMENTS["v3-wide-judge"] = replace(
     EXPERIMENTS["scratch-judge"], name="v3-wide-judge", init_learner="metalr-default-v3"
 )
 EXPERIMENTS["v3-wide-judge5"] = replace(EXPERIMENTS["v3-wide-judge"], name="v3-wide-judge5", loss_aversion=5.0)
+
+# `horizon-feature` (`horizon-feature/`): from `metalr-default-v3`, reading the run's length — the one scale the
+# scale-free features leave out, while the right LR of a 40-step run (the quick bench's) is not that of a 300-step
+# one — on runs of 30–600 steps, losses weighted double. The `horizon` feature (log10(T / 300)) exists only with
+# `horizon-feature/feature.patch` applied (`git apply`); without it the preset is not offered.
+if "horizon" in FEATURE_NAMES:
+    EXPERIMENTS["horizon-feature"] = Preset(
+        "horizon-feature", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=2.0,
+        features=FEATURE_NAMES, init_learner="metalr-default-v3",
+    )  # fmt: skip
