@@ -93,6 +93,14 @@ def test_aggregate_win_rate_regret_profile_and_divergence():
     assert agg["diverged"] == 1
 
 
+def test_a_tuned_run_with_a_loss_of_exactly_zero_is_a_huge_regret_not_a_crash():
+    """A baseline whose eval loss rounds to 0 (a classifier sure of every label) makes meta's regret huge; a meta
+    run at 0 too ties it."""
+    results = [_run("meta", 1e-3, 0.01), _run("cosine", 1e-3, 0.0), _run("meta", 1e-2, 0.0), _run("cosine", 1e-2, 0.5)]
+    regrets = {x["base_lr"]: x["regret"] for x in aggregate(results)["regret"]}
+    assert regrets[1e-3] == pytest.approx(0.01 / 1e-12 - 1) and regrets[1e-2] == 0.0
+
+
 def test_overhead_state_does_not_grow_with_the_model(monkeypatch):
     """The meta scheduler keeps no copy of gradients or weights: its state has the same size for a model twice
     as wide, and the measured times are real (positive, paired); the table names every model."""

@@ -1,6 +1,7 @@
 """Meta-training: simulator/scheduler parity, ES determinism and resume, the smoke preset, run collection."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -274,6 +275,26 @@ def test_seed_replicate_summary_tunes_the_baseline_once_per_family_and_optimizer
     assert summary["tuned_within_10pct"] == 0
     assert summary["tuned_detail"][0]["tuned_schedule"] == "cosine@0.001"
     assert "| 0.9000 / 0.8000 (cosine@0.001) | +12% |" in format_eval_table(summary)
+
+
+def test_a_tuned_baseline_at_a_loss_of_exactly_zero_does_not_lose_the_evaluation():
+    """A held-out run whose final loss underflows to 0 (seen on `wine`/`breast_cancer` at large LRs) counts as
+    1e-12 in every ratio: meta's regret against it is huge, not a ZeroDivisionError after minutes of simulation."""
+    from metalr_hf.metatrain.evaluate import log_ratio, summarise
+
+    cfg = EvalConfig(families=("wine",), optimizers=("adam",), eval_lrs=(1e-3,), seeds=(0,),
+                     lr_grid={"adam": (1e-3, 1e-2), "sgd": (1e-2,)})  # fmt: skip
+    losses = {("meta", 1e-3): 0.02, ("meta", 1e-2): 0.0, ("cosine", 1e-3): 0.3, ("cosine", 1e-2): 0.0}
+    runs = [
+        {"family": "wine", "optimizer": "adam", "seed": 1000, "schedule": s, "base_lr": lr, "final_val_loss": v,
+         "val_curve": [v] * 3}
+        for (s, lr), v in losses.items()
+    ]  # fmt: skip
+    summary = summarise(runs, cfg, eval_steps=[10, 20, 30])
+    assert summary["worst_regret"] == pytest.approx(0.02 / 1e-12 - 1)
+    assert summary["tuned_worst_regret"] == pytest.approx(0.02 / 1e-12 - 1)
+    assert summary["win_rate_vs_cosine"] == 1.0
+    assert log_ratio(0.0, 0.0) == 0.0 and log_ratio(1e-3, 0.0) == pytest.approx(math.log(1e9))
 
 
 def test_es_is_deterministic_and_resumes(tmp_path):

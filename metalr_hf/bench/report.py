@@ -21,6 +21,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ..metatrain.evaluate import loss_ratio
+
 __all__ = ["aggregate", "seed_means", "write_report"]
 
 TAU_MAX = 4.0
@@ -98,9 +100,8 @@ def aggregate(results: list[dict]) -> dict:
         best = min(others, default=float("inf"))
         for (s, lr), r in cell.items():
             if s == "meta":
-                regrets.append(
-                    {"task": task, "optimizer": opt, "seed": seed, "base_lr": lr, "regret": _loss(r) / best - 1}
-                )
+                regret = loss_ratio(_loss(r), best) - 1
+                regrets.append({"task": task, "optimizer": opt, "seed": seed, "base_lr": lr, "regret": regret})
         cos = [_loss(r) for (s, _lr), r in cell.items() if s == "cosine"]
         if not cos or not math.isfinite(min(cos)):
             continue

@@ -36,6 +36,7 @@ __all__ = [
     "format_horizon_table",
     "horizon_check",
     "log_ratio",
+    "loss_ratio",
     "results_text",
     "summarise",
     "tuned_summary",
@@ -77,10 +78,20 @@ def _policy(name: str, learner, pop: Population, told: float, max_boost="auto"):
     return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
 
+# A final loss of exactly 0 (a cross-entropy whose probabilities round to 1) counts as this in ratios: a tuned run
+# that reaches 0 makes every other run's regret huge, not a division by zero that loses the whole evaluation.
+LOSS_FLOOR = 1e-12
+
+
+def loss_ratio(a: float, b: float) -> float:
+    """``a / b`` of two finite final losses, each at least :data:`LOSS_FLOOR`."""
+    return max(a, LOSS_FLOOR) / max(b, LOSS_FLOOR)
+
+
 def log_ratio(a: float, b: float) -> float:
     """``log(a / b)`` of two final losses; a diverged run (non-finite loss) scores ±5, two diverged runs tie."""
     if math.isfinite(a) and math.isfinite(b):
-        return math.log(a / b)
+        return math.log(loss_ratio(a, b))
     return 0.0 if not (math.isfinite(a) or math.isfinite(b)) else (-5.0 if math.isfinite(a) else 5.0)
 
 
@@ -171,7 +182,7 @@ def summarise(runs: list[dict], cfg: EvalConfig, eval_steps: list[int]) -> dict:
             win = meta <= cos * (1 + 1e-9)
             wins += win
             cells += 1
-            regret = meta / best[0] - 1 if math.isfinite(meta) else float("inf")
+            regret = loss_ratio(meta, best[0]) - 1 if math.isfinite(meta) else float("inf")
             regrets.append(regret)
             per_cell.append(
                 {
@@ -220,7 +231,7 @@ def tuned_summary(runs: list[dict], cfg: EvalConfig) -> dict:
         for lr in cfg.eval_lrs:
             meta, cos = mean[("meta", lr)], mean[("cosine", lr)]
             wins += meta <= cos * (1 + 1e-9)
-            regret = meta / tuned[0] - 1 if math.isfinite(meta) else float("inf")
+            regret = loss_ratio(meta, tuned[0]) - 1 if math.isfinite(meta) else float("inf")
             regrets.append(regret)
             detail.append(
                 {"family": family, "optimizer": opt, "base_lr": lr, "meta": meta, "cosine": cos, "tuned": tuned[0],
