@@ -503,6 +503,27 @@ def test_evaluation_simulates_the_baselines_once_per_config(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("prior", ["cosine", "wsd"])
+def test_evaluation_runs_meta_around_the_prior_it_is_given(prior):
+    """``EvalConfig.prior`` is the schedule the meta runs correct: a learner that never corrects (δ = 0) ends
+    exactly where that baseline does, run for run."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain import evaluate as ev
+    from metalr_hf.metatrain.presets import PRESETS
+
+    learner = MetaLearner()
+    with torch.no_grad():
+        learner.head.weight.zero_()
+        learner.head.bias.zero_()
+    runs = ev.evaluate(learner, replace(PRESETS["smoke"].eval, prior=prior))["runs"]
+    final = {(r["family"], r["optimizer"], r["seed"], r["base_lr"], r["schedule"]): r["final_val_loss"] for r in runs}
+    metas = [k for k in final if k[-1] == "meta"]
+    assert metas and all(final[k] == final[(*k[:-1], prior)] for k in metas)
+    other = "wsd" if prior == "cosine" else "cosine"
+    assert any(final[k] != final[(*k[:-1], other)] for k in metas)
+
+
 def test_best_prior_reference_scores_each_task_against_the_better_baseline():
     """With ``reference="best_prior"`` a task is scored against the better of cosine and a constant LR after warmup
     on the same task: never an easier reference than cosine alone, a harder one where constant wins."""

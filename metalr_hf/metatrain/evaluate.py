@@ -65,16 +65,19 @@ class EvalConfig:
     # The scheduler's ``max_boost`` (see ``MetaController``): "auto" is what a user gets; it only matters on the
     # fine-tuning families (runs marked pretrained).
     max_boost: object = "auto"
+    # The prior schedule the meta scheduler corrects (``MetaController``'s ``prior``); the baselines are each their
+    # own schedule whatever it is.
+    prior: str = "cosine"
 
     @property
     def schedule_horizon(self) -> float:
         return self.horizon * self.horizon_factor
 
 
-def _policy(name: str, learner, pop: Population, told: float, max_boost="auto"):
+def _policy(name: str, learner, pop: Population, told: float, max_boost="auto", prior="cosine"):
     """``meta`` or a prior schedule for ``pop``, told that the runs last ``told`` steps."""
     if name == "meta":
-        return meta_policy(learner, pop, horizon=told, max_boost=max_boost)
+        return meta_policy(learner, pop, horizon=told, max_boost=max_boost, prior=prior)
     return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
 
@@ -117,7 +120,7 @@ _BASELINE_RUNS: dict[str, list[dict]] = {}
 
 
 def _baseline_key(cfg: EvalConfig) -> str:
-    fields_ = {k: v for k, v in cfg.__dict__.items() if k != "max_boost"}  # the learner's option only
+    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in ("max_boost", "prior")}  # the meta runs' options
     return json.dumps(fields_, sort_keys=True, default=list)
 
 
@@ -133,7 +136,7 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     eval_steps: list[int] = []
     for idx, pop in make_populations(specs):  # one batched population per model kind
         for name in names:
-            policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg.max_boost)
+            policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg.max_boost, cfg.prior)
             res = simulate(pop, policy, seed=0, eval_every=eval_every)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
@@ -319,7 +322,8 @@ def horizon_check(learner, cfg: EvalConfig | None = None, factors=(0.5, 1.0, 2.0
         told = cfg.horizon * factor
         meta, cos = [0.0] * len(specs), [0.0] * len(specs)
         for idx, pop in make_populations(specs):
-            m = simulate(pop, _policy("meta", learner, pop, told, cfg.max_boost), seed=0).final_val_loss.tolist()
+            policy = _policy("meta", learner, pop, told, cfg.max_boost, cfg.prior)
+            m = simulate(pop, policy, seed=0).final_val_loss.tolist()
             c = simulate(pop, _policy("cosine", learner, pop, told), seed=0).final_val_loss.tolist()
             for j, i in enumerate(idx):
                 meta[i], cos[i] = m[j], c[j]
