@@ -6,6 +6,7 @@ python experiments/run.py PRESET --output-dir DIR
 from dataclasses import replace
 
 from metalr_hf.features import FEATURE_NAMES
+from metalr_hf.metatrain.evaluate import EvalConfig
 from metalr_hf.metatrain.presets import PRESETS, Preset
 from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE
 
@@ -153,3 +154,11 @@ if "horizon" in FEATURE_NAMES:
         "horizon-feature", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=2.0,
         features=FEATURE_NAMES, init_learner="metalr-default-v3",
     )  # fmt: skip
+
+# `wsd-prior` (`wsd-prior/`): v3 around a warmup-stable-decay prior wins the quick bench (20 of 24 seed means) but
+# loses held-out cells at the right LRs. From `metalr-default-v3`, meta-trained around that prior (scored against
+# cosine, as the evaluation is), its last stage's families and objective, runs of 30–600 steps.
+EXPERIMENTS["wsd-prior"] = Preset(
+    "wsd-prior", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
+    eval=EvalConfig(prior="wsd"), init_learner="metalr-default-v3",
+)  # fmt: skip

@@ -543,3 +543,40 @@ def test_best_prior_reference_scores_each_task_against_the_better_baseline():
     assert (fitness["best_prior"][1:] > fitness["prior"][1:] + 1e-3).any()  # constant won some task (small LRs)
     with pytest.raises(ValueError, match="reference must be"):
         replace(base, reference="cosine")
+
+
+def test_meta_training_around_another_prior_still_scores_against_cosine():
+    """``Preset.prior``: the learner corrects that prior, and a task's score stays relative to cosine on it — so a
+    learner that never corrects (δ = 0) scores what the prior itself scores against cosine, not 0."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain.es import _task_scores, es_iteration
+    from metalr_hf.metatrain.population import flat
+    from metalr_hf.metatrain.presets import PRESETS
+    from metalr_hf.metatrain.simulate import PriorPolicy
+    from metalr_hf.metatrain.zoo import make_population
+
+    learner = MetaLearner()
+    with torch.no_grad():
+        learner.head.weight.zero_()
+        learner.head.bias.zero_()
+    base = replace(PRESETS["smoke"], tasks=3, horizon=(40, 40))
+    fitness = {}
+    for prior in ("cosine", "wsd"):
+        rng, gen = np.random.default_rng(7), torch.Generator().manual_seed(7)
+        _, fitness[prior], _ = es_iteration(learner, flat(learner), replace(base, prior=prior), rng, gen)
+    assert fitness["cosine"][1] == 0.0  # δ = 0 around cosine: exactly the reference
+    # around WSD: the score of WSD against cosine on the same tasks, data and order
+    rng = np.random.default_rng(7)
+    specs = sample_specs(base.tasks, rng, families=base.families, horizon=base.horizon, batch_size=base.batch_size,
+                         optimizers=base.optimizers, lr_ranges=base.lr_ranges)  # fmt: skip
+    seed = int(rng.integers(0, 2**31 - 1))
+    runs = {
+        p: simulate(make_population(specs), PriorPolicy(p, make_population(specs)), seed=seed)
+        for p in ("wsd", "cosine")
+    }
+    want = _task_scores(runs["wsd"].final_val_loss, runs["wsd"].mean_train_loss, runs["cosine"].final_val_loss,
+                        runs["cosine"].mean_train_loss, base.auc_weight, base.loss_aversion).mean()  # fmt: skip
+    assert fitness["wsd"][1] == pytest.approx(float(want), abs=1e-6) and abs(float(want)) > 1e-4
+    with pytest.raises(ValueError, match="unknown prior"):
+        replace(base, prior="exponential")

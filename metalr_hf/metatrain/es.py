@@ -81,14 +81,18 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     pop = make_population([s for _g in mine for s in specs])
     # max_boost=None: the rule every committed learner was meta-trained under (a learner that reads `pretrained`
     # gets no cap under "auto" either; one that does not, trained on fine-tuning runs as `scratch-ft`, reproduces)
-    policy = meta_policy(PopulationLearner(learner, thetas[mine], K), pop, guard=True, max_boost=None)
+    learners = PopulationLearner(learner, thetas[mine], K)
+    policy = meta_policy(learners, pop, guard=True, max_boost=None, prior=preset.prior)
     data_seed = int(rng.integers(0, 2**31 - 1))
     res = simulate(pop, policy, seed=data_seed)
     val = res.final_val_loss.view(len(mine), K)
     auc = res.mean_train_loss.view(len(mine), K)
     val0, auc0 = val[0], auc[0]
+    tasks = make_population(specs) if preset.prior != "cosine" or preset.reference == "best_prior" else None
+    if preset.prior != "cosine":  # scored against cosine on the same task (same data, start and order)
+        cos = simulate(tasks, PriorPolicy("cosine", tasks), seed=data_seed)
+        val0, auc0 = cos.final_val_loss, cos.mean_train_loss
     if preset.reference == "best_prior":  # the better of the prior and a constant LR after warmup, task by task
-        tasks = make_population(specs)
         alt = simulate(tasks, PriorPolicy("constant", tasks), seed=data_seed)  # same data, start and order
         better = alt.final_val_loss < val0
         val0, auc0 = torch.where(better, alt.final_val_loss, val0), torch.where(better, alt.mean_train_loss, auc0)
@@ -103,6 +107,8 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
 
 def _stage_text(preset: Preset) -> str:
     extra = f", scores worse than the prior weighted ×{preset.loss_aversion:g}" if preset.loss_aversion != 1 else ""
+    if preset.prior != "cosine":
+        extra += f"; the learner corrects a `{preset.prior}` prior (scored against cosine)"
     if preset.reference == "best_prior":
         extra += "; the reference is the better of the prior and a constant LR after warmup, task by task"
     if preset.lr_ranges:

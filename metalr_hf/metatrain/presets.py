@@ -11,6 +11,7 @@ import json
 from dataclasses import MISSING, dataclass, field, fields
 
 from ..features import FEATURE_NAMES
+from ..schedules import PRIORS
 from .evaluate import EvalConfig
 from .zoo import META_TRAIN, OPTIMIZERS
 
@@ -46,6 +47,10 @@ class Preset:
     # What a task's score is relative to: "prior" (the learner's prior schedule, cosine) or "best_prior" (the better
     # of it and a constant LR after warmup on the same task, as a user comparing schedules would keep).
     reference: str = "prior"
+    # The prior schedule the learner's corrections apply to during meta-training (``MetaController``'s ``prior``;
+    # every shipped learner: cosine). Another prior keeps the scores relative to cosine on the same task, the
+    # schedule users compare with, not to the learner's own prior.
+    prior: str = "cosine"
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
     init_from: str | None = None
     # Or start from a learner already made: a name or folder for `MetaLearner.from_pretrained` (a shipped one).
@@ -57,6 +62,8 @@ class Preset:
     seed: int = 0
 
     def __post_init__(self):
+        if self.prior not in PRIORS:
+            raise ValueError(f"Preset {self.name!r}: unknown prior {self.prior!r}; valid priors: {sorted(PRIORS)}")
         if self.reference not in ("prior", "best_prior"):
             raise ValueError(
                 f"Preset {self.name!r}: reference must be 'prior' or 'best_prior', got {self.reference!r}"
