@@ -516,7 +516,10 @@ def test_evaluation_runs_meta_around_the_prior_it_is_given(prior):
     with torch.no_grad():
         learner.head.weight.zero_()
         learner.head.bias.zero_()
-    runs = ev.evaluate(learner, replace(PRESETS["smoke"].eval, prior=prior))["runs"]
+    cfg = replace(PRESETS["smoke"].eval, prior=prior)
+    result = ev.evaluate(learner, cfg)
+    runs = result["runs"]
+    assert ("corrects the `wsd` prior" in ev.results_text(cfg, result["summary"], None)) == (prior == "wsd")
     final = {(r["family"], r["optimizer"], r["seed"], r["base_lr"], r["schedule"]): r["final_val_loss"] for r in runs}
     metas = [k for k in final if k[-1] == "meta"]
     assert metas and all(final[k] == final[(*k[:-1], prior)] for k in metas)

@@ -87,7 +87,7 @@ LOSS_FLOOR = 1e-12
 
 
 def loss_ratio(a: float, b: float) -> float:
-    """``a / b`` of two finite final losses, each at least :data:`LOSS_FLOOR`."""
+    """``a / b`` of two final losses (``inf`` for a diverged run), each at least :data:`LOSS_FLOOR`."""
     return max(a, LOSS_FLOOR) / max(b, LOSS_FLOOR)
 
 
@@ -299,9 +299,10 @@ def format_eval_table(summary: dict) -> str:
 
 def results_text(cfg: EvalConfig, summary: dict, check: dict | None) -> str:
     """The results section of a learner's card (and of ``eval.md``): what was evaluated, the tables."""
+    around = f"; meta corrects the `{cfg.prior}` prior" if cfg.prior != "cosine" else ""
     text = (
         f"Held-out families {list(cfg.families)}, horizon {cfg.horizon}, seeds {list(cfg.seeds)}; baselines tuned "
-        f"over the LR grid {cfg.lr_grid}.\n\n{format_eval_table(summary)}"
+        f"over the LR grid {cfg.lr_grid}{around}.\n\n{format_eval_table(summary)}"
     )
     if check:
         text += (
