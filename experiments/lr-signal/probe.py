@@ -54,7 +54,7 @@ class Recorder(PriorPolicy):
         zeros = lambda: torch.zeros(B, dtype=torch.float64)  # noqa: E731
         self.mm_prev, self.hg_f, self.hg_s, self.obs, self.pred = zeros(), zeros(), zeros(), zeros(), zeros()
         self.prev_loss, self.prev_pred = None, None
-        self.a_f, self.a_s = 1.0 / max(2.0, 0.02 * self.T), 1.0 / max(4.0, 0.1 * self.T)
+        self.a_f, self.a_s = 1.0 / float(self.fx.tau_f[0]), 1.0 / float(self.fx.tau_s[0])  # the features' time scales
         self.out: dict[float, list] = {}
 
     def scale(self, step):
