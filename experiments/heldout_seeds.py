@@ -2,12 +2,12 @@
 other seeds than the shipped learners' tables use (0, 1, 2): how much of a gap between two learners is the seeds?
 
     python experiments/heldout_seeds.py OUT.json [SEED ...] [--learners NAME_OR_DIR ...] [--prior P]
-        [--decay-fraction F] [--table OUT.md]
+        [--decay-fraction F] [--horizon T] [--table OUT.md]
 
 Default: seeds 3 4 5; learners metalr-default-v3, metalr-scratch-v1 and, where their folders exist, the
 experiments' runs/scratch-judge5/learner and runs/scratch-short/learner. The baselines are simulated once.
 ``--prior`` (and ``--decay-fraction``, the WSD prior's decay) set the schedule the meta runs correct; ``--table``
-writes the last learner's held-out table.
+writes the last learner's held-out table; ``--horizon`` sets the runs' length (300).
 """
 
 import argparse
@@ -29,9 +29,10 @@ def main() -> None:
     parser.add_argument("--learners", nargs="+", default=DEFAULT)
     parser.add_argument("--prior", default="cosine")
     parser.add_argument("--decay-fraction", type=float, default=None)
+    parser.add_argument("--horizon", type=int, default=300)
     parser.add_argument("--table", default=None)
     args = parser.parse_args()
-    cfg = ev.EvalConfig(seeds=tuple(args.seeds), prior=args.prior)
+    cfg = ev.EvalConfig(seeds=tuple(args.seeds), prior=args.prior, horizon=args.horizon)
     if args.decay_fraction is not None:  # an option of the meta runs' controller that EvalConfig does not carry
         ev.meta_policy = functools.partial(ev.meta_policy, decay_fraction=args.decay_fraction)
     rows = {}
@@ -42,7 +43,8 @@ def main() -> None:
         rows[name] = {k: summary.get(k) for k in KEYS}
         print(name, {k: rows[name][k] for k in KEYS}, flush=True)
         with open(args.out, "w") as f:
-            json.dump({"seeds": args.seeds, "prior": args.prior, "learners": rows}, f, indent=1)
+            record = {"seeds": args.seeds, "prior": args.prior, "horizon": args.horizon, "learners": rows}
+            json.dump(record, f, indent=1)
         if args.table:
             with open(args.table, "w") as f:
                 f.write(ev.format_eval_table(summary) + "\n")
