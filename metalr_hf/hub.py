@@ -204,7 +204,7 @@ def read_card_context(folder) -> dict:
 
 _DEFAULT_LIMITATIONS = (
     "Meta-trained on small simulated MLP tasks; its behaviour on large models is measured only where the tables "
-    "above say so. Use the prior (cosine) when in doubt, and report where it loses."
+    "above say so. Use cosine when in doubt, and report where it loses."
 )
 _LEARNER_CARD = """
 # {name}: a meta-learned learning-rate scheduler for 🤗 Trainer
@@ -212,7 +212,8 @@ _LEARNER_CARD = """
 A tiny recurrent meta-learner ({core} core, hidden size {hidden_size}, {num_parameters} parameters) for
 [metalr-hf](https://github.com/metalr-hf/metalr-hf). At every optimizer step it reads {num_features} scale-free
 features of the running job and outputs a bounded correction δ ∈ [-{max_delta}, {max_delta}] to a prior
-schedule: `lr = base_lr · prior(t) · exp(δ_t)`. A learner that outputs 0 is exactly the prior (cosine by default).
+schedule: `lr = base_lr · prior(t) · exp(δ_t)`. A learner that outputs 0 is exactly the prior (by default
+cosine from scratch, warmup-stable-decay when fine-tuning pretrained weights).
 
 ## How to use
 

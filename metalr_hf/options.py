@@ -14,16 +14,39 @@ from typing import Any
 
 from .schedules import PRIORS
 
-__all__ = ["HUB_OPTIONS", "BoostPolicy", "MetaSchedulerOptions", "check_controller_options"]
+__all__ = [
+    "AUTO_PRIORS",
+    "HUB_OPTIONS",
+    "BoostPolicy",
+    "MetaSchedulerOptions",
+    "check_controller_options",
+    "check_prior",
+    "resolve_prior",
+]
 
 # Where the learner comes from (handed to `MetaLearner.from_pretrained`, not to the controller).
 HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_only")
+# ``prior="auto"`` (the default): the prior by whether the run fine-tunes pretrained weights. WSD on fine-tuning
+# runs: around it the bundled fine-tuning learner meets every target of ``bench --suite finetune`` (around cosine it
+# closes 11 % of MiniLM's gap at 0.1× the usual LR, around WSD 52 %); from scratch cosine, which the held-out zoo
+# prefers (RESULTS.md, "2026-11-30 (night)").
+AUTO_PRIORS = {False: "cosine", True: "wsd"}
+
+
+def resolve_prior(prior: str, pretrained: bool) -> str:
+    """The prior schedule a run uses: ``prior`` itself, or for ``"auto"`` :data:`AUTO_PRIORS` by ``pretrained``."""
+    return AUTO_PRIORS[bool(pretrained)] if prior == "auto" else prior
+
+
+def check_prior(prior) -> None:
+    """A ``ValueError`` naming ``prior`` unless it is ``"auto"`` or one of :data:`schedules.PRIORS`."""
+    if not isinstance(prior, str) or (prior != "auto" and prior not in PRIORS):
+        raise ValueError(f"Unknown prior {prior!r}; valid priors: {['auto', *sorted(PRIORS)]}")
 
 
 def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
-    if prior not in PRIORS:
-        raise ValueError(f"Unknown prior {prior!r}; valid priors: {sorted(PRIORS)}")
+    check_prior(prior)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
         ("decay_fraction", decay_fraction, 0.0, 1.0),
@@ -80,8 +103,9 @@ class MetaSchedulerOptions:
         cache_dir (`str`, *optional*), local_files_only (`bool`, defaults to `False`): as in ``from_pretrained``.
         token (`str`, *optional*): a Hub token, for a plain loop only; a ``Trainer`` refuses it in
             ``lr_scheduler_kwargs`` (they are logged and pickled): log in with ``hf auth login`` or set ``HF_TOKEN``.
-        prior (`str`, defaults to `"cosine"`): the schedule the learner corrects: `constant`, `cosine`,
-            `linear` or `wsd`.
+        prior (`str`, defaults to `"auto"`): the schedule the learner corrects: `constant`, `cosine`, `linear`,
+            `wsd`, or `"auto"`: `wsd` on a run that fine-tunes pretrained weights (see ``pretrained``), `cosine`
+            otherwise.
         min_lr_ratio (`float`, defaults to 0.0): the prior's final LR as a fraction of the peak.
         decay_fraction (`float`, defaults to 0.2): the share of the run the `wsd` prior spends decaying.
         guard (`bool`, defaults to `True`), guard_ratio (`float`, defaults to 3.0): the divergence guard cuts the
@@ -104,7 +128,10 @@ class MetaSchedulerOptions:
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder"})
     token: Any = field(default=None, metadata={"help": "Hub token (plain loops only; use HF_TOKEN in a Trainer)"})
     local_files_only: bool = field(default=False, metadata={"help": "never download the learner"})
-    prior: str = field(default="cosine", metadata={"help": f"schedule the learner corrects: {sorted(PRIORS)}"})
+    prior: str = field(
+        default="auto",
+        metadata={"help": f"schedule the learner corrects: auto (wsd fine-tuning, else cosine), {sorted(PRIORS)}"},
+    )
     min_lr_ratio: float = field(default=0.0, metadata={"help": "final LR of the prior, as a fraction of the peak"})
     decay_fraction: float = field(default=0.2, metadata={"help": "share of the run the wsd prior decays"})
     guard: bool = field(default=True, metadata={"help": "divergence guard on the smoothed loss"})

@@ -2,7 +2,8 @@
 
     lr_g(t) = base_lr_g · prior(t) · exp(δ_t) · b_t · γ_t
 
-- ``prior`` is a schedule from `schedules.py` (cosine by default, with warmup);
+- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on a run marked ``pretrained``, cosine
+  otherwise: ``prior="auto"``);
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
   most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
   was not meta-trained for such runs (:func:`knows_pretrained_runs`);
@@ -43,7 +44,7 @@ from .features import (
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .learner import MetaLearner
-from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options
+from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
 from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
@@ -84,8 +85,9 @@ class MetaController:
         learner (`MetaLearner`): the policy.
         num_training_steps (`int` or `Tensor[B]`), num_warmup_steps (`int` or `Tensor[B]`): horizons, warmups.
         batch_size (`int`, defaults to 1).
-        prior (`str`, defaults to `"cosine"`), min_lr_ratio (`float`, 0.0), decay_fraction (`float`, 0.2):
-            the prior schedule (see `schedules.py`).
+        prior (`str`, defaults to `"auto"`), min_lr_ratio (`float`, 0.0), decay_fraction (`float`, 0.2):
+            the prior schedule (see `schedules.py`); ``"auto"``: per run, `wsd` on the runs marked ``pretrained``,
+            `cosine` on the others (:data:`options.AUTO_PRIORS`).
         guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
         max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
@@ -101,7 +103,7 @@ class MetaController:
         num_training_steps,
         num_warmup_steps=0,
         batch_size: int = 1,
-        prior: str = "cosine",
+        prior: str = "auto",
         min_lr_ratio: float = 0.0,
         decay_fraction: float = 0.2,
         guard: bool = True,
@@ -169,16 +171,35 @@ class MetaController:
         return torch.where(pretrained, self.boost.delta_cap(True), self.boost.delta_cap(False)).float()
 
     def prior_at(self, step) -> torch.Tensor:
-        return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
+        """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
+        if self.prior != "auto":
+            return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
+        pretrained = self.extractor.pretrained > 0.5
+        scratch, finetune = (
+            prior_multiplier(resolve_prior("auto", flag), step, self.T, self.warmup, **self.prior_kwargs)
+            for flag in (False, True)
+        )
+        return torch.where(pretrained, finetune, scratch)
+
+    def run_prior(self, run: int = 0) -> str:
+        """The prior schedule run ``run`` follows (``"auto"`` resolved)."""
+        return resolve_prior(self.prior, float(self.extractor.pretrained[run]) > 0.5)
+
+    def set_prior(self, prior: str) -> None:
+        """Change the prior (``"auto"`` or a schedule name); a resumed run keeps the one it was written with."""
+        check_prior(prior)
+        self.prior = prior
+        self._priors.clear()
 
     def _prior_value(self, step: int) -> float:
         """``prior_at(step)`` of a scalar controller, remembered for the few steps that ask again."""
-        value = self._priors.get(step)
+        name = self.prior if self.prior != "auto" else resolve_prior("auto", self.extractor._pretrained_value > 0.5)
+        value = self._priors.get((name, step))
         if value is None:
             if len(self._priors) > 8:
                 self._priors.clear()
-            value = prior_multiplier(self.prior, int(step), self._T, self._warmup, **self.prior_kwargs)
-            value = self._priors[step] = float(value)
+            value = prior_multiplier(name, int(step), self._T, self._warmup, **self.prior_kwargs)
+            value = self._priors[(name, step)] = float(value)
         return value
 
     def scale(self, step) -> torch.Tensor:
@@ -320,7 +341,10 @@ class MetaLRScheduler(LRScheduler):
             ``None`` for the pair bundled in the package (works offline): ``metalr-finetune-v1`` for a run that
             fine-tunes pretrained weights, ``metalr-default-v3`` otherwise (see ``pretrained``).
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
-        prior (`str`, defaults to `"cosine"`): one of `constant`, `cosine`, `linear`, `wsd`.
+        prior (`str`, defaults to `"auto"`): one of `constant`, `cosine`, `linear`, `wsd`, or `"auto"`: `wsd` on a
+            run that fine-tunes pretrained weights (see ``pretrained``), `cosine` otherwise. A resumed run keeps
+            the prior its checkpoint was written with unless ``prior`` is given (cosine for checkpoints written
+            before ``"auto"``).
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
@@ -414,7 +438,9 @@ class MetaLRScheduler(LRScheduler):
         fine-tuning learner for a pretrained run, the default one otherwise."""
         pretrained = bool(pretrained)
         if self.controller is not None and self.controller.step_count > 0:
-            # resumed from a checkpoint written before the feature existed: the feature only, the learner stays
+            # resumed from a checkpoint written before the feature existed: the feature only, the learner and the
+            # prior stay
+            self.controller.set_prior(self.controller.run_prior())
             self.controller.extractor.pretrained = float(pretrained)
             return
         self.opts.pretrained = pretrained
@@ -686,6 +712,7 @@ class MetaLRScheduler(LRScheduler):
             "decision_lag": self.decision_lag,
             "held_signals": None if self._held is None else self._held[0].cpu().clone(),
             "held_step": None if self._held is None else self._held[1],
+            "prior": self.controller.prior,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -716,6 +743,9 @@ class MetaLRScheduler(LRScheduler):
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
         self.controller.load_state_dict(state_dict["controller"])
+        if "prior" not in self.options:  # the interrupted run's (cosine was the default before "auto")
+            self.opts.prior = state_dict.get("prior", "cosine")
+            self.controller.set_prior(self.opts.prior)
         if "pretrained" in state_dict["controller"]["extractor"]:
             # decided by the interrupted run: the Trainer callback must not read it again from weights that have
             # been trained since (a run from scratch would now look pretrained)
@@ -767,7 +797,7 @@ _STATE_KEYS = {
     "last_epoch", "_step_count", "base_lrs", "_last_lr", "num_training_steps", "num_warmup_steps", "options",
     "schema_version", "learner_fingerprint", "learner_source", "controller",
 }  # fmt: skip
-_LATER_STATE_KEYS = {"decision_lag", "held_signals", "held_step"}  # states written before them load without
+_LATER_STATE_KEYS = {"decision_lag", "held_signals", "held_step", "prior"}  # states written before them load without
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -785,6 +815,11 @@ def _check_state(state: dict, num_groups: int) -> None:
     if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
+    if "prior" in state:
+        try:
+            check_prior(state["prior"])
+        except ValueError as e:
+            raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
     for key in ("base_lrs", "_last_lr"):
         if len(state[key]) != num_groups:
             raise ValueError(

@@ -331,10 +331,11 @@ class MetaLRCallback(TrainerCallback):
         source = self._scheduler.learner.source
         fingerprint = self._scheduler.learner.fingerprint()
         logger.info(
-            "metalr-hf: meta-learner %s (revision %s, fingerprint %s)",
+            "metalr-hf: meta-learner %s (revision %s, fingerprint %s), prior %s",
             source.get("name_or_path"),
             source.get("revision"),
             fingerprint,
+            self._scheduler.controller.run_prior(),
         )
 
     def on_step_begin(self, args, state, control, **kwargs):

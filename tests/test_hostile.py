@@ -198,6 +198,9 @@ def test_load_state_dict_names_what_is_wrong():
         _sched().load_state_dict({**state, "surprise": 1})
     with pytest.raises(ValueError, match="holds 1 base_lrs .* this optimizer has 2 param groups"):
         _sched(groups=2).load_state_dict(state)
+    for bad in ("cosinus", ["wsd"], 3):
+        with pytest.raises(ValueError, match=r"'prior' is damaged: Unknown prior"):
+            _sched().load_state_dict({**state, "prior": bad})
 
 
 @pytest.mark.parametrize("bad, error", [(torch.tensor([]), ValueError), ("0.5", TypeError), (None, TypeError)])

@@ -13,7 +13,7 @@ from transformers.trainer_utils import SchedulerType
 from metalr_hf import MetaLRScheduler, get_scheduler
 from metalr_hf.features import Signals, optimizer_signals
 from metalr_hf.scheduler import MetaController
-from metalr_hf.schedules import cosine
+from metalr_hf.schedules import cosine, wsd
 
 
 def _problem(seed=0, groups=False, opt="adamw", lr=1e-2):
@@ -82,6 +82,65 @@ def test_fresh_learner_reproduces_prior_exactly():
         opt.step()
         ref.step()
         assert lrs[t][0] == pytest.approx(ref.get_last_lr()[0], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "pretrained, prior, schedule",
+    [(False, "auto", cosine), (True, "auto", wsd), (True, "cosine", cosine), (False, "wsd", wsd)],
+)
+def test_auto_prior_is_wsd_on_fine_tuning_runs_and_cosine_from_scratch(pretrained, prior, schedule):
+    """A learner that outputs 0 follows the prior: by default WSD on a run marked pretrained, cosine otherwise;
+    an explicit prior holds for every run."""
+    from metalr_hf import MetaLearner
+
+    kw = {} if prior == "auto" else {"prior": prior}
+    make = lambda o: MetaLRScheduler(  # noqa: E731
+        o, num_training_steps=30, num_warmup_steps=3, meta_learner=MetaLearner(), pretrained=pretrained, **kw
+    )
+    sched, lrs, _, _ = _run(make, steps=30)
+    assert [lr[0] for lr in lrs] == pytest.approx([1e-2 * schedule(t + 1, 30, 3) for t in range(30)], abs=1e-12)
+    assert sched.controller.run_prior() == schedule.__name__
+
+
+def test_auto_prior_of_a_population_is_each_runs_own():
+    """The batched controller (meta-training, evaluation) resolves "auto" run by run, as the scheduler does."""
+    from metalr_hf import MetaLearner
+
+    pretrained = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    batched = MetaController(MetaLearner(), torch.tensor([20.0, 20.0, 50.0, 50.0]), 2, batch_size=4,
+                             pretrained=pretrained)  # fmt: skip
+    for step in (0, 1, 5, 17, 19, 40):
+        want = [float(f(step, T, 2)) for f, T in ((cosine, 20), (wsd, 20), (wsd, 50), (cosine, 50))]
+        assert batched.scale(step).tolist() == pytest.approx(want, abs=1e-12)
+        for run, (flag, T) in enumerate(((False, 20), (True, 20), (True, 50), (False, 50))):
+            one = MetaController(MetaLearner(), T, 2, pretrained=flag)
+            assert one.scale_value(step) == pytest.approx(want[run], abs=1e-12)
+
+
+@pytest.mark.parametrize("written_with", ["auto", None])
+def test_a_resumed_fine_tuning_run_keeps_the_prior_of_its_checkpoint(written_with):
+    """A checkpoint of a pretrained run written before ``prior="auto"`` (no "prior" entry: cosine was the default)
+    resumes on cosine, one written since on WSD: the LR does not jump at the resume."""
+    from metalr_hf import MetaLearner
+
+    learner = MetaLearner()
+    model, optimizer, X, y = _problem()
+    first = MetaLRScheduler(optimizer, num_training_steps=20, meta_learner=learner, pretrained=True,
+                            prior="auto" if written_with else "cosine")  # fmt: skip
+    _steps(model, optimizer, first, X, y, 8)
+    state = first.state_dict()
+    if written_with is None:
+        del state["prior"]  # as an earlier release wrote it
+    model2, optimizer2, _, _ = _problem(seed=123)
+    model2.load_state_dict(model.state_dict())
+    resumed = MetaLRScheduler(optimizer2, num_training_steps=20, meta_learner=learner)  # the default options
+    optimizer2.load_state_dict(optimizer.state_dict())
+    resumed.load_state_dict(state)
+    after, _ = _steps(model2, optimizer2, resumed, X, y, 8)
+    schedule = wsd if written_with else cosine
+    assert [lr[0] for lr in after] == pytest.approx([1e-2 * schedule(t, 20, 0) for t in range(9, 17)], abs=1e-12)
+    assert schedule(12, 20, 0) != pytest.approx(cosine(12, 20, 0) if written_with else wsd(12, 20, 0))
+    assert resumed.state_dict()["prior"] == (written_with or "cosine")
 
 
 def test_without_observe_warns_once_and_runs_on_gradients():
@@ -411,7 +470,8 @@ def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, 
         ),
         steps=20,
     )
-    prior = [1e-2 * float(cosine(t + 1, 20, 0)) for t in range(20)]
+    schedule = wsd if pretrained else cosine  # prior="auto"
+    prior = [1e-2 * float(schedule(t + 1, 20, 0)) for t in range(20)]
     ratios = [lr[0] / p for lr, p in zip(lrs[:-1], prior[:-1])]
     assert max(ratios) == pytest.approx(expected, rel=1e-3)
     assert sched.last_scale == pytest.approx(expected, rel=1e-3)

@@ -379,6 +379,27 @@ def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
     assert max(scales(loaded(), max_boost=None)) > 7.0
 
 
+def test_a_pretrained_model_gets_the_wsd_prior_and_one_from_a_config_cosine(tmp_path):
+    """``prior="auto"`` (the default) through the Trainer: with a learner that outputs 0 the LR follows WSD for a
+    model whose weights look pretrained and cosine for one built from a config."""
+    from conftest import pretrained_like
+    from transformers import AutoModelForSequenceClassification
+
+    from metalr_hf.learner import MetaLearner
+    from metalr_hf.schedules import cosine, wsd
+
+    MetaLearner().save_pretrained(tmp_path / "zero")
+    pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")
+    for model, schedule in ((loaded, wsd), (tiny_bert(), cosine)):
+        kwargs = {"meta_learner": str(tmp_path / "zero"), "guard": False}
+        args = _args(tmp_path / schedule.__name__, max_steps=20, warmup_steps=2, lr_scheduler_kwargs=kwargs)
+        trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
+        trainer.train()
+        assert _lrs(trainer) == pytest.approx([3e-3 * schedule(t, 20, 2) for t in range(20)], abs=1e-12)
+    assert wsd(12, 20, 2) > 1.5 * cosine(12, 20, 2)  # the two priors differ where it is read
+
+
 def test_a_learner_that_outputs_zero_reproduces_the_cosine_run(tmp_path):
     """δ ≡ 0 without the guard *is* the prior: same LRs and the very same losses as the stock cosine run of that
     seed — the scheduler draws nothing from the training's random generator (dropout masks, data order)."""
