@@ -18,6 +18,7 @@ VARIANTS = {
     "metahf": "meta, experiment `hf-finetune`'s learner, uncapped (`max_boost` null)",
     "metajudge": "meta, experiment `hf-finetune-judge`'s learner, uncapped",
     "metabest": "meta, experiment `hf-best-prior`'s learner, uncapped",
+    "metaauto": 'meta, default since 2026-11-30 (`metalr-finetune-v1`, prior "auto": WSD here)',
 }
 ONLY = sys.argv[2].split(",") if len(sys.argv) > 2 else list(VARIANTS)  # e.g. cosine,metapeak
 VARIANTS = {k: v for k, v in VARIANTS.items() if k in ONLY}

@@ -4,7 +4,8 @@
 # lr <= base_lr, so the learner may hold the LR from decaying); otherwise the arguments of run.sh.
 # VARIANTS="metapeak" bash results/minilm/lr_sweep.sh runs one variant only; VARIANTS="metahf" (metajudge,
 # metabest) the learner of the experiment hf-finetune (hf-finetune-judge, hf-best-prior), uncapped, from
-# runs/hf-finetune (runs/hf-judge, runs/hf-best).
+# runs/hf-finetune (runs/hf-judge, runs/hf-best); VARIANTS="metaauto" the default pair with prior "auto" (the
+# default since 2026-11-30; "meta" is the folders of the older default).
 # Resumes (finished runs are kept). Summary: python results/minilm/lr_sweep.py runs/minilm > results/minilm/lr_sweep.md
 set -e
 [ -f runs/minilm/data/train.csv ] || python recipes/make_sentiment_data.py --output_dir runs/minilm/data
@@ -18,6 +19,8 @@ for run in 5e-6:0 5e-6:1 2e-5:0 2e-5:1 5e-5:0 5e-5:1 5e-5:2 5e-5:3 5e-4:0 5e-4:1
       case $variant in
         cosine) sched=(--lr_scheduler_type cosine) ;;
         meta) sched=(--lr_scheduler_type meta) ;;
+        # the default since 2026-11-30 (prior "auto": a WSD prior on this pretrained model), in folders of its own
+        metaauto) sched=(--lr_scheduler_type meta) ;;
         metanocap) sched=(--lr_scheduler_type meta --lr_scheduler_kwargs '{"max_boost": null}') ;;
         metapeak) sched=(--lr_scheduler_type meta --lr_scheduler_kwargs '{"max_boost": "peak"}') ;;
         # the experiment `hf-finetune` (experiments/presets.py), uncapped: python experiments/run.py hf-finetune
