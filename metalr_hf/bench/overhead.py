@@ -138,8 +138,9 @@ def _measure_model(name: str, seed: int, pairs: int | None, bar) -> dict:
     }
 
 
-def _trainer_wall(steps: int, seed: int, repeats: int = 4) -> dict:
-    """Whole Trainer runs of a tiny GPT-2, cosine and meta alternating: summed wall time of each."""
+def _trainer_wall(steps: int, seed: int, repeats: int = 4, kinds: tuple[str, ...] = ("cosine", "meta")) -> dict:
+    """Whole Trainer runs of a tiny GPT-2, cosine and meta alternating: summed wall time of each. ``kinds`` may
+    add a second stock cosine run (``"cosine-again"``: an A/A check of the machine's run-to-run noise)."""
     import tempfile
 
     from datasets import Dataset
@@ -151,8 +152,8 @@ def _trainer_wall(steps: int, seed: int, repeats: int = 4) -> dict:
     start = torch.randint(0, 64, (512, 1), generator=gen)
     ids = ((start + torch.arange(16)) % 64).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
-    walls = {"cosine": [], "meta": []}
-    order = [k for i in range(repeats) for k in (("cosine", "meta") if i % 2 == 0 else ("meta", "cosine"))]
+    walls = {kind: [] for kind in kinds}
+    order = [k for i in range(repeats) for k in (kinds if i % 2 == 0 else kinds[::-1])]
     for kind in order:
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(GPT2Config(**TRAINER_GPT2))
@@ -174,6 +175,7 @@ def _trainer_wall(steps: int, seed: int, repeats: int = 4) -> dict:
         "steps": steps,
         "seconds": walls,
         "ratio": sum(walls["meta"]) / sum(walls["cosine"]),
+        "ratios": {kind: sum(w) / sum(walls["cosine"]) for kind, w in walls.items()},
         "pair_ratios": [m / c for m, c in zip(walls["meta"], walls["cosine"])],
     }
 
