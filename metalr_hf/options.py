@@ -28,8 +28,8 @@ __all__ = [
 HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_only")
 # ``prior="auto"`` (the default): the prior by whether the run fine-tunes pretrained weights. WSD on fine-tuning
 # runs: around it the bundled fine-tuning learner meets every target of ``bench --suite finetune`` (around cosine it
-# closes 11 % of MiniLM's gap at 0.1× the usual LR, around WSD 52 %); from scratch cosine, which the held-out zoo
-# prefers (RESULTS.md, "2026-11-30 (night, later)").
+# closes 11 % of MiniLM's gap at 0.1× the usual LR, around WSD 52 %), though not on 1000-step fine-tuning runs;
+# from scratch cosine, which the held-out zoo prefers (RESULTS.md, "2026-11-30 (night, later)").
 AUTO_PRIORS = {False: "cosine", True: "wsd"}
 
 
