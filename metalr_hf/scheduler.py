@@ -193,7 +193,7 @@ class MetaController:
 
     def _prior_value(self, step: int) -> float:
         """``prior_at(step)`` of a scalar controller, remembered for the few steps that ask again."""
-        name = self.prior if self.prior != "auto" else resolve_prior("auto", self.extractor._pretrained_value > 0.5)
+        name = resolve_prior(self.prior, self.extractor._pretrained_value > 0.5)
         value = self._priors.get((name, step))
         if value is None:
             if len(self._priors) > 8:
