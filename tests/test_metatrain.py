@@ -41,7 +41,7 @@ from metalr_hf.metatrain.zoo import (
 @pytest.mark.parametrize(
     "family, optimizer",
     [("wine", "adam"), ("wine", "sgd"), ("wine", "adamw"), ("digits_cnn", "adamw"), ("copy_tf", "adam"),
-     ("series_rnn", "sgd"), ("grammar_finetune", "adamw")],
+     ("series_rnn", "sgd"), ("grammar_finetune", "adamw"), ("patterns_vit", "adam")],
 )  # fmt: skip
 def test_simulator_and_scheduler_set_the_same_lrs(family, optimizer):
     """The batched simulator and MetaLRScheduler on a torch optimizer: same signals in, same LRs out, for every
@@ -207,7 +207,7 @@ def test_held_out_families_never_reach_meta_training():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     every = {**PRESETS, **module.EXPERIMENTS}
-    allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(zoo.META_TRAIN_LM)
+    allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(zoo.META_TRAIN_LM) | set(zoo.META_TRAIN_VIT)
     held_out = set(HELD_OUT) | set(HELD_OUT_FINETUNE)
     assert held_out == set(FAMILIES) - allowed and not held_out & allowed
     checked = 0

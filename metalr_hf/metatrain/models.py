@@ -12,6 +12,8 @@ mlp         two-layer ReLU MLP (16-64 hidden units), inputs zero-padded to 64 fe
 cnn         3×3 convolution (2-8 channels) + ReLU + 2×2 average pooling + linear, on 8×8 images
 tf          one-block pre-LN transformer (causal self-attention, width 16, ReLU MLP of 8-32), next-token loss
 rnn         GRU forecaster (state 8-32) over a 16-step window, linear head to the next 6 values
+vit         one-block pre-LN vision transformer on 8×8 images: 16 patches of 2×2 pixels, width 16, full
+            self-attention, ReLU MLP of 8-32, mean-pooled into a linear head
 ==========  =============================================================================================
 """
 
@@ -29,13 +31,14 @@ C_MAX = 10  # classes: logits of up to 10 classes (unused ones masked), or outpu
 H_MAX = 64  # hidden units (masked per run; see `width`)
 CH_MAX = 8  # CNN channels
 SEQ_LEN, VOCAB, D_MODEL, FF_MAX = 12, 32, 16, 32  # transformer tasks: length, vocabulary, width, MLP width
+PATCHES = 16  # the vision transformer's 2×2 patches of an 8×8 image
 L_IN, HORIZON, GRU_MAX = 16, 6, 32  # forecasters: window, prediction length, GRU width
 
 
 def width(kind: str, hidden: int) -> int:
     """The units a run of width class ``hidden`` (16, 32 or 64) uses in a model of ``kind`` (the rest are
     masked): the MLP's hidden layer, the CNN's channels, the transformer's MLP, the GRU's state."""
-    return {"mlp": hidden, "cnn": max(2, hidden // 8), "tf": hidden // 2, "rnn": hidden // 2}[kind]
+    return {"mlp": hidden, "cnn": max(2, hidden // 8), "tf": hidden // 2, "rnn": hidden // 2, "vit": hidden // 2}[kind]
 
 
 def _gen(spec) -> torch.Generator:
@@ -113,41 +116,62 @@ def _layer_norm(h):
     return F.layer_norm(h, h.shape[-1:])
 
 
+def _draw_runs(pop, draw) -> list[torch.Tensor]:
+    """The stacked weights of every run of ``pop``: ``draw(r, spec)`` draws one run's with ``r(*shape, fan=...)``,
+    normal draws over ``sqrt(fan)`` from the run's own generator."""
+    runs = []
+    for spec in pop.specs:
+        g = _gen(spec)
+        runs.append(draw(lambda *shape, fan, g=g: torch.randn(*shape, generator=g) / math.sqrt(fan), spec))
+    return _stack(runs)
+
+
+def _block_init(r, kind: str, hidden: int) -> tuple[torch.Tensor, ...]:
+    """The weights of :func:`_block`, drawn by ``r(*shape, fan=...)`` (a run's generator) in a fixed order."""
+    d = D_MODEL
+    return (
+        r(d, 3 * d, fan=d),  # q, k, v
+        r(d, d, fan=d) * 0.5,  # attention output
+        r(d, FF_MAX, fan=d),  # MLP in
+        torch.zeros(FF_MAX),
+        r(FF_MAX, d, fan=width(kind, hidden)) * 0.5,  # MLP out
+    )
+
+
+def _block(h, params, mask, causal: bool):
+    """One pre-LN transformer block on ``h`` ``[B, n, L, D_MODEL]`` (MLP units masked by ``mask`` ``[B, FF_MAX]``)."""
+    wqkv, wo, w1, b1, w2 = params
+    B, n, L, _ = h.shape
+    q, k, v = torch.bmm(_layer_norm(h).view(B, n * L, D_MODEL), wqkv).view(B, n, L, 3 * D_MODEL).chunk(3, -1)
+    att = q @ k.transpose(-1, -2) / math.sqrt(D_MODEL)
+    if causal:
+        att = att.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+    h = h + torch.bmm((att.softmax(-1) @ v).view(B, n * L, D_MODEL), wo).view(B, n, L, D_MODEL)
+    f = torch.relu(torch.einsum("bnld,bdh->bnlh", _layer_norm(h), w1) + b1[:, None, None])
+    return h + torch.einsum("bnlh,bhd->bnld", f * mask[:, None, None, :FF_MAX].float(), w2)
+
+
 class Transformer:
     @staticmethod
     def init(pop):
-        runs = []
         d = D_MODEL
-        for spec in pop.specs:
-            g = _gen(spec)
-            r = lambda *s, fan, g=g: torch.randn(*s, generator=g) / math.sqrt(fan)  # noqa: E731
-            runs.append(
-                (
-                    r(VOCAB, d, fan=1) * 0.5,  # token embedding
-                    r(SEQ_LEN, d, fan=1) * 0.5,  # positions
-                    r(d, 3 * d, fan=d),  # q, k, v
-                    r(d, d, fan=d) * 0.5,  # attention output
-                    r(d, FF_MAX, fan=d),  # MLP in
-                    torch.zeros(FF_MAX),
-                    r(FF_MAX, d, fan=width("tf", spec.hidden)) * 0.5,  # MLP out
-                    r(d, VOCAB, fan=d),  # unembedding
-                )
-            )
-        return _stack(runs)
+        return _draw_runs(
+            pop,
+            lambda r, spec: (
+                r(VOCAB, d, fan=1) * 0.5,  # token embedding
+                r(SEQ_LEN, d, fan=1) * 0.5,  # positions
+                *_block_init(r, "tf", spec.hidden),
+                r(d, VOCAB, fan=d),  # unembedding
+            ),
+        )
 
     @staticmethod
     def forward(params, x, pop):
-        emb, pos, wqkv, wo, w1, b1, w2, wout = params
+        emb, pos, *block, wout = params
         B, n, L = x.shape
         tok = F.one_hot(x.long(), VOCAB).float().view(B, n * L, VOCAB)
         h = torch.bmm(tok, emb).view(B, n, L, D_MODEL) + pos[:, None]
-        q, k, v = torch.bmm(_layer_norm(h).view(B, n * L, D_MODEL), wqkv).view(B, n, L, 3 * D_MODEL).chunk(3, -1)
-        att = q @ k.transpose(-1, -2) / math.sqrt(D_MODEL)
-        causal = torch.ones(L, L, dtype=torch.bool).triu(1)
-        att = att.masked_fill(causal, float("-inf")).softmax(-1)
-        h = h + torch.bmm((att @ v).view(B, n * L, D_MODEL), wo).view(B, n, L, D_MODEL)
-        f = torch.relu(torch.einsum("bnld,bdh->bnlh", _layer_norm(h), w1) + b1[:, None, None])
-        h = h + torch.einsum("bnlh,bhd->bnld", f * pop.hidden_mask[:, None, None, :FF_MAX].float(), w2)
+        h = _block(h, block, pop.hidden_mask, causal=True)
         return torch.einsum("bnld,bdv->bnlv", _layer_norm(h), wout)
 
     @staticmethod
@@ -165,6 +189,36 @@ class Transformer:
         mask = (y >= 0).view(B, -1)
         hit = (out.argmax(-1) == y.long()).view(B, -1) & mask
         return hit.sum(1).float() / mask.sum(1).clamp(min=1)
+
+
+class ViT:
+    """A vision transformer of one block on the 8×8 images of the CNN families (``PATCHES`` patches of 2×2)."""
+
+    @staticmethod
+    def init(pop):
+        d = D_MODEL
+        return _draw_runs(
+            pop,
+            lambda r, spec: (
+                r(4, d, fan=4),  # patch embedding
+                r(PATCHES, d, fan=1) * 0.5,  # positions
+                *_block_init(r, "vit", spec.hidden),
+                r(d, C_MAX, fan=d),  # head
+                torch.zeros(C_MAX),
+            ),
+        )
+
+    @staticmethod
+    def forward(params, x, pop):
+        patch, pos, *block, wout, bout = params
+        B, n = x.shape[:2]
+        img = x.reshape(B, n, 4, 2, 4, 2).permute(0, 1, 2, 4, 3, 5).reshape(B, n * PATCHES, 4)
+        h = torch.bmm(img, patch).view(B, n, PATCHES, D_MODEL) + pos[:, None]
+        h = _block(h, block, pop.hidden_mask, causal=False)
+        return torch.bmm(_layer_norm(h.mean(2)), wout) + bout[:, None]
+
+    losses = staticmethod(_classification_losses)
+    metric = staticmethod(_classification_metric)
 
 
 class GRUForecaster:
@@ -209,4 +263,4 @@ class GRUForecaster:
         return -((out - y) ** 2).mean((1, 2)).sqrt()
 
 
-MODELS = {"mlp": MLP, "cnn": CNN, "tf": Transformer, "rnn": GRUForecaster}
+MODELS = {"mlp": MLP, "cnn": CNN, "tf": Transformer, "rnn": GRUForecaster, "vit": ViT}

@@ -40,6 +40,7 @@ text_finetune      tf     held-out   the same on English: pretrained on the firs
                                      ``bytes_lm``, then continued LM on the last third, or a new head telling plain,
                                      reversed and letter-shifted windows apart
 grammar_lm         tf     train (†)  next-token prediction from scratch on text of a random probabilistic grammar
+patterns_vit       vit    train (†)  the images of ``patterns_cnn``, classified by a tiny vision transformer
 =================  =====  =========  ===========================================================================
 
 (*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
@@ -72,6 +73,7 @@ __all__ = [
     "META_TRAIN",
     "META_TRAIN_FINETUNE",
     "META_TRAIN_LM",
+    "META_TRAIN_VIT",
     "OPTIMIZERS",
     "Population",
     "TaskSpec",
@@ -107,6 +109,7 @@ FAMILY_KIND = {
     "digits_finetune": "mlp",
     "grammar_finetune": "tf",
     "text_finetune": "tf",
+    "patterns_vit": "vit",
 }
 META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patterns_cnn", "copy_tf", "sort_tf",
               "modadd_tf", "series_rnn")  # fmt: skip
@@ -117,7 +120,9 @@ FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
 # Language modelling from scratch on text of a random probabilistic grammar (a meta-training family outside
 # META_TRAIN, so that the shipped presets, which sample META_TRAIN, reproduce their learners).
 META_TRAIN_LM = ("grammar_lm",)
-FAMILIES = META_TRAIN + HELD_OUT + FINETUNE + META_TRAIN_LM
+# Image transformers from scratch (outside META_TRAIN for the same reason).
+META_TRAIN_VIT = ("patterns_vit",)
+FAMILIES = META_TRAIN + HELD_OUT + FINETUNE + META_TRAIN_LM + META_TRAIN_VIT
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_RANGES = {"adam": (1e-5, 1e-1), "sgd": (1e-3, 1.0)}  # log-uniform base LRs (Adam-family, SGD)
 WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
@@ -322,7 +327,7 @@ def _dataset(family: str, seed: int):
     if kind == "rnn":
         x, y = _series(family, rng, n)
         return x, y, 0
-    if family == "patterns_cnn":
+    if family in ("patterns_cnn", "patterns_vit"):
         return _patterns(rng, n)
     if family == "teacher_cls":
         c, d = int(rng.integers(2, 11)), int(rng.integers(4, D_MAX + 1))
@@ -413,7 +418,7 @@ def make_population(specs: list[TaskSpec]) -> Population:
         # disjoint train / validation splits, each repeated or cut to a fixed size so that runs stack
         x_va, y_va = np.resize(x[:n_val], (N_VAL, *x.shape[1:])), np.resize(y[:n_val], (N_VAL, *y.shape[1:]))
         x_tr, y_tr = np.resize(x[n_val:], (N_TRAIN, *x.shape[1:])), np.resize(y[n_val:], (N_TRAIN, *y.shape[1:]))
-        if kind in ("mlp", "cnn"):
+        if kind in ("mlp", "cnn", "vit"):
             mu, sd = _input_stats(x_tr if x_src is None else x_src)
             x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
             if c == 0:  # standardise regression targets on the training split
