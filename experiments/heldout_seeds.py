@@ -2,7 +2,7 @@
 other seeds than the shipped learners' tables use (0, 1, 2): how much of a gap between two learners is the seeds?
 
     python experiments/heldout_seeds.py OUT.json [SEED ...] [--learners NAME_OR_DIR ...] [--prior P]
-        [--decay-fraction F] [--horizon T] [--table OUT.md]
+        [--decay-fraction F] [--horizon T] [--table OUT.md] [--controller-kwargs JSON]
 
 Default: seeds 3 4 5; learners metalr-default-v3, metalr-scratch-v1 and, where their folders exist, the
 experiments' runs/scratch-judge5/learner and runs/scratch-short/learner. The baselines are simulated once.
@@ -31,10 +31,13 @@ def main() -> None:
     parser.add_argument("--decay-fraction", type=float, default=None)
     parser.add_argument("--horizon", type=int, default=300)
     parser.add_argument("--table", default=None)
+    parser.add_argument("--controller-kwargs", type=json.loads, default={}, help="more options of the meta runs")
     args = parser.parse_args()
     cfg = ev.EvalConfig(seeds=tuple(args.seeds), prior=args.prior, horizon=args.horizon)
     if args.decay_fraction is not None:  # an option of the meta runs' controller that EvalConfig does not carry
         ev.meta_policy = functools.partial(ev.meta_policy, decay_fraction=args.decay_fraction)
+    if args.controller_kwargs:
+        ev.meta_policy = functools.partial(ev.meta_policy, **args.controller_kwargs)
     rows = {}
     for name in args.learners:
         if name.startswith("runs/") and not os.path.isdir(name):

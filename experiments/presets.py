@@ -8,7 +8,7 @@ from dataclasses import replace
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.evaluate import EvalConfig
 from metalr_hf.metatrain.presets import PRESETS, Preset
-from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE
+from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE, META_TRAIN_LM, META_TRAIN_VIT
 
 EXPERIMENTS = {
     # A third stage from `default-all` with base LRs from the upper, well-tuned part of
@@ -162,3 +162,15 @@ EXPERIMENTS["wsd-prior"] = Preset(
     "wsd-prior", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
     eval=EvalConfig(prior="wsd"), init_learner="metalr-default-v3",
 )  # fmt: skip
+
+# `scratch-vit` / `wsd-vit` (`vit-family/`): the zoo's first image transformer family (`patterns_vit`, a one-block
+# ViT from scratch on the `patterns_cnn` images; it learns little and overfits, as the quick bench's ViT does) joins
+# the from-scratch families and `grammar_lm`, on runs of 30–600 steps, losses weighted triple. From
+# `metalr-default-v3`, around cosine (the default's prior) or around WSD (which wins the quick bench and loses
+# held-out cells): does a learner that has seen such runs leave them alone?
+_VIT_FAMILIES = META_TRAIN + META_TRAIN_LM + META_TRAIN_VIT
+EXPERIMENTS["scratch-vit"] = Preset(
+    "scratch-vit", iterations=20, pairs=6, tasks=8, horizon=(30, 600), lr=0.01, loss_aversion=3.0,
+    families=_VIT_FAMILIES, init_learner="metalr-default-v3",
+)  # fmt: skip
+EXPERIMENTS["wsd-vit"] = replace(EXPERIMENTS["scratch-vit"], name="wsd-vit", prior="wsd", eval=EvalConfig(prior="wsd"))
