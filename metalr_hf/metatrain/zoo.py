@@ -49,6 +49,9 @@ initialisation (the default presets and the held-out table use those); ``META_TR
 small must): in ``finetune_cls`` a 10× larger LR than the right one overfits the few examples and loses the
 pretrained features (Adam, cosine: 1e-3 beats 1e-2); ``digits_finetune`` is easier and tolerates larger LRs. The
 pretraining is part of the initialisation (:func:`pretrained_init`), the same for every schedule of a run.
+
+(†) Meta-training families outside ``META_TRAIN`` (``META_TRAIN_LM``, ``META_TRAIN_VIT``): the shipped presets
+sample ``META_TRAIN`` and so still reproduce their learners; presets that want them name them.
 """
 
 from __future__ import annotations
