@@ -174,3 +174,14 @@ EXPERIMENTS["scratch-vit"] = Preset(
     families=_VIT_FAMILIES, init_learner="metalr-default-v3",
 )  # fmt: skip
 EXPERIMENTS["wsd-vit"] = replace(EXPERIMENTS["scratch-vit"], name="wsd-vit", prior="wsd", eval=EvalConfig(prior="wsd"))
+# From `wsd-vit` (run first, or copy its folder to DIR/stage-wsd-vit): the bound widened ×7.4 → ×20 with base LRs
+# down to 10× smaller (`wsd-vit-wide`: repair a base LR far too small, the quick bench's regret), or losses to
+# cosine weighted ×5 (`wsd-vit-judge5`: leave a right LR alone, its runs ≤ cosine).
+_AFTER_WSD_VIT = dict(init_learner=None, init_from="wsd-vit")
+EXPERIMENTS["wsd-vit-wide"] = replace(
+    EXPERIMENTS["wsd-vit"], name="wsd-vit-wide", max_delta=3.0, lr_ranges={"adam": (1e-5, 1e-1), "sgd": (1e-4, 1.0)},
+    **_AFTER_WSD_VIT,
+)  # fmt: skip
+EXPERIMENTS["wsd-vit-judge5"] = replace(
+    EXPERIMENTS["wsd-vit"], name="wsd-vit-judge5", loss_aversion=5.0, **_AFTER_WSD_VIT
+)
