@@ -34,10 +34,11 @@ def main() -> None:
     parser.add_argument("--controller-kwargs", type=json.loads, default={}, help="more options of the meta runs")
     args = parser.parse_args()
     cfg = ev.EvalConfig(seeds=tuple(args.seeds), prior=args.prior, horizon=args.horizon)
-    if args.decay_fraction is not None:  # an option of the meta runs' controller that EvalConfig does not carry
-        ev.meta_policy = functools.partial(ev.meta_policy, decay_fraction=args.decay_fraction)
-    if args.controller_kwargs:
-        ev.meta_policy = functools.partial(ev.meta_policy, **args.controller_kwargs)
+    # options of the meta runs' controller that EvalConfig does not carry
+    options = {} if args.decay_fraction is None else {"decay_fraction": args.decay_fraction}
+    options |= args.controller_kwargs
+    if options:
+        ev.meta_policy = functools.partial(ev.meta_policy, **options)
     rows = {}
     for name in args.learners:
         if name.startswith("runs/") and not os.path.isdir(name):
@@ -46,7 +47,8 @@ def main() -> None:
         rows[name] = {k: summary.get(k) for k in KEYS}
         print(name, {k: rows[name][k] for k in KEYS}, flush=True)
         with open(args.out, "w") as f:
-            record = {"seeds": args.seeds, "prior": args.prior, "horizon": args.horizon, "learners": rows}
+            record = {"seeds": args.seeds, "prior": args.prior, "horizon": args.horizon, "options": options,
+                      "learners": rows}  # fmt: skip
             json.dump(record, f, indent=1)
         if args.table:
             with open(args.table, "w") as f:
