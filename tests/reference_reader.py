@@ -1,5 +1,9 @@
 """The signal reader as it was before the batched one (metalr-hf 0.1.0, per-parameter views): kept here only so
-that a test can show the new reader reads the same sums. Not used by the package."""
+that a test can show the new reader reads the same sums. Not used by the package.
+
+It accumulates in float64 (the values gathered as the package reads them, then every product and sum in double
+precision), so that it stands for the exact sums: the float32 reader's distance to it is that reader's own
+rounding alone, which the tests bound from the arithmetic (``tests/test_reader.py``, ``_assert_same_sums``)."""
 
 import warnings
 
@@ -52,7 +56,7 @@ class ReferenceSignalReader:
             buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
         out = buf[:n].view(-1, *parts[0].shape[1:])  # parts: all [k, 256] blocks, or all flat
         torch.cat(parts, out=out)
-        return out.reshape(-1).float()
+        return out.reshape(-1).double()
 
     @torch.no_grad()
     def read(self, offset: int = 0) -> dict[str, torch.Tensor]:
@@ -127,7 +131,7 @@ class ReferenceSignalReader:
                 stats = torch.stack(vals) * (stride if sampled else 1)
                 acc = stats if acc is None else acc + stats
         if acc is None:
-            acc = torch.zeros(7)
+            acc = torch.zeros(7, dtype=torch.float64)
         keys = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
         out = dict(zip(keys, acc.unbind(0)))
         out["adaptive"] = torch.tensor(adaptive, device=acc.device)
