@@ -38,15 +38,47 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def read_json(path: str | os.PathLike, what: str = "file"):
-    """The JSON in ``path``, or a ``ValueError`` that names the file and says what to do."""
+def read_json(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None):
+    """The JSON in ``path``, or a ``ValueError`` that names the file and says what to do. ``max_bytes``: refuse a
+    larger file before reading it (files from a Hub repo, which anyone can fill)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        if max_bytes is not None and os.stat(path).st_size > max_bytes:
+            raise ValueError(f"{os.stat(path).st_size} bytes, more than the {max_bytes} such a file may hold")
+        return loads_bounded(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise ValueError(
             f"The {what} {str(path)!r} is damaged ({e}); delete it (the job recomputes what it held) or pass "
             "another --output-dir"
         ) from None
+
+
+MAX_JSON_DEPTH = 32  # more nesting than any file of the project holds (results: 5 levels)
+
+
+def loads_bounded(text: str):
+    """``json.loads`` of ``text``, refusing nesting deeper than :data:`MAX_JSON_DEPTH` before parsing (a file nested
+    100,000 deep would exhaust the parser's recursion): a ``ValueError`` that says so."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        elif ch in "]}":
+            depth -= 1
+    return json.loads(text)
 
 
 def _alive(pid: int) -> bool:

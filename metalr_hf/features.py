@@ -367,6 +367,12 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
     )
     new["guard_prev2"] = keep(p1, p2, use_loss)
     new["guard_prev1"] = keep(log_l, p1, use_loss)
+    # One outlier batch must not read as a trend (a ×1e6 loss raised the next LR ×5 before): from the fourth loss on,
+    # the log-loss the learner's statistics read is clipped at the fast EMA plus the larger of four running standard
+    # deviations and log 2, so a spike enters as at most that rise; the guard above still reads the raw loss.
+    cap = s["ema_f"] + o.clamp(4.0 * o.sqrt(o.clamp(s["noise"], 0.0, None)), _SPIKE_FLOOR, None)
+    spike = o.and_(n >= 3, log_l > cap)
+    log_l = where(spike, cap, log_l)
     first = n == 0
     ema_f = where(first, log_l, s["ema_f"] + a_f * (log_l - s["ema_f"]))
     ema_s = where(first, log_l, s["ema_s"] + a_s * (log_l - s["ema_s"]))
@@ -381,7 +387,7 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
     new["noise"] = keep(s["noise"] + a_f * (dev * dev - s["noise"]), s["noise"], use_loss)
     # 2. Second order: observed loss change against the first-order prediction made one step earlier.
     have_prev = o.and_(use_loss, n > 0)
-    clean_loss = o.nan_to_num(loss)
+    clean_loss = where(spike, o.exp(cap), o.nan_to_num(loss))
     new["loss_change"] = keep(
         s["loss_change"] + a_s * ((clean_loss - s["prev_loss"]) - s["loss_change"]), s["loss_change"], have_prev
     )
@@ -437,11 +443,12 @@ class _TensorOps:
     """``_step`` on ``[B]`` float64 tensors."""
 
     where = staticmethod(torch.where)
-    log, log10, sqrt, abs = (
+    log, log10, sqrt, abs, exp = (
         staticmethod(torch.log),
         staticmethod(torch.log10),
         staticmethod(torch.sqrt),
         staticmethod(torch.abs),
+        staticmethod(torch.exp),
     )
     minimum, maximum = staticmethod(torch.minimum), staticmethod(torch.maximum)
 
@@ -492,6 +499,10 @@ class _ScalarOps:
     @staticmethod
     def sqrt(x):
         return math.sqrt(x) if x >= 0 else math.nan
+
+    @staticmethod
+    def exp(x):
+        return math.exp(x) if x < 709.0 else math.inf
 
     abs = staticmethod(abs)
 
@@ -552,6 +563,7 @@ _TENSOR, _SCALAR = _TensorOps(), _ScalarOps()
 _OPTIMIZER_COLS = [
     FEATURE_NAMES.index(n) for n in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr")
 ]
+_SPIKE_FLOOR = math.log(2.0)  # the least rise over the fast EMA that the loss statistics read as a spike
 _SIGNAL_FLOATS = ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")
 _LOSS_COLS = [FEATURE_NAMES.index(n) for n in FEATURE_GROUPS["loss"] + ("curvature_ratio",)]
 _LOSS_COL_SET, _OPTIMIZER_COL_SET = frozenset(_LOSS_COLS), frozenset(_OPTIMIZER_COLS)

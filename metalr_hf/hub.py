@@ -184,11 +184,12 @@ _RESERVED_CARD_KEYS = {"name", "repo_id", "revision", "num_parameters", "num_fea
 def read_card_context(folder) -> dict:
     """``card.json`` beside a learner (its training notes, results table and ``eval_results``), or ``{}``."""
     from ._files import read_json
+    from .learner import MAX_CONFIG_BYTES
 
     path = Path(folder) / CARD_CONTEXT_FILE
     if not path.is_file():
         return {}
-    context = read_json(path, "card context")
+    context = read_json(path, "card context", max_bytes=MAX_CONFIG_BYTES * 16)
     if not isinstance(context, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object of card texts, got {type(context).__name__}")
     from .learner import MetaLearner

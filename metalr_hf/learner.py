@@ -289,6 +289,12 @@ class MetaLearner(
                 f"The learner weights {files.weights} are damaged or not a safetensors file ({e}). "
                 "Delete the file and download or save the learner again."
             ) from None
+        odd = sorted(f"{k} ({t.dtype})" for k, t in weights.items() if t.dtype != torch.float32)
+        if odd:  # load_state_dict would cast them silently: an int32 weight is not a learner's
+            raise ValueError(
+                f"The learner weights {files.weights} must be float32 (a learner is saved in float32); {odd} are "
+                "not. Save the learner again with MetaLearner.save_pretrained."
+            )
         bad = sorted(k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all())
         if bad:  # safetensors checks the header only: damage inside the tensor data loads silently
             raise ValueError(
@@ -422,9 +428,14 @@ class _OneRunStep:
 
 def _read_config(files) -> dict:
     """The learner's ``config.json`` as a dict (without the version stamp), or a ``ValueError`` naming the file."""
+    from ._files import loads_bounded
+
     try:
-        config = json.loads(Path(files.config).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        size = Path(files.config).stat().st_size
+        if size > MAX_CONFIG_BYTES:  # refused before reading: a Hub repo may hold anything
+            raise ValueError(f"{size} bytes; a learner config holds a few hundred, at most {MAX_CONFIG_BYTES}")
+        config = loads_bounded(Path(files.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"Cannot read the learner config {files.config}: {e}") from None
     if not isinstance(config, dict):
         raise ValueError(f"The learner config {files.config} must hold a JSON object, got {config!r:.80}")
@@ -432,9 +443,25 @@ def _read_config(files) -> dict:
     return config
 
 
-# The bounds a learner config must respect: a tiny recurrent network, a correction of at most e^±10.
+# The bounds a learner config must respect: a tiny recurrent network, a correction of at most e^±10. Each field
+# alone, and their product: the parameter count (checked before any tensor is built, so that a config from a Hub
+# repo cannot make a user's run allocate gigabytes; the shipped learners have under 10,000).
 _INT_BOUNDS = {"hidden_size": (1, 4096), "num_layers": (1, 64), "window": (1, 4096), "num_heads": (1, 64)}
 _MAX_DELTA_BOUND = 10.0
+MAX_PARAMETERS = 1_000_000  # 4 MB of float32 weights
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def count_parameters(core: str, hidden_size: int, num_layers: int, window: int, num_features: int) -> int:
+    """The parameter count of the learner a config describes, from the config alone (equal to
+    ``MetaLearner(**config).num_parameters()``, tested)."""
+    H, L = hidden_size, num_layers
+    total = num_features * H + H + H + 1  # the input layer and the head
+    if core == "transformer":  # positions; per layer: attention (in and out), feed-forward 2H, two LayerNorms
+        per_layer = (3 * H * H + 3 * H) + (H * H + H) + (2 * H * H + 2 * H) + (2 * H * H + H) + 4 * H
+        return total + window * H + L * per_layer
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[core]
+    return total + L * gates * (2 * H * H + 2 * H)
 
 
 def _validate_config(
@@ -458,6 +485,13 @@ def _validate_config(
         raise ValueError(f"max_delta must be a number in (0, {_MAX_DELTA_BOUND}], got {max_delta!r}")
     if core == "transformer" and hidden_size % num_heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    num_features = len(feature_names) if isinstance(feature_names, (list, tuple)) else len(FEATURE_NAMES)
+    count = count_parameters(core, hidden_size, num_layers, window, num_features)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"this config describes a learner of {count:,} parameters (core {core!r}, hidden_size {hidden_size}, "
+            f"num_layers {num_layers}); a meta-learner may have at most {MAX_PARAMETERS:,}"
+        )
     for name, value in (("disabled_features", disabled_features), ("feature_names", feature_names)):
         if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
             raise ValueError(f"{name} must be a list of strings, got {value!r}")
