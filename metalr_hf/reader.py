@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "optimizer_signals"]
+__all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "check_layout", "optimizer_signals", "shard_count"]
 
 _BLOCK = 256
 SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
@@ -58,6 +58,78 @@ def _kind(state: dict) -> str:
     if state.get("momentum_buffer") is not None:
         return "sgd"
     return "plain"
+
+
+_MOMENTS = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",), "plain": ()}
+
+
+def _odd_moments(p: torch.Tensor, state: dict, kind: str) -> str | None:
+    """Why the moments of ``p`` cannot be read element by element beside it (block-wise or quantised states, tensor
+    subclasses), or ``None`` when they can."""
+    for name in _MOMENTS[kind]:
+        t = state[name]
+        if type(t) not in (torch.Tensor, torch.nn.Parameter):
+            return f"{name} is a {type(t).__name__}"
+        if t.shape != p.shape:
+            return f"{name} has shape {tuple(t.shape)}"
+    return None
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The part of ``t`` this process holds: a ``DTensor``'s local shard (FSDP2's parameters, gradients and
+    optimizer states), else ``t`` itself."""
+    return t.to_local() if _is_dtensor(t) else t
+
+
+def _is_dtensor(t) -> bool:
+    return type(t).__name__ == "DTensor" and hasattr(t, "placements")
+
+
+def shard_count(p: torch.Tensor) -> int:
+    """Into how many disjoint shards ``p`` is split across the processes (1: each holds all of it). A ``DTensor``
+    sharded over mesh dimensions of sizes s₁, s₂, … (FSDP2's ``Shard(0)``; replicated dimensions count 1): their
+    product. Local sums times this count, averaged over all processes, are the sums over the whole tensor."""
+    if not _is_dtensor(p):
+        return 1
+    count = 1
+    for dim, placement in enumerate(p.placements):
+        if placement.is_shard():
+            count *= p.device_mesh.size(dim)
+        elif not placement.is_replicate():
+            raise NotImplementedError(
+                f"metalr-hf reads parameters sharded (Shard) or replicated (Replicate) across processes; a "
+                f"parameter of shape {tuple(p.shape)} is laid out as {p.placements}, which it cannot read."
+            )
+    return count
+
+
+def check_layout(optimizer) -> None:
+    """Refuse, naming it, an optimizer or parameter layout whose statistics this reader would read wrongly:
+    DeepSpeed's ZeRO optimizers (gradients and moments in flat partitions of their own), FSDP1's flat parameters
+    (each process holds a shard that is not marked as one), parameters laid out other than sharded or replicated.
+    FSDP2 (``fully_shard``: DTensors) and DDP are read."""
+    inner = optimizer
+    while True:
+        module = type(inner).__module__ or ""
+        if module.split(".")[0] == "deepspeed":
+            raise NotImplementedError(
+                f"metalr-hf cannot read the statistics of DeepSpeed's {type(inner).__name__}: ZeRO keeps gradients "
+                "and optimizer moments in flat partitions the scheduler does not know. Use FSDP2 (accelerate's "
+                "fsdp_version: 2, or torch.distributed.fsdp.fully_shard) or DDP with lr_scheduler_type meta, or a "
+                "stock schedule under DeepSpeed."
+            )
+        if not hasattr(inner, "optimizer") or inner.optimizer is inner:
+            break
+        inner = inner.optimizer
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if getattr(p, "_is_flat_param", False):  # FSDP1's FlatParameter (a Parameter marked as one)
+                raise NotImplementedError(
+                    "metalr-hf cannot read FSDP1's flat parameters (FullyShardedDataParallel: each process holds a "
+                    "shard not marked as one). Use FSDP2 (accelerate's fsdp_version: 2, or "
+                    "torch.distributed.fsdp.fully_shard), whose DTensor shards it reads."
+                )
+            shard_count(p)  # a placement it cannot read raises
 
 
 def _readable(p: torch.Tensor) -> bool:
@@ -89,14 +161,23 @@ class _Bucket:
     """Parameters read alike (optimizer kind, whole or sampled, device, and param groups with the same
     hyperparameters merged), with their work buffers: one float32 row per tensor kind (:data:`_ROWS`)."""
 
-    def __init__(self, groups: list[dict], kind: str, sampled: bool, params: list, state: dict, device):
+    def __init__(
+        self, groups: list[dict], kind: str, sampled: bool, params: list, state: dict, device, shards: int = 1
+    ):
+        # Sharded parameters (DTensors) are read through their local shards, every sum scaled by ``shards``.
+        self.sources, self.shards = params, shards
+        params = [_local(p) for p in params] if shards > 1 else params
         self.groups, self.group, self.kind, self.sampled, self.params = groups, groups[0], kind, sampled, params
         self.moments = {}
         if kind == "adam":
-            self.moments = {"m": [state[p]["exp_avg"] for p in params], "v": [state[p]["exp_avg_sq"] for p in params]}
-            self.step_of = state[params[0]]
+            sources = self.sources
+            self.moments = {
+                "m": [_local(state[p]["exp_avg"]) for p in sources],
+                "v": [_local(state[p]["exp_avg_sq"]) for p in sources],
+            }
+            self.step_of = state[sources[0]]
         elif kind == "sgd":
-            self.moments = {"m": [state[p]["momentum_buffer"] for p in params]}
+            self.moments = {"m": [_local(state[p]["momentum_buffer"]) for p in self.sources]}
         self.contiguous = all(p.is_contiguous() for p in params) and all(
             t.is_contiguous() for ts in self.moments.values() for t in ts
         )
@@ -168,7 +249,7 @@ class _Bucket:
 
     def fill(self, stride: int, start: int, budget_rows: int) -> int:
         """Copy this step's values into the work rows; returns the number of elements read."""
-        grads = [p.grad for p in self.params]
+        grads = [_local(p.grad) for p in self.sources] if self.shards > 1 else [p.grad for p in self.params]
         if not self.sampled:
             torch._foreach_copy_(self.dst["g"], grads)
             if self.flat is not None and self._storage_key() == self._storage:
@@ -335,7 +416,7 @@ class _Bucket:
             coef = (1.0, c, c * c, -lr, lr * lr, 1.0, 1.0)
         else:
             coef = (1.0, 1.0, 1.0, -lr, lr * lr, 1.0, 1.0)
-        coef = [scale * x for x in coef]
+        coef = [scale * self.shards * x for x in coef]
         if self.coef_np is not None:
             self.coef_np[:] = coef
         else:  # on an accelerator: scalars passed to the kernels, as a multiplication by a float (no copy, no wait)
@@ -392,7 +473,7 @@ class SignalReader:
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS):
         self.optimizer, self.max_elements = optimizer, max_elements
-        self._warned_sparse = False
+        self._warned_sparse = self._warned_layout = False
         self._key = None
         self._buckets: list[_Bucket] = []
         self._table: torch.Tensor | None = None
@@ -414,7 +495,7 @@ class SignalReader:
         for group in opt.param_groups:
             for p in group["params"]:
                 if _readable(p):
-                    total += p.numel()
+                    total += _local(p).numel()
                 elif p.grad is not None and not self._warned_sparse:
                     self._warned_sparse = True
                     warnings.warn(
@@ -434,15 +515,29 @@ class SignalReader:
             for p in group["params"]:
                 if not _readable(p):
                     continue
-                kind = _kind(opt.state.get(p, {}))
-                sampled = self.stride > 1 and p.numel() > _BLOCK
-                groups, params = buckets.setdefault((hyper, kind, sampled, p.device), ([], []))
+                state = opt.state.get(p, {})
+                kind = _kind(state)
+                shards = shard_count(p)
+                local = _local(p)
+                odd = _odd_moments(local, {k: _local(state[k]) for k in _MOMENTS[kind]}, kind)
+                if odd is not None:  # read as an optimizer we do not know: the gradient and the weights only
+                    kind = "plain"
+                    if not self._warned_layout:
+                        self._warned_layout = True
+                        warnings.warn(
+                            f"metalr-hf: the {type(opt).__name__} state of a parameter of shape {tuple(p.shape)} is "
+                            f"not laid out like the parameter ({odd}: block-wise or quantised moments?); the "
+                            "scheduler reads such parameters' gradients and weights only, without their moments.",
+                            stacklevel=4,
+                        )
+                sampled = self.stride > 1 and local.numel() > _BLOCK
+                groups, params = buckets.setdefault((hyper, kind, sampled, local.device, shards), ([], []))
                 if not groups or groups[-1] is not group:
                     groups.append(group)
                 params.append(p)
         self._buckets = [
-            _Bucket(groups, kind, sampled, params, opt.state, device)
-            for (_, kind, sampled, device), (groups, params) in buckets.items()
+            _Bucket(groups, kind, sampled, params, opt.state, device, shards)
+            for (_, kind, sampled, device, shards), (groups, params) in buckets.items()
         ]
         if len({b.device for b in self._buckets}) > 1:
             raise NotImplementedError("metalr-hf reads the parameters of one device per process")

@@ -28,6 +28,7 @@ import logging
 import math
 import struct
 import warnings
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -45,6 +46,7 @@ from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .learner import MetaLearner
 from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
+from .reader import check_layout
 from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
@@ -136,6 +138,11 @@ class MetaController:
         self.step_count = 0  # optimizer steps whose signals were consumed
         self.nonfinite_decisions = 0  # steps whose learner output was not finite (the prior was used instead)
         self._stepper = None  # the learner's one-run step (made at the first scalar update)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_stepper"] = None  # NumPy buffers packed from the learner: remade by the copy at its first step
+        return state
 
     def _control_property(name, dtype):  # noqa: N805  (a property factory, used in the class body)
         def get(self):
@@ -392,6 +399,8 @@ class MetaLRScheduler(LRScheduler):
             _check_horizon(num_training_steps)  # before the learner is loaded
         if not _is_count(num_warmup_steps) or int(num_warmup_steps) < 0:
             raise ValueError(f"num_warmup_steps must be a whole number >= 0, got {num_warmup_steps!r}")
+        _check_group_lrs(optimizer)
+        check_layout(optimizer)
         self.opts = opts
         self.pretrained_given = opts.pretrained is not None
         lag = opts.decision_lag
@@ -420,12 +429,14 @@ class MetaLRScheduler(LRScheduler):
         self._pending_count = 0
         self._pending_grad_norm = None
         self._warned: set[str] = set()
+        self.no_loss_hint: str | None = None  # why no loss arrives, where the feeder knows (the Trainer callback)
         self._in_incident = False
         self._last_values: list[float] | None = None
         self._buffers: list | None = None
         self._flip = 0
         self._reader = SignalReader(optimizer)
         super().__init__(optimizer, last_epoch)
+        self._hook = _register_adopt_hook(self)
 
     def _load(self, meta_learner) -> MetaLearner:
         with torch.random.fork_rng(devices=[]):
@@ -454,10 +465,36 @@ class MetaLRScheduler(LRScheduler):
         from the Trainer's ``max_steps`` when training begins), before the first step."""
         _check_horizon(num_training_steps)
         if self.controller is not None and self.controller.step_count > 0:
-            raise RuntimeError("num_training_steps cannot change once the scheduler has taken a step")
+            self._change_horizon(int(num_training_steps))
+            return
         self.num_training_steps = int(num_training_steps)
         self.controller = self._new_controller()
         if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
+            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+                group["lr"] = lr
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _change_horizon(self, num_training_steps: int) -> None:
+        """A run that has taken steps gets a new horizon (a resume with another ``max_steps``, epochs over another
+        number of ranks): as a stock scheduler, the schedule follows the new ``T`` from the current step on, and the
+        learner's state, statistics, prior and guards carry over (the time constants follow ``T``). Warned."""
+        old = self.num_training_steps
+        if num_training_steps == old:
+            return
+        state, prior = self.controller.state_dict(), self.controller.prior
+        self.num_training_steps = num_training_steps
+        self.controller = self._new_controller()
+        self.controller.load_state_dict(state)
+        self.controller.set_prior(prior)
+        message = (
+            f"MetaLRScheduler: the run's horizon changed from {old} to {num_training_steps} optimizer steps at step "
+            f"{self.last_epoch} (resumed with another max_steps, epochs or number of processes?); the schedule "
+            f"follows {num_training_steps} from here on, with the learner's state carried over."
+        )
+        if self.last_epoch >= num_training_steps:
+            message += " The run is already past its new end: the LR stays at the end of the schedule."
+        self._warn_once(f"horizon_{old}_{num_training_steps}", message)
+        if self.controller.step_count > 0:
             for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
                 group["lr"] = lr
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -492,10 +529,11 @@ class MetaLRScheduler(LRScheduler):
     def observe(self, loss, grad_norm=None) -> None:
         """Hand over the loss of the optimizer step about to be taken (and, optionally, the gradient norm before
         clipping). Several calls before one ``step()`` are averaged (gradient accumulation)."""
-        if grad_norm is not None and not torch.is_tensor(grad_norm):
-            if isinstance(grad_norm, (str, bytes, bool)) or not _is_number_like(grad_norm):
+        if grad_norm is not None and not (torch.is_tensor(grad_norm) and grad_norm.dim() == 0):
+            if isinstance(grad_norm, (str, bytes, bool)) or not _is_number_like(grad_norm, scalar=True):
                 raise TypeError(
-                    f"MetaLRScheduler.observe(grad_norm=...) takes a number or a tensor, got {grad_norm!r:.80}"
+                    "MetaLRScheduler.observe(grad_norm=...) takes one real number (a float or a one-element "
+                    f"tensor: the norm of all gradients), got {grad_norm!r:.80}"
                 )
         if torch.is_tensor(loss) and loss.dim() == 0 and loss.dtype == torch.float32:  # the usual case, cheaply
             self._add_pending(loss.detach(), grad_norm)
@@ -503,10 +541,13 @@ class MetaLRScheduler(LRScheduler):
         if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
             raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
         try:
-            loss = torch.as_tensor(loss).detach().float().reshape(-1)
+            loss = torch.as_tensor(loss).detach()
+            if loss.is_complex():
+                raise TypeError("a complex loss has no order: pass its real objective (e.g. its absolute value)")
+            loss = loss.float().reshape(-1)
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(
-                f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80} ({e})"
+                f"MetaLRScheduler.observe(loss) takes a real number or tensor, got {loss!r:.80} ({e})"
             ) from None
         if loss.numel() == 0:
             raise ValueError("MetaLRScheduler.observe(loss) got an empty tensor: pass the loss of the step")
@@ -516,6 +557,8 @@ class MetaLRScheduler(LRScheduler):
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
         self._pending_count += 1
         if grad_norm is not None:
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor (FSDP2's total norm): its value, not a shard's
+                grad_norm = grad_norm.full_tensor()
             self._pending_grad_norm = scalar_f32(torch.as_tensor(grad_norm))
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -547,10 +590,12 @@ class MetaLRScheduler(LRScheduler):
         self._flip ^= 1
         vec, host, v_loss, v_has_loss, v_grad_norm, v_gg, v_stats, vec_np = self._buffers[self._flip]
         if self._pending_loss is None:
+            hint = self.no_loss_hint or (
+                "call `scheduler.observe(loss)` before `scheduler.step()`, or add `MetaLRCallback()` to the Trainer."
+            )
             self._warn_once(
                 "no_loss",
-                "MetaLRScheduler received no loss: call `scheduler.observe(loss)` before `scheduler.step()`, or "
-                "add `MetaLRCallback()` to the Trainer. Running on gradient and optimizer statistics only.",
+                f"MetaLRScheduler received no loss: {hint} Running on gradient and optimizer statistics only.",
             )
         pending, count, norm = self._pending_loss, self._pending_count, self._pending_grad_norm
         if host is None and (pending is None or pending.is_cpu) and (norm is None or norm.is_cpu):
@@ -575,7 +620,10 @@ class MetaLRScheduler(LRScheduler):
             else:
                 v_grad_norm.copy_(norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        vec = _all_reduce_mean(vec)
+        reduced = _all_reduce_mean(vec)
+        if reduced is not vec and norm is None:  # the norm of the reduced sums (of every shard, under FSDP2)
+            torch.sqrt(reduced[3], out=reduced[2])
+        vec = reduced
         if host is None:
             return vec
         return host.copy_(vec, non_blocking=True)
@@ -680,10 +728,45 @@ class MetaLRScheduler(LRScheduler):
         self._in_incident = bad
 
     def get_lr(self) -> list[float]:
+        if len(self.base_lrs) != len(self.optimizer.param_groups):
+            self._adopt_new_groups()
         if self.controller is None:  # the horizon is not known yet: the LR is set when it is
             return list(self.base_lrs)
         scale = self.controller.scale_value(self.last_epoch)  # one run: the float path
         return [base * scale for base in self.base_lrs]
+
+    def _adopt_new_groups(self) -> None:
+        """Param groups added since the last step (``optimizer.add_param_group``, as progressive unfreezing does)
+        get the same rule: their ``lr`` when added is their base LR (as for the groups present at construction),
+        and their parameters are read from their first gradient on. Removing a group is refused."""
+        groups = self.optimizer.param_groups
+        if len(groups) < len(self.base_lrs):
+            raise RuntimeError(
+                f"MetaLRScheduler: the optimizer has {len(groups)} param groups, fewer than the {len(self.base_lrs)} "
+                "it was built with; removing param groups mid-run is not supported (freeze their parameters instead)."
+            )
+        _check_group_lrs(self.optimizer)
+        scale = None if self.controller is None else self.controller.scale_value(self.last_epoch)
+        for group in groups[len(self.base_lrs) :]:
+            group.setdefault("initial_lr", group["lr"])
+            self.base_lrs.append(group["initial_lr"])
+            if scale is not None:  # its first step already takes this step's LR
+                group["lr"] = group["initial_lr"] * scale
+                self._last_lr.append(group["lr"])
+
+    # -- copies --------------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """What ``copy.deepcopy``, ``pickle`` and ``torch.save`` copy: everything but the reader's plan and the
+        signal buffers (NumPy views of the optimizer's tensors and of the reader's own), which the copy makes anew
+        around its own optimizer."""
+        state = self.__dict__.copy()
+        state["_reader"], state["_buffers"], state["_hook"] = None, None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reader = SignalReader(self.optimizer)
+        self._hook = _register_adopt_hook(self)  # an optimizer's copy has no hooks
 
     @property
     def last_scale(self) -> float:
@@ -734,10 +817,12 @@ class MetaLRScheduler(LRScheduler):
                 f"(fingerprint {theirs}), but this scheduler uses {self.learner.source.get('name_or_path')!r} "
                 f"(fingerprint {mine}). Resume with the same `meta_learner` (and revision) as the interrupted run."
             )
-        if self.controller is None or self.num_training_steps != int(state_dict["num_training_steps"]):
-            self.num_training_steps = None
-            self.controller = None
-            self.set_num_training_steps(state_dict["num_training_steps"])  # the interrupted run's horizon
+        # The horizon: this scheduler's own where it was built with one (a Trainer resuming with another
+        # max_steps builds it with the new one, as for stock schedulers), else the interrupted run's.
+        horizon = self.num_training_steps
+        self.num_training_steps = None
+        self.controller = None
+        self.set_num_training_steps(state_dict["num_training_steps"])
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["_step_count"])
         self.base_lrs = list(state_dict["base_lrs"])
@@ -752,6 +837,12 @@ class MetaLRScheduler(LRScheduler):
             self.pretrained_given = True
         held = state_dict.get("held_signals")
         self._held = None if held is None else (held, int(state_dict["held_step"]))
+        # The LRs this scheduler had set for the next step, whatever the optimizer's loaded state holds (PyTorch's
+        # distributed `set_state_dict` leaves them at the 0 it initialises the state with).
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+        if horizon is not None and horizon != self.num_training_steps:
+            self._change_horizon(horizon)
 
 
 _SIGNAL_NAMES = tuple(f.name for f in dataclasses.fields(Signals))
@@ -767,6 +858,51 @@ def _is_count(value) -> bool:
     except (TypeError, ValueError, RuntimeError):
         return False
     return math.isfinite(f) and f == int(f)
+
+
+class _AdoptNewGroups:
+    """An optimizer step pre-hook: a param group added since the scheduler's last step takes the rule's LR before
+    its first optimizer step (:meth:`MetaLRScheduler._adopt_new_groups`)."""
+
+    def __init__(self, scheduler: MetaLRScheduler):
+        self.scheduler = weakref.ref(scheduler)  # the optimizer must not keep a dropped scheduler alive
+
+    def __call__(self, optimizer, args, kwargs) -> None:
+        scheduler = self.scheduler()
+        if scheduler is not None and len(optimizer.param_groups) != len(scheduler.base_lrs):
+            scheduler._adopt_new_groups()
+
+
+def _register_adopt_hook(scheduler: MetaLRScheduler):
+    """:class:`_AdoptNewGroups` on the torch optimizer inside any wrappers (accelerate's ``AcceleratedOptimizer``
+    steps the one it wraps); ``None`` where there is none (then a new group takes the rule at the next step)."""
+    target = scheduler.optimizer
+    while not hasattr(target, "_optimizer_step_pre_hooks") and hasattr(target, "optimizer"):
+        target = target.optimizer
+    if not hasattr(target, "_optimizer_step_pre_hooks"):
+        return None
+    return target.register_step_pre_hook(_AdoptNewGroups(scheduler))
+
+
+def _check_group_lrs(optimizer) -> None:
+    """Every param group's ``lr`` is a finite number the scheduler can scale, or a ``TypeError`` naming the group."""
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("lr")
+        if torch.is_tensor(lr) and lr.numel() == 1:
+            lr = float(lr)
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
+            continue
+        if group.get("relative_step"):
+            raise TypeError(
+                f"MetaLRScheduler: {type(optimizer).__name__} with relative_step=True sets its own learning rate "
+                f"(param group {i} has lr={lr!r}), so there is no base LR to schedule. Pass relative_step=False "
+                "and an lr (e.g. Adafactor(params, lr=1e-3, relative_step=False, scale_parameter=False, "
+                "warmup_init=False)), or keep transformers' AdafactorSchedule without metalr-hf."
+            )
+        raise TypeError(
+            f"MetaLRScheduler: param group {i} of {type(optimizer).__name__} has lr={lr!r}; it needs a finite "
+            "number as the base learning rate it scales."
+        )
 
 
 def _check_horizon(num_training_steps) -> None:
@@ -785,12 +921,13 @@ def scalar_f32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dim() == 0 and t.dtype == torch.float32 else t.float().reshape(())
 
 
-def _is_number_like(value) -> bool:
+def _is_number_like(value, scalar: bool = False) -> bool:
+    """A real number, or real numbers (``scalar``: exactly one), that ``torch.as_tensor`` takes."""
     try:
-        torch.as_tensor(value).float()
+        t = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
         return False
-    return True
+    return not t.is_complex() and t.dtype != torch.bool and (not scalar or t.numel() == 1)
 
 
 _STATE_KEYS = {
