@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except OSError as e:  # an output folder that cannot be made or written (a file in its path, no permission)
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"metalr-hf {args.command}: error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

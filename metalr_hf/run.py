@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "-m" and len(argv) < 2:
         print(f"metalr-hf run: error: -m needs a module name\n{USAGE}", file=sys.stderr)
         return 2
+    if argv[0] == "-m" and not _module_exists(argv[1]):
+        print(f"metalr-hf run: error: no module named {argv[1]!r}\n{USAGE}", file=sys.stderr)
+        return 2
     if argv[0] != "-m" and not os.path.isfile(argv[0]):
         print(f"metalr-hf run: error: no script {argv[0]!r}\n{USAGE}", file=sys.stderr)
         return 2
@@ -44,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
         runpy.run_path(script, run_name="__main__")
     return 0
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package that does not exist, an empty or relative name
+        return False
 
 
 if __name__ == "__main__":

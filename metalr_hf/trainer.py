@@ -124,6 +124,7 @@ def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
     attention does), else the layer's own ``reset_parameters()``. ``None`` when neither sets every element."""
     import math
 
+    model, name = _init_owner(model, name)
     init = getattr(model, "_init_weights", None)
     parent_name, _, leaf = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else None
@@ -143,6 +144,18 @@ def _fresh_weight(model, name: str, module) -> torch.Tensor | None:
         elif callable(getattr(fresh, "reset_parameters", None)):
             fresh.reset_parameters()
     return None if weight.isnan().any() else weight.detach()  # still NaN: the rule did not initialise it
+
+
+def _init_owner(model, name: str):
+    """The innermost module around layer ``name`` that has an initialisation rule (``_init_weights``: a
+    transformers model, also inside a user's plain ``nn.Module`` wrapper), and the layer's name within it; the
+    model itself when none has."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        owner = model.get_submodule(".".join(parts[:i]))
+        if callable(getattr(owner, "_init_weights", None)):
+            return owner, ".".join(parts[i:])
+    return model, name
 
 
 def _empty_cpu_copy(module):
@@ -281,6 +294,7 @@ class MetaLRCallback(TrainerCallback):
         self._hook = None
         self._epoch_at_observe = None
         self._scheduler: MetaLRScheduler | None = None
+        self._step_meta: dict[str, float] | None = None
 
     # -- signal sources ------------------------------------------------------------------------------------
     def add_loss(self, loss: torch.Tensor, scaled_for_accumulation: bool = True) -> None:
@@ -294,8 +308,13 @@ class MetaLRCallback(TrainerCallback):
     def _forward_hook(self, module, args, kwargs, output):
         if not module.training or not torch.is_grad_enabled():
             return
-        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
-        if torch.is_tensor(loss):
+        if isinstance(output, dict):
+            loss = output.get("loss")
+        elif isinstance(output, (tuple, list)) and output:  # as the Trainer reads a tuple: the loss first
+            loss = output[0] if torch.is_tensor(output[0]) and output[0].dim() == 0 else None
+        else:
+            loss = getattr(output, "loss", None)
+        if torch.is_tensor(loss) and loss.is_floating_point():
             self.add_loss(loss, scaled_for_accumulation=kwargs.get("num_items_in_batch") is not None)
 
     def step_loss(self) -> torch.Tensor | None:
@@ -312,10 +331,18 @@ class MetaLRCallback(TrainerCallback):
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
             return
-        if self._scheduler.controller is None:  # built with num_training_steps=None: the Trainer knows it
+        resumed_elsewhere = state.global_step > 0 and self._scheduler.num_training_steps != state.max_steps
+        if self._scheduler.controller is None or (state.max_steps > 0 and resumed_elsewhere):
+            # built with num_training_steps=None, or resumed with another horizon: the Trainer's is the run's
             self._scheduler.set_num_training_steps(state.max_steps)
         if not self.fed_by_trainer and model is not None and self._hook is None:
             self._hook = model.register_forward_hook(self._forward_hook, with_kwargs=True)
+            self._scheduler.no_loss_hint = (
+                "MetaLRCallback reads the loss from the model's outputs (`outputs.loss`, or the first element of a "
+                "tuple), and this model's carry none: it returns no loss, or the Trainer computes the loss outside "
+                "the model (label_smoothing_factor, compute_loss_func). Use MetaTrainer, which reads the loss the "
+                "Trainer computes."
+            )
         if not self.fed_by_trainer:
             _run_before_the_trackers(self)
         if state.global_step > 0 and self._scheduler.last_epoch == 0:
@@ -348,6 +375,9 @@ class MetaLRCallback(TrainerCallback):
         if loss is not None:
             self._scheduler.observe(loss, grad_norm=self._grad_norm)
         self._epoch_at_observe = self._scheduler.last_epoch
+        # the factor of the LR this step took (the Trainer logs this step's `learning_rate`, read before the
+        # scheduler's step): logged beside it, not the next step's
+        self._step_meta = self.meta_logs()
 
     def on_step_end(self, args, state, control, **kwargs):
         # An optimizer step skipped by the Trainer (fp16 overflow) never calls scheduler.step(): count it as a
@@ -360,6 +390,10 @@ class MetaLRCallback(TrainerCallback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+
+    def step_meta_logs(self) -> dict[str, float]:
+        """:meth:`meta_logs` of the last optimizer step, the one whose ``learning_rate`` the Trainer logs."""
+        return self._step_meta if self._step_meta is not None else self.meta_logs()
 
     def meta_logs(self) -> dict[str, float]:
         if self._scheduler is None:
@@ -377,7 +411,7 @@ class MetaLRCallback(TrainerCallback):
         # `logs` dict itself: this callback runs first (see `_run_before_the_trackers`), so the trackers get the
         # values through it, and the copy in `log_history` is completed here. MetaTrainer adds them in `log`.
         if logs is not None and "loss" in logs and not self.fed_by_trainer:
-            meta = self.meta_logs()
+            meta = self.step_meta_logs()
             logs.update(meta)
             last = state.log_history[-1] if state.log_history else None
             if last is not None and last.get("step") == state.global_step and last.get("loss") == logs["loss"]:
@@ -452,7 +486,7 @@ class MetaTrainer(Trainer):
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and isinstance(self.lr_scheduler, MetaLRScheduler):
-            logs.update(self._meta_callback.meta_logs())
+            logs.update(self._meta_callback.step_meta_logs())
         super().log(logs, *args, **kwargs)
 
     def meta_learner_info(self) -> dict | None:

@@ -211,3 +211,34 @@ def test_the_default_pair_raises_a_cautious_lr_on_the_zoos_pretrained_transforme
     cosine = run_one("zoo_text_cls", "cosine", "adam", 1e-4, 0, steps=60, evals=2)
     assert meta["final_eval_loss"] < 0.95 * cosine["final_eval_loss"]
     assert max(m / c for m, c in zip(meta["lr"][5:], cosine["lr"][5:])) > 1.5
+
+
+def test_finished_runs_are_reused_only_under_the_same_definition(tmp_path, capsys):
+    """The same folder with another learner or other meta options: the meta runs are run again and replaced
+    (before, the old results were reported under the new command), the baselines are kept."""
+    from metalr_hf import MetaLearner
+
+    other = tmp_path / "other-learner"
+    MetaLearner().save_pretrained(other)  # δ ≡ 0: a learner whose runs differ from the default's
+    out = str(tmp_path / "bench")
+    common = ["bench", "--suite", "smoke", "--tasks", "bert_cls", "--schedulers", "cosine", "meta", "--no-progress"]
+    assert main([*common, "--output-dir", out]) == 0
+    first = {(r["scheduler"], r["base_lr"]): r for r in json.loads((tmp_path / "bench" / "results.json").read_text())}
+    assert main([*common, "--output-dir", out, "--meta-learner", str(other)]) == 0
+    assert "2 finished run(s)" in capsys.readouterr().err
+    second = {(r["scheduler"], r["base_lr"]): r for r in json.loads((tmp_path / "bench" / "results.json").read_text())}
+    assert second.keys() == first.keys()
+    for (scheduler, lr), run in second.items():
+        if scheduler == "cosine":
+            assert run == first[scheduler, lr]  # reused as it was
+        else:
+            assert run["definition"]["meta_learner"] == {str(other): MetaLearner.from_pretrained(other).fingerprint()}
+            assert run["lr"] != first[scheduler, lr]["lr"]  # really run again with the other learner
+    assert (
+        main([*common, "--output-dir", out, "--meta-learner", str(other), "--meta-kwargs", '{"prior": "linear"}']) == 0
+    )
+    assert "2 finished run(s)" in capsys.readouterr().err
+    third = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert {json.dumps(r["definition"].get("meta_kwargs")) for r in third if r["scheduler"] == "meta"} == {
+        '{"prior": "linear"}'
+    }

@@ -11,6 +11,7 @@ import math
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,23 @@ SUITES = {
 
 def run_key(task, scheduler, optimizer, lr, seed) -> str:
     return f"{task}|{scheduler}|{optimizer}|{lr:g}|{seed}"
+
+
+def run_definition(scheduler, steps, evals, meta_learner=None, meta_kwargs=None) -> dict:
+    """Everything beside :func:`run_key` that decides a run's result: the package version, the run length and
+    evaluations, and for meta runs the learner (name and fingerprint: a learner retrained in the same folder is
+    another learner) and its options. A finished run is reused only under the same definition."""
+    from .. import __version__
+
+    definition = {"metalr_hf": __version__, "steps": steps, "evals": evals}
+    if scheduler == "meta":
+        from ..hub import DEFAULT_FINETUNE_LEARNER, DEFAULT_LEARNER
+        from ..scheduler import load_learner
+
+        names = [DEFAULT_LEARNER, DEFAULT_FINETUNE_LEARNER] if meta_learner in (None, "default") else [meta_learner]
+        definition["meta_learner"] = {str(name): load_learner(name).fingerprint() for name in names}
+        definition["meta_kwargs"] = json.loads(json.dumps(meta_kwargs or {}, sort_keys=True))
+    return definition
 
 
 def plan(suite: Suite) -> list[tuple]:
@@ -258,14 +276,37 @@ def _run_suite(suite: Suite, out: Path, meta_learner, progress: bool, meta_kwarg
     results = read_json(path, "benchmark results file") if path.exists() else []
     if not isinstance(results, list):
         raise ValueError(f"The benchmark results file {str(path)!r} is damaged (not a list of runs); delete it")
-    done = {run_key(r["task"], r["scheduler"], r["optimizer"], r["base_lr"], r["seed"]) for r in results}
-    todo = [r for r in plan(suite) if run_key(*r) not in done]
-    bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="bench", disable=not progress)
-    for task, scheduler, optimizer, lr, seed in todo:
-        bar.set_postfix_str(f"{task} {scheduler} {optimizer} {lr:g} s{seed}")
-        results.append(
-            run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner, meta_kwargs)
+    definitions = {
+        name: run_definition(name, suite.steps, suite.evals, meta_learner, meta_kwargs)
+        for name in {run[1] for run in plan(suite)}
+    }
+    index = {
+        run_key(r["task"], r["scheduler"], r["optimizer"], r["base_lr"], r["seed"]): i for i, r in enumerate(results)
+    }
+    todo, stale = [], 0
+    for run in plan(suite):
+        i = index.get(run_key(*run))
+        if i is None:
+            todo.append((run, None))
+        elif results[i].get("definition") != definitions[run[1]]:  # another learner, options, version or length
+            todo.append((run, i))
+            stale += 1
+    if stale:
+        print(
+            f"bench: {stale} finished run(s) in {str(path)!r} were made under another definition (learner, its "
+            "options, metalr-hf version or run length); they are run again and replaced",
+            file=sys.stderr,
         )
+    done = len(plan(suite)) - len(todo)
+    bar = tqdm(total=len(todo) + done, initial=done, desc="bench", disable=not progress)
+    for (task, scheduler, optimizer, lr, seed), i in todo:
+        bar.set_postfix_str(f"{task} {scheduler} {optimizer} {lr:g} s{seed}")
+        record = run_one(task, scheduler, optimizer, lr, seed, suite.steps, suite.evals, meta_learner, meta_kwargs)
+        record["definition"] = definitions[scheduler]
+        if i is None:
+            results.append(record)
+        else:
+            results[i] = record
         write_text_atomic(path, json.dumps(results, indent=1))  # a kill never leaves a half-written file
         bar.update(1)
     bar.close()

@@ -25,6 +25,10 @@ def _cmd_meta_train(args) -> None:
         return
     if args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r}; valid presets: {sorted(PRESETS) + ['ablation']}")
+    for key, low in (("iterations", 1), ("hidden_size", 1), ("seed", 0)):
+        value = getattr(args, key)
+        if value is not None and value < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least {low}, got {value}")
     overrides = {}
     for key in ("iterations", "core", "hidden_size", "seed"):
         if getattr(args, key) is not None:
