@@ -166,7 +166,8 @@ class _Bucket:
     ):
         # Sharded parameters (DTensors) are read through their local shards, every sum scaled by ``shards``.
         self.sources, self.shards = params, shards
-        params = [_local(p) for p in params] if shards > 1 else params
+        self.dtensor = any(_is_dtensor(p) for p in params)  # read through local shards (also a mesh of one)
+        params = [_local(p) for p in params] if self.dtensor else params
         self.groups, self.group, self.kind, self.sampled, self.params = groups, groups[0], kind, sampled, params
         self.moments = {}
         if kind == "adam":
@@ -249,7 +250,7 @@ class _Bucket:
 
     def fill(self, stride: int, start: int, budget_rows: int) -> int:
         """Copy this step's values into the work rows; returns the number of elements read."""
-        grads = [_local(p.grad) for p in self.sources] if self.shards > 1 else [p.grad for p in self.params]
+        grads = [_local(p.grad) for p in self.sources] if self.dtensor else [p.grad for p in self.params]
         if not self.sampled:
             torch._foreach_copy_(self.dst["g"], grads)
             if self.flat is not None and self._storage_key() == self._storage:
