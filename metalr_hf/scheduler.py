@@ -2,8 +2,8 @@
 
     lr_g(t) = base_lr_g · prior(t) · exp(δ_t) · b_t · γ_t
 
-- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on a run marked ``pretrained``, cosine
-  otherwise: ``prior="auto"``);
+- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on every run; ``prior="auto"``, the lab's
+  default: WSD on a run marked ``pretrained``, cosine otherwise);
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
   most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
   was not meta-trained for such runs (:func:`knows_pretrained_runs`);
@@ -348,10 +348,10 @@ class MetaLRScheduler(LRScheduler):
             ``None`` for the pair bundled in the package (works offline): ``metalr-finetune-v1`` for a run that
             fine-tunes pretrained weights, ``metalr-default-v3`` otherwise (see ``pretrained``).
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
-        prior (`str`, defaults to `"auto"`): one of `constant`, `cosine`, `linear`, `wsd`, or `"auto"`: `wsd` on a
+        prior (`str`, defaults to `"wsd"`): one of `constant`, `cosine`, `linear`, `wsd`, or `"auto"`: `wsd` on a
             run that fine-tunes pretrained weights (see ``pretrained``), `cosine` otherwise. A resumed run keeps
             the prior its checkpoint was written with unless ``prior`` is given (cosine for checkpoints written
-            before ``"auto"``).
+            before ``"auto"``, ``"auto"`` for those written before WSD became the default).
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it

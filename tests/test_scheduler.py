@@ -67,15 +67,16 @@ def test_plain_loop_learns_and_respects_param_group_base_lrs():
     assert all(a == pytest.approx(10 * b) for a, b in lrs)
     # get_last_lr is what the optimizer uses
     assert sched.get_last_lr() == [g["lr"] for g in sched.optimizer.param_groups]
-    # the learner moved the LR away from the cosine prior
-    prior = [1e-2 * float(cosine(t + 1, 40, 4)) for t in range(39)]
+    # the learner moved the LR away from the prior (WSD by default)
+    prior = [1e-2 * float(wsd(t + 1, 40, 4)) for t in range(39)]
     assert max(abs(a[0] / p - 1) for a, p in zip(lrs[:39], prior) if p > 0) > 0.05
 
 
 def test_fresh_learner_reproduces_prior_exactly():
     from metalr_hf import MetaLearner
 
-    _, lrs, _, _ = _run(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=MetaLearner()), steps=30)
+    make = lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=MetaLearner(), prior="cosine")  # noqa: E731
+    _, lrs, _, _ = _run(make, steps=30)
     model, opt, _, _ = _problem()
     ref = hf_get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=30)
     for t in range(30):
@@ -86,14 +87,14 @@ def test_fresh_learner_reproduces_prior_exactly():
 
 @pytest.mark.parametrize(
     "pretrained, prior, schedule",
-    [(False, "auto", cosine), (True, "auto", wsd), (True, "cosine", cosine), (False, "wsd", wsd)],
+    [(False, None, wsd), (True, None, wsd), (False, "auto", cosine), (True, "auto", wsd), (True, "cosine", cosine)],
 )
-def test_auto_prior_is_wsd_on_fine_tuning_runs_and_cosine_from_scratch(pretrained, prior, schedule):
-    """A learner that outputs 0 follows the prior: by default WSD on a run marked pretrained, cosine otherwise;
-    an explicit prior holds for every run."""
+def test_the_default_prior_is_wsd_and_auto_is_wsd_on_fine_tuning_runs_only(pretrained, prior, schedule):
+    """A learner that outputs 0 follows the prior: by default WSD on every run (from scratch too); ``"auto"``
+    (the default before) WSD on a run marked pretrained, cosine otherwise; an explicit prior holds for every run."""
     from metalr_hf import MetaLearner
 
-    kw = {} if prior == "auto" else {"prior": prior}
+    kw = {} if prior is None else {"prior": prior}
     make = lambda o: MetaLRScheduler(  # noqa: E731
         o, num_training_steps=30, num_warmup_steps=3, meta_learner=MetaLearner(), pretrained=pretrained, **kw
     )
@@ -470,8 +471,7 @@ def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, 
         ),
         steps=20,
     )
-    schedule = wsd if pretrained else cosine  # prior="auto"
-    prior = [1e-2 * float(schedule(t + 1, 20, 0)) for t in range(20)]
+    prior = [1e-2 * float(wsd(t + 1, 20, 0)) for t in range(20)]  # the default prior, from scratch too
     ratios = [lr[0] / p for lr, p in zip(lrs[:-1], prior[:-1])]
     assert max(ratios) == pytest.approx(expected, rel=1e-3)
     assert sched.last_scale == pytest.approx(expected, rel=1e-3)

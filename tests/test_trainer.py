@@ -10,7 +10,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from metalr_hf import MetaLRCallback, MetaLRScheduler, MetaTrainer, MetaTrainingArguments
-from metalr_hf.schedules import cosine
+from metalr_hf.schedules import cosine, wsd
 
 
 def _args(tmp_path, **kw):
@@ -48,7 +48,7 @@ def test_meta_trainer_moves_lr_within_bounds_and_learns(tmp_path):
     trainer.train()
     lrs = _lrs(trainer)
     assert len(lrs) == 30
-    prior = [3e-3 * float(cosine(t, 30, 3)) for t in range(30)]
+    prior = [3e-3 * float(wsd(t, 30, 3)) for t in range(30)]  # the default prior
     # the learner moves the LR away from the prior ...
     assert max(abs(a - b) / max(b, 1e-12) for a, b in zip(lrs[4:], prior[4:])) > 0.05
     # ... but within exp(±max_delta) of it
@@ -380,19 +380,18 @@ def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
 
 
 def test_a_pretrained_model_gets_the_wsd_prior_and_one_from_a_config_cosine(tmp_path):
-    """``prior="auto"`` (the default) through the Trainer: with a learner that outputs 0 the LR follows WSD for a
-    model whose weights look pretrained and cosine for one built from a config."""
+    """``prior="auto"`` (the default before WSD became it) through the Trainer: with a learner that outputs 0 the
+    LR follows WSD for a model whose weights look pretrained and cosine for one built from a config."""
     from conftest import pretrained_like
     from transformers import AutoModelForSequenceClassification
 
     from metalr_hf.learner import MetaLearner
-    from metalr_hf.schedules import cosine, wsd
 
     MetaLearner().save_pretrained(tmp_path / "zero")
     pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained")
     for model, schedule in ((loaded, wsd), (tiny_bert(), cosine)):
-        kwargs = {"meta_learner": str(tmp_path / "zero"), "guard": False}
+        kwargs = {"meta_learner": str(tmp_path / "zero"), "guard": False, "prior": "auto"}
         args = _args(tmp_path / schedule.__name__, max_steps=20, warmup_steps=2, lr_scheduler_kwargs=kwargs)
         trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
         trainer.train()
@@ -407,7 +406,8 @@ def test_a_learner_that_outputs_zero_reproduces_the_cosine_run(tmp_path):
 
     MetaLearner().save_pretrained(tmp_path / "zero")  # its output layer starts at zero: δ ≡ 0
     runs = {}
-    for sched, kwargs in (("cosine", {}), ("meta", {"meta_learner": str(tmp_path / "zero"), "guard": False})):
+    zero = {"meta_learner": str(tmp_path / "zero"), "guard": False, "prior": "cosine"}
+    for sched, kwargs in (("cosine", {}), ("meta", zero)):
         args = _args(tmp_path / sched, lr_scheduler_type=sched, lr_scheduler_kwargs=kwargs, max_steps=12,
                      warmup_steps=2)  # fmt: skip
         model = tiny_bert()
