@@ -214,7 +214,7 @@ A tiny recurrent meta-learner ({core} core, hidden size {hidden_size}, {num_para
 [metalr-hf](https://github.com/metalr-hf/metalr-hf). At every optimizer step it reads {num_features} scale-free
 features of the running job and outputs a bounded correction δ ∈ [-{max_delta}, {max_delta}] to a prior
 schedule: `lr = base_lr · prior(t) · exp(δ_t)`. A learner that outputs 0 is exactly the prior (by default
-cosine from scratch, warmup-stable-decay when fine-tuning pretrained weights).
+warmup-stable-decay on every run; `prior="auto"`: cosine from scratch, warmup-stable-decay when fine-tuning).
 
 ## How to use
 
