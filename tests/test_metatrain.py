@@ -59,7 +59,7 @@ def test_simulator_and_scheduler_set_the_same_lrs(family, optimizer):
     else:
         opt = torch.optim.SGD(params, lr=spec.base_lr, momentum=0.9)
     sched = MetaLRScheduler(opt, num_training_steps=40, num_warmup_steps=4, meta_learner=learner,
-                            pretrained=family in FINETUNE)  # fmt: skip
+                            pretrained=family in FINETUNE, prior="auto")  # fmt: skip
     idx = batch_indices(pop, 40, 0)
     lrs = []
     for t in range(40):

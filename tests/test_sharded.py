@@ -33,10 +33,11 @@ def test_fsdp2_on_two_ranks_sets_the_lr_of_one_process_and_resumes_from_sharded_
     for key, value in single["signals"].items():
         assert fsdp[0]["signals"][key] == pytest.approx(value, rel=2e-5, abs=1e-12), key
     # The LRs: equal to float32 rounding at first (1 ulp, 1.2e-7); later the two runs train on gradients averaged
-    # in another order, and their weights part by rounding: 1.2e-6 by step 9 of 12.
+    # in another order, and their weights part by rounding: 1.2e-6 by step 9 of 12 on a quiet machine, more under
+    # load (other thread splits); a wrong shard scaling would be off by ×2.
     lrs, reference = fsdp[0]["lrs"], single["lrs"]
     assert lrs[0] == pytest.approx(reference[0], rel=2.5e-7)
-    assert lrs == pytest.approx(reference, rel=3e-6)
+    assert lrs == pytest.approx(reference, rel=1e-4)
     assert max(reference) > 1.5 * reference[0]  # the learner moved the LR: the equality says something
     # Kill and resume: a DCP checkpoint (sharded model and optimizer) at step 6, killed at step 8, resumed
     saved = _torchrun(tmp_path, "save")
