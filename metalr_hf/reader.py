@@ -31,7 +31,15 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["SAMPLE_ELEMENTS", "STAT_KEYS", "SignalReader", "check_layout", "optimizer_signals", "shard_count"]
+__all__ = [
+    "SAMPLE_ELEMENTS",
+    "STAT_KEYS",
+    "SignalReader",
+    "check_layout",
+    "optimizer_chain",
+    "optimizer_signals",
+    "shard_count",
+]
 
 _BLOCK = 256
 SAMPLE_ELEMENTS = 1 << 15  # parameters read per step, about (see `optimizer_signals`)
@@ -103,13 +111,23 @@ def shard_count(p: torch.Tensor) -> int:
     return count
 
 
+def optimizer_chain(optimizer):
+    """``optimizer``, then each optimizer it wraps (``.optimizer``: accelerate's ``AcceleratedOptimizer``,
+    DeepSpeed's ZeRO wrappers), outermost first."""
+    while True:
+        yield optimizer
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None or inner is optimizer:
+            return
+        optimizer = inner
+
+
 def check_layout(optimizer) -> None:
     """Refuse, naming it, an optimizer or parameter layout whose statistics this reader would read wrongly:
     DeepSpeed's ZeRO optimizers (gradients and moments in flat partitions of their own), FSDP1's flat parameters
     (each process holds a shard that is not marked as one), parameters laid out other than sharded or replicated.
     FSDP2 (``fully_shard``: DTensors) and DDP are read."""
-    inner = optimizer
-    while True:
+    for inner in optimizer_chain(optimizer):
         module = type(inner).__module__ or ""
         if module.split(".")[0] == "deepspeed":
             raise NotImplementedError(
@@ -118,9 +136,6 @@ def check_layout(optimizer) -> None:
                 "fsdp_version: 2, or torch.distributed.fsdp.fully_shard) or DDP with lr_scheduler_type meta, or a "
                 "stock schedule under DeepSpeed."
             )
-        if not hasattr(inner, "optimizer") or inner.optimizer is inner:
-            break
-        inner = inner.optimizer
     for group in optimizer.param_groups:
         for p in group["params"]:
             if getattr(p, "_is_flat_param", False):  # FSDP1's FlatParameter (a Parameter marked as one)

@@ -46,7 +46,7 @@ from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .learner import MetaLearner
 from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
-from .reader import check_layout
+from .reader import check_layout, optimizer_chain
 from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
@@ -470,9 +470,7 @@ class MetaLRScheduler(LRScheduler):
         self.num_training_steps = int(num_training_steps)
         self.controller = self._new_controller()
         if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
-            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-                group["lr"] = lr
-            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            self._set_group_lrs(self.get_lr())
 
     def _change_horizon(self, num_training_steps: int) -> None:
         """A run that has taken steps gets a new horizon (a resume with another ``max_steps``, epochs over another
@@ -495,9 +493,7 @@ class MetaLRScheduler(LRScheduler):
             message += " The run is already past its new end: the LR stays at the end of the schedule."
         self._warn_once(f"horizon_{old}_{num_training_steps}", message)
         if self.controller.step_count > 0:
-            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-                group["lr"] = lr
-            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            self._set_group_lrs(self.get_lr())
 
     def _use_learner(self, name: str) -> None:
         """Switch to the bundled learner ``name`` of the default pair, before the first step or when a checkpoint
@@ -712,9 +708,7 @@ class MetaLRScheduler(LRScheduler):
                 self._consume(*held)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
         self._report(self.controller.update_values(*Signals.nonfinite().run_values(), step=self.last_epoch))
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._set_group_lrs(self.get_lr())
 
     def _report(self, ok: bool) -> None:
         bad = not ok
@@ -734,6 +728,12 @@ class MetaLRScheduler(LRScheduler):
             return list(self.base_lrs)
         scale = self.controller.scale_value(self.last_epoch)  # one run: the float path
         return [base * scale for base in self.base_lrs]
+
+    def _set_group_lrs(self, lrs: list[float]) -> None:
+        """Set every param group's LR (outside ``step``: a new horizon, a skipped step, a loaded state)."""
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _adopt_new_groups(self) -> None:
         """Param groups added since the last step (``optimizer.add_param_group``, as progressive unfreezing does)
@@ -839,8 +839,7 @@ class MetaLRScheduler(LRScheduler):
         self._held = None if held is None else (held, int(state_dict["held_step"]))
         # The LRs this scheduler had set for the next step, whatever the optimizer's loaded state holds (PyTorch's
         # distributed `set_state_dict` leaves them at the 0 it initialises the state with).
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
-            group["lr"] = lr
+        self._set_group_lrs(self._last_lr)
         if horizon is not None and horizon != self.num_training_steps:
             self._change_horizon(horizon)
 
@@ -876,12 +875,8 @@ class _AdoptNewGroups:
 def _register_adopt_hook(scheduler: MetaLRScheduler):
     """:class:`_AdoptNewGroups` on the torch optimizer inside any wrappers (accelerate's ``AcceleratedOptimizer``
     steps the one it wraps); ``None`` where there is none (then a new group takes the rule at the next step)."""
-    target = scheduler.optimizer
-    while not hasattr(target, "_optimizer_step_pre_hooks") and hasattr(target, "optimizer"):
-        target = target.optimizer
-    if not hasattr(target, "_optimizer_step_pre_hooks"):
-        return None
-    return target.register_step_pre_hook(_AdoptNewGroups(scheduler))
+    target = next((o for o in optimizer_chain(scheduler.optimizer) if hasattr(o, "_optimizer_step_pre_hooks")), None)
+    return None if target is None else target.register_step_pre_hook(_AdoptNewGroups(scheduler))
 
 
 def _check_group_lrs(optimizer) -> None:
