@@ -185,3 +185,12 @@ EXPERIMENTS["wsd-vit-wide"] = replace(
 EXPERIMENTS["wsd-vit-judge5"] = replace(
     EXPERIMENTS["wsd-vit"], name="wsd-vit-judge5", loss_aversion=5.0, **_AFTER_WSD_VIT
 )
+
+# `tuned-wsd` (issue 29's objective): from `metalr-default-v3` around the WSD prior (the default since 2026-12-04),
+# each task at 0.1×–10× its sampled base LR, every run scored against the best stock schedule at its own LR, the
+# task's right LR weighted ×4 and losses ×2: never worse than the tuned stock schedule at the right LR.
+EXPERIMENTS["tuned-wsd"] = Preset(
+    "tuned-wsd", iterations=60, pairs=6, tasks=3, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
+    reference="best_stock", lr_factors=(0.1, 0.316, 1.0, 3.16, 10.0), right_lr_weight=4.0,
+    eval=EvalConfig(prior="wsd"), init_learner="metalr-default-v3",
+)  # fmt: skip

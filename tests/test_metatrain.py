@@ -548,6 +548,43 @@ def test_best_prior_reference_scores_each_task_against_the_better_baseline():
         replace(base, reference="cosine")
 
 
+def test_best_stock_reference_scores_each_run_against_the_best_stock_schedule_at_its_lr():
+    """``reference="best_stock"``: every task runs at each LR factor; each run is scored against the best of the
+    stock schedules at its own LR, and the task's right LR (lowest best stock run) weighs ``right_lr_weight``."""
+    import math
+    from dataclasses import replace
+
+    from metalr_hf.metatrain.es import STOCK, _best_stock, es_iteration
+    from metalr_hf.metatrain.population import flat
+    from metalr_hf.metatrain.presets import PRESETS
+    from metalr_hf.metatrain.simulate import PriorPolicy, simulate
+    from metalr_hf.metatrain.zoo import make_population, sample_specs
+
+    factors = (0.1, 1.0, 10.0)
+    base = replace(
+        PRESETS["smoke"], tasks=2, horizon=(40, 40), prior="wsd", reference="best_stock", lr_factors=factors,
+        right_lr_weight=3.0,
+    )  # fmt: skip
+    rng, gen = np.random.default_rng(5), torch.Generator().manual_seed(5)
+    _, fitness, _ = es_iteration(perturbed_learner(seed=3, scale=0.2), flat(perturbed_learner()), base, rng, gen)
+    assert fitness[0] >= -1e-4  # δ ≡ 0 is WSD itself: never better than the best stock schedule
+    assert torch.isfinite(fitness).all()
+
+    specs = sample_specs(3, np.random.default_rng(1), families=("teacher_cls",), horizon=(40, 40))
+    pop = make_population([replace(s, base_lr=s.base_lr * f) for s in specs for f in factors])
+    val, _, weights = _best_stock(pop, 7, len(factors), 3.0)
+    inf = math.inf
+    for name in STOCK:
+        assert (val <= simulate(pop, PriorPolicy(name, pop), seed=7).final_val_loss.nan_to_num(inf, inf)).all()
+    right = val.view(-1, len(factors)).argmin(1)
+    w = weights.view(-1, len(factors))
+    assert (w.gather(1, right[:, None]) == 3.0).all() and (w.sum(1) == 3.0 + len(factors) - 1).all()
+    with pytest.raises(ValueError, match="lr_factors"):
+        replace(base, lr_factors=())
+    with pytest.raises(ValueError, match="lr_factors"):
+        replace(PRESETS["smoke"], lr_factors=(1.0,))
+
+
 def test_meta_training_around_another_prior_still_scores_against_cosine():
     """``Preset.prior``: the learner corrects that prior, and a task's score stays relative to cosine on it — so a
     learner that never corrects (δ = 0) scores what the prior itself scores against cosine, not 0."""

@@ -22,8 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..metatrain.evaluate import loss_ratio
+from ..metatrain.validation import Run, declared_table, format_declared_table
 
-__all__ = ["aggregate", "seed_means", "write_report"]
+__all__ = ["aggregate", "declared", "seed_means", "write_report"]
 
 TAU_MAX = 4.0
 
@@ -173,6 +174,13 @@ def seed_means(results: list[dict]) -> list[dict]:
     return rows
 
 
+def declared(results: list[dict]) -> dict:
+    """The declared validation table of bench results (the LR-free optimizers' runs stand apart: no meta)."""
+    return declared_table(
+        [Run(r["task"], r["optimizer"], r["base_lr"], r["seed"], r["scheduler"], _loss(r)) for r in results]
+    )
+
+
 def _fmt(x, pct=False) -> str:
     if x is None:
         return "n/a"
@@ -190,6 +198,10 @@ def write_report(results: list[dict], output_dir, title: str = "metalr-hf bench"
     lines += [
         f"{agg['runs']} runs, {agg['diverged']} diverged (recorded, not dropped). The scheduler's overhead is "
         "measured by `metalr-hf bench --suite overhead` (runs of a few milliseconds per step cannot show it).",
+        "",
+        "## The declared table (meta against the best stock schedule; `metalr_hf/metatrain/validation.py`)",
+        "",
+        format_declared_table(declared(results)),
         "",
         "## Meta against cosine, run by run",
         "",

@@ -10,7 +10,9 @@ fitness of a learner on task ``k`` (lower is better) is
 where ``L_val`` is the final validation loss, ``AUC`` the mean training loss over the run, and the prior run
 shares the task's data, initialisation, data order and base LR (common random numbers); with
 ``reference="best_prior"`` the reference is, task by task, the better (final validation loss) of that run and a
-constant LR after warmup on the same task: what a user who tries both would keep. A run that diverges
+constant LR after warmup on the same task: what a user who tries both would keep; with ``reference="best_stock"``
+every task runs at several multiples of its base LR, each run is scored against the best of the four stock
+schedules at its own base LR, and the task's right LR counts more (``Preset.right_lr_weight``). A run that diverges
 scores +2. Fitnesses are rank-shaped (centred ranks), and ``θ`` moves with Adam along
 
     g = Σ_i (u(θ+σε_i) - u(θ-σε_i)) ε_i / (2Nσ).
@@ -36,6 +38,7 @@ import torch
 from .._files import atomic_write, folder_lock
 from ..learner import MetaLearner
 from .distributed import dist_info, init_distributed
+from .evaluate import BASELINES as STOCK
 from .evaluate import evaluate, horizon_check, results_text
 from .population import PopulationLearner, flat, head_mask, load_flat, widen, with_features
 from .presets import BASE_FEATURES, PRESETS, Preset, get_preset, same_settings
@@ -58,6 +61,22 @@ def _task_scores(val, auc, val0, auc0, auc_weight, loss_aversion=1.0):
     return torch.where(r > 0, loss_aversion * r, r)
 
 
+def _best_stock(tasks, data_seed: int, n_lrs: int, right_lr_weight: float):
+    """The reference of ``reference="best_stock"``: per run, the final validation loss (and mean training loss) of
+    the best stock schedule at its base LR, and the run's weight (``right_lr_weight`` at each task's right LR, the
+    factor whose best stock run is lowest). Runs come as tasks × LR factors. The regret to the best tuned run
+    differs from the log-ratio to this reference by a constant per run, so the two rank learners alike."""
+    runs = [simulate(tasks, PriorPolicy(name, tasks), seed=data_seed) for name in STOCK]
+    val = torch.stack([r.final_val_loss for r in runs]).nan_to_num(float("inf"), float("inf"))
+    auc = torch.stack([r.mean_train_loss for r in runs]).nan_to_num(float("inf"), float("inf"))
+    best_val, which = val.min(0)
+    best_auc = auc.gather(0, which[None]).squeeze(0)
+    right = best_val.view(-1, n_lrs).argmin(1)
+    weights = torch.ones(right.shape[0], n_lrs)
+    weights[torch.arange(weights.shape[0]), right] = right_lr_weight
+    return best_val, best_auc, weights.view(-1)
+
+
 def _centered_ranks(x: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty_like(x)
     ranks[x.argsort()] = torch.arange(len(x), dtype=x.dtype)
@@ -75,6 +94,9 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
         K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size,
         optimizers=preset.optimizers, lr_ranges=preset.lr_ranges,
     )  # fmt: skip
+    if preset.reference == "best_stock":  # each task at every LR factor: same data, start and order
+        specs = [replace(s, base_lr=s.base_lr * f) for s in specs for f in preset.lr_factors]
+        K = len(specs)
     dist, rank, world = dist_info()
     # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
     mine = [0] + [g for g in range(1, G) if g % world == rank]
@@ -88,8 +110,11 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     val = res.final_val_loss.view(len(mine), K)
     auc = res.mean_train_loss.view(len(mine), K)
     val0, auc0 = val[0], auc[0]
-    tasks = make_population(specs) if preset.prior != "cosine" or preset.reference == "best_prior" else None
-    if preset.prior != "cosine":  # scored against cosine on the same task (same data, start and order)
+    weights = torch.ones(K)
+    tasks = make_population(specs) if preset.prior != "cosine" or preset.reference != "prior" else None
+    if preset.reference == "best_stock":
+        val0, auc0, weights = _best_stock(tasks, data_seed, len(preset.lr_factors), preset.right_lr_weight)
+    elif preset.prior != "cosine":  # scored against cosine on the same task (same data, start and order)
         cos = simulate(tasks, PriorPolicy("cosine", tasks), seed=data_seed)
         val0, auc0 = cos.final_val_loss, cos.mean_train_loss
     if preset.reference == "best_prior":  # the better of the prior and a constant LR after warmup, task by task
@@ -102,7 +127,8 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
             scores[g] = _task_scores(val[j], auc[j], val0, auc0, preset.auc_weight, preset.loss_aversion)
     if dist is not None and world > 1:
         dist.all_reduce(scores)
-    return eps, scores.mean(1), {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
+    fitness = (scores * weights).sum(1) / weights.sum()
+    return eps, fitness, {"diverged_prior": int(res.diverged.view(len(mine), K)[0].sum())}
 
 
 def _stage_text(preset: Preset) -> str:
@@ -111,6 +137,11 @@ def _stage_text(preset: Preset) -> str:
         extra += f"; the learner corrects a `{preset.prior}` prior (scored against cosine)"
     if preset.reference == "best_prior":
         extra += "; the reference is the better of the prior and a constant LR after warmup, task by task"
+    if preset.reference == "best_stock":
+        extra += (
+            f"; each task runs at base LRs × {list(preset.lr_factors)} and every run is scored against the best stock "
+            f"schedule ({', '.join(STOCK)}) at its base LR, the task's right LR weighted ×{preset.right_lr_weight:g}"
+        )
     if preset.lr_ranges:
         extra += f"; base LRs log-uniform over {preset.lr_ranges}"
     if preset.max_delta != Preset.max_delta:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .simulate import PriorPolicy, meta_policy, simulate
+from .validation import Run, declared_table, format_declared_table
 from .zoo import HELD_OUT, Population, TaskSpec, make_populations
 
 __all__ = [
@@ -216,8 +217,18 @@ def summarise(runs: list[dict], cfg: EvalConfig, eval_steps: list[int]) -> dict:
         "median_regret": float(np.median(finite)) if finite else float("nan"),
         "median_steps_ratio_at_best_lr": float(np.median(steps_ratios)) if steps_ratios else float("nan"),
         **tuned_summary(runs, cfg),
+        "declared": _declared(runs),
         "cells_detail": per_cell,
     }
+
+
+def _declared(runs: list[dict]) -> dict:
+    """The declared validation table (``validation.py``) of the held-out runs: meta against the best stock schedule
+    at each grid LR, seeds as replicates."""
+    table = declared_table(
+        [Run(r["family"], r["optimizer"], r["base_lr"], r["seed"], r["schedule"], r["final_val_loss"]) for r in runs]
+    )
+    return {"summary": table["summary"], "tasks": table["tasks"]}
 
 
 def tuned_summary(runs: list[dict], cfg: EvalConfig) -> dict:
@@ -304,6 +315,9 @@ def results_text(cfg: EvalConfig, summary: dict, check: dict | None) -> str:
         f"Held-out families {list(cfg.families)}, horizon {cfg.horizon}, seeds {list(cfg.seeds)}; baselines tuned "
         f"over the LR grid {cfg.lr_grid}{around}.\n\n{format_eval_table(summary)}"
     )
+    if "declared" in summary:  # summaries written before the declared table lack it
+        text += "\n\nThe declared validation table (meta against the best stock schedule):\n\n"
+        text += format_declared_table(summary["declared"])
     if check:
         text += (
             f"\n\nMis-specified horizons (both schedules told a wrong run length, base LRs {list(cfg.eval_lrs)}):"

@@ -8,6 +8,7 @@ them with :func:`register`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, dataclass, field, fields
 
 from ..features import FEATURE_NAMES
@@ -47,6 +48,12 @@ class Preset:
     # What a task's score is relative to: "prior" (the learner's prior schedule, cosine) or "best_prior" (the better
     # of it and a constant LR after warmup on the same task, as a user comparing schedules would keep).
     reference: str = "prior"
+    # With ``reference="best_stock"``: every sampled task runs at each of these multiples of its base LR (the same
+    # data, start and order), and each run is scored against the best stock schedule (cosine, linear, WSD, constant
+    # after warmup) at its own base LR; the task's right LR (the factor whose best stock run is lowest) counts
+    # ``right_lr_weight`` times: a user who tuned must not pay for the rescue of one who did not.
+    lr_factors: tuple[float, ...] = ()
+    right_lr_weight: float = 1.0
     # The prior schedule the learner's corrections apply to during meta-training (``MetaController``'s ``prior``;
     # every shipped learner: cosine). Another prior keeps the scores relative to cosine on the same task, the
     # schedule users compare with, not to the learner's own prior.
@@ -64,10 +71,15 @@ class Preset:
     def __post_init__(self):
         if self.prior not in PRIORS:
             raise ValueError(f"Preset {self.name!r}: unknown prior {self.prior!r}; valid priors: {sorted(PRIORS)}")
-        if self.reference not in ("prior", "best_prior"):
+        if self.reference not in ("prior", "best_prior", "best_stock"):
             raise ValueError(
-                f"Preset {self.name!r}: reference must be 'prior' or 'best_prior', got {self.reference!r}"
+                f"Preset {self.name!r}: reference must be 'prior', 'best_prior' or 'best_stock', got "
+                f"{self.reference!r}"
             )
+        if (self.reference == "best_stock") != bool(self.lr_factors):
+            raise ValueError(f"Preset {self.name!r}: lr_factors go with reference='best_stock' (and it needs them)")
+        if any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors) or self.right_lr_weight < 1:
+            raise ValueError(f"Preset {self.name!r}: lr_factors must be positive, right_lr_weight at least 1")
 
 
 PRESETS = {
