@@ -12,7 +12,7 @@ import warnings
 import torch
 import transformers as T
 
-from metalr_hf.trainer import weight_std_ratio
+from metalr_hf.pretrained_weights import weight_std_ratio
 
 warnings.filterwarnings("ignore")
 T.logging.set_verbosity_error()

@@ -50,6 +50,22 @@ def test_meta_training_never_imports_the_benchmark(path):
     assert not bench, f"metatrain/{path.name} imports the benchmark: {bench}"
 
 
+# The LR rule (prior × exp(δ) × back-off × guard) stands apart from its interfaces: what it may import.
+RULE_IMPORTS = {
+    "controller.py": {"features", "learner", "options", "schedules"},
+    "scheduler_checks.py": {"options"},
+    "pretrained_weights.py": set(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RULE_IMPORTS))
+def test_the_rule_stands_apart_from_its_interfaces(name):
+    """The controller reads no scheduler, Trainer, Hub or optimizer code; the input checks and the pretrained-weights
+    heuristic stand alone (the scheduler and the Trainer import them, never the other way)."""
+    own = {m.split(".", 1)[1] for m in _imports(PACKAGE / name) if m.startswith("metalr_hf.")}
+    assert own <= RULE_IMPORTS[name], f"{name} imports {sorted(own - RULE_IMPORTS[name])}"
+
+
 def test_the_core_works_without_the_lab_dependencies(tmp_path):
     """With the lab's packages unimportable: the scheduler steps, a learner saves (card included) and loads."""
     code = f"""

@@ -11,8 +11,8 @@ from transformers import get_scheduler as hf_get_scheduler
 from transformers.trainer_utils import SchedulerType
 
 from metalr_hf import MetaLRScheduler, get_scheduler
+from metalr_hf.controller import MetaController
 from metalr_hf.features import Signals, optimizer_signals
-from metalr_hf.scheduler import MetaController
 from metalr_hf.schedules import cosine, wsd
 
 

@@ -59,7 +59,7 @@ class _Wrapper(torch.nn.Module):
 def test_a_fresh_model_inside_a_plain_wrapper_is_read_by_its_own_initialisation():
     """The wrapped transformers model's ``_init_weights`` is the rule (before: ``nn.Linear.reset_parameters``,
     whose std is 5× BERT's, so a fresh BERT in a wrapper read as pretrained)."""
-    from metalr_hf.trainer import weights_look_pretrained
+    from metalr_hf.pretrained_weights import weights_look_pretrained
 
     fresh = tiny_bert()
     assert weights_look_pretrained(_Wrapper(fresh)) is False

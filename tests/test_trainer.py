@@ -496,7 +496,7 @@ def test_weights_tell_trained_from_fresh_by_the_models_own_initialisation():
         T5ForConditionalGeneration,
     )
 
-    from metalr_hf.trainer import weight_std_ratio, weights_look_pretrained
+    from metalr_hf.pretrained_weights import weight_std_ratio, weights_look_pretrained
 
     builders = {
         "bert": tiny_bert,

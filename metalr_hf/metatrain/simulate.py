@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..controller import MetaController
 from ..features import Signals
 from ..reader import STAT_KEYS
-from ..scheduler import MetaController
 from ..schedules import prior_multiplier
 from .models import MODELS
 from .zoo import FINETUNE, Population, pretrained_init

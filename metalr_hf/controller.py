@@ -1,0 +1,325 @@
+"""The rule: the learning rate of a step, from the prior, the learner's correction and the guards.
+
+    lr_g(t) = base_lr_g · prior(t) · exp(δ_t) · b_t · γ_t
+
+- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on every run; ``prior="auto"``, the lab's
+  default: WSD on a run marked ``pretrained``, cosine otherwise);
+- ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
+  most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
+  was not meta-trained for such runs (:func:`knows_pretrained_runs`);
+- ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
+  never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
+- ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
+  single step moves it) sits more than ``log(guard_ratio)`` above its best value, it shrinks by ``×0.7`` a step,
+  whatever the learner says; it recovers like ``b_t``.
+
+The loss is read on a log scale: a loss of exactly 0 is skipped; from the first negative loss on, the run reads the
+gradient and optimizer statistics only (warned once). A non-finite δ (whatever its cause) is replaced by 0: that
+step follows the prior (warned once, naming the learner).
+
+:class:`MetaController` holds this logic for ``B`` runs at once; :class:`~metalr_hf.scheduler.MetaLRScheduler` is
+a controller with ``B = 1`` and meta-training drives a controller over a whole population, so both use the same
+code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+
+import torch
+
+from .features import (
+    FEATURE_NAMES,
+    FeatureExtractor,
+    Signals,
+    finite_values,
+)
+from .learner import MetaLearner
+from .options import BoostPolicy, check_controller_options, check_prior, resolve_prior
+from .schedules import prior_multiplier
+
+__all__ = ["MetaController", "knows_pretrained_runs", "load_learner"]
+
+logger = logging.getLogger(__name__)
+
+
+def knows_pretrained_runs(learner) -> bool:
+    """Whether ``learner`` was meta-trained for runs that fine-tune pretrained weights: it reads the ``pretrained``
+    feature, or its card (``card.json``) says ``"fine_tuning": true``. Under ``max_boost="auto"`` only such a
+    learner may raise the LR of a pretrained run."""
+    reads = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
+    return reads or getattr(learner, "card_context", {}).get("fine_tuning") is True
+
+
+def load_learner(meta_learner=None, **hub_kwargs) -> MetaLearner:
+    """A ``MetaLearner`` from an instance, a folder, a Hub repo id, or ``None`` (the bundled default)."""
+    if isinstance(meta_learner, MetaLearner):
+        return meta_learner
+    if (
+        meta_learner is not None
+        and not isinstance(meta_learner, (str, bytes))
+        and not hasattr(meta_learner, "__fspath__")
+    ):
+        raise TypeError(
+            f"meta_learner must be a MetaLearner, a folder, a Hub repo id or None, got {type(meta_learner).__name__}"
+        )
+    return MetaLearner.from_pretrained(meta_learner, **{k: v for k, v in hub_kwargs.items() if v is not None})
+
+
+class MetaController:
+    """The learning-rate controller of ``B`` runs: features → learner → guarded scale on the prior.
+
+    Args:
+        learner (`MetaLearner`): the policy.
+        num_training_steps (`int` or `Tensor[B]`), num_warmup_steps (`int` or `Tensor[B]`): horizons, warmups.
+        batch_size (`int`, defaults to 1).
+        prior (`str`, defaults to `"auto"`), min_lr_ratio (`float`, 0.0), decay_fraction (`float`, 0.2):
+            the prior schedule (see `schedules.py`); ``"auto"``: per run, `wsd` on the runs marked ``pretrained``,
+            `cosine` on the others (:data:`options.AUTO_PRIORS`).
+        guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
+        pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
+        max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
+            LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
+            base LR (``prior · exp(δ) · b · γ ≤ 1``). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
+            was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may only lower their LR), no
+            cap otherwise. ``None``: no cap but the learner's own bound.
+    """
+
+    def __init__(
+        self,
+        learner: MetaLearner,
+        num_training_steps,
+        num_warmup_steps=0,
+        batch_size: int = 1,
+        prior: str = "auto",
+        min_lr_ratio: float = 0.0,
+        decay_fraction: float = 0.2,
+        guard: bool = True,
+        guard_ratio: float = 3.0,
+        recovery: int = 10,
+        pretrained=False,
+        max_boost="auto",
+    ):
+        check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
+        self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner))
+        self.learner = learner
+        self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
+        B = self.extractor.batch_size
+        self.T = self.extractor.T
+        self.warmup = torch.as_tensor(num_warmup_steps, dtype=torch.float64).reshape(-1).expand(B).clone()
+        self.prior, self.prior_kwargs = prior, {"min_lr_ratio": min_lr_ratio, "decay_fraction": decay_fraction}
+        self.guard, self.log_guard_ratio, self.recover = guard, math.log(guard_ratio), 2.0 ** (1.0 / int(recovery))
+        with torch.no_grad():
+            self.learner_state = learner.init_state(B).cpu()
+        # One run (the scheduler) is driven in Python floats, a population in [B] tensors: the same rule.
+        self.scalar = self.extractor.scalar
+        self._T, self._warmup = float(self.T[0]), float(self.warmup[0])
+        self._control: dict = {}
+        self.delta = torch.zeros(B)
+        self.backoff = torch.ones(B)
+        self.guard_scale = torch.ones(B)
+        self.best = torch.full((B,), float("inf"), dtype=torch.float64)
+        self.features = torch.zeros(B, len(FEATURE_NAMES))
+        self._priors: dict = {}
+        self.step_count = 0  # optimizer steps whose signals were consumed
+        self.nonfinite_decisions = 0  # steps whose learner output was not finite (the prior was used instead)
+        self._stepper = None  # the learner's one-run step (made at the first scalar update)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_stepper"] = None  # NumPy buffers packed from the learner: remade by the copy at its first step
+        return state
+
+    def _control_property(name, dtype):  # noqa: N805  (a property factory, used in the class body)
+        def get(self):
+            value = self._control[name]
+            return torch.tensor([value], dtype=dtype) if self.scalar else value
+
+        def set_(self, value):
+            if self.scalar:
+                value = torch.as_tensor(value, dtype=dtype).reshape(-1)
+                value = [float(v) for v in value] if name == "features" else float(value[0])
+            self._control[name] = value
+
+        return property(get, set_)
+
+    delta = _control_property("delta", torch.float32)
+    backoff = _control_property("backoff", torch.float32)
+    guard_scale = _control_property("guard_scale", torch.float32)
+    best = _control_property("best", torch.float64)
+    del _control_property
+
+    @property
+    def features(self) -> torch.Tensor:
+        f = self._control["features"]
+        return torch.tensor([f], dtype=torch.float32) if self.scalar else f
+
+    @features.setter
+    def features(self, value) -> None:
+        self._control["features"] = [float(v) for v in value.reshape(-1)] if self.scalar else value
+
+    def boost_cap(self) -> torch.Tensor:
+        """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
+        pretrained = self.extractor.pretrained > 0.5
+        return torch.where(pretrained, self.boost.delta_cap(True), self.boost.delta_cap(False)).float()
+
+    def prior_at(self, step) -> torch.Tensor:
+        """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
+        if self.prior != "auto":
+            return prior_multiplier(self.prior, step, self.T, self.warmup, **self.prior_kwargs)
+        pretrained = self.extractor.pretrained > 0.5
+        scratch, finetune = (
+            prior_multiplier(resolve_prior("auto", flag), step, self.T, self.warmup, **self.prior_kwargs)
+            for flag in (False, True)
+        )
+        return torch.where(pretrained, finetune, scratch)
+
+    def run_prior(self, run: int = 0) -> str:
+        """The prior schedule run ``run`` follows (``"auto"`` resolved)."""
+        return resolve_prior(self.prior, float(self.extractor.pretrained[run]) > 0.5)
+
+    def set_prior(self, prior: str) -> None:
+        """Change the prior (``"auto"`` or a schedule name); a resumed run keeps the one it was written with."""
+        check_prior(prior)
+        self.prior = prior
+        self._priors.clear()
+
+    def _prior_value(self, step: int) -> float:
+        """``prior_at(step)`` of a scalar controller, remembered for the few steps that ask again."""
+        name = resolve_prior(self.prior, self.extractor._pretrained_value > 0.5)
+        value = self._priors.get((name, step))
+        if value is None:
+            if len(self._priors) > 8:
+                self._priors.clear()
+            value = prior_multiplier(name, int(step), self._T, self._warmup, **self.prior_kwargs)
+            value = self._priors[(name, step)] = float(value)
+        return value
+
+    def scale(self, step) -> torch.Tensor:
+        """``prior(step) · exp(δ) · b · γ`` for every run (float64, ``[B]``)."""
+        if self.scalar:
+            return torch.tensor([self.scale_value(step)], dtype=torch.float64)
+        corr = torch.exp(self.delta.double()) * self.backoff.double() * self.guard_scale.double()
+        scale = self.prior_at(step) * corr
+        return scale.clamp(max=1.0) if self.boost.peak else scale
+
+    def scale_value(self, step: int) -> float:
+        """:meth:`scale` of a scalar controller, as a float."""
+        c = self._control
+        scale = self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
+        return min(scale, 1.0) if self.boost.peak else scale
+
+    @torch.no_grad()
+    def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:
+        """:meth:`update` of a scalar controller, from the signals as Python floats (``x`` maps the signal names to
+        floats); returns whether they were finite. The same rule as the batched path, without tensor overhead."""
+        return self._update_values(x, has_loss, step)
+
+    def _update_values(self, x: dict, has_loss: bool, step: int | None) -> bool:
+        """:meth:`update_values` for a caller already under ``torch.no_grad()`` (the scheduler's step)."""
+        c = self._control
+        ok = finite_values(x, has_loss)
+        step = self.step_count if step is None else step
+        feats = self.extractor.update_values(x, ok, has_loss, self._prior_value(step), c["delta"])
+        stepper = self._stepper
+        if stepper is None or (stepper and not stepper.fresh()):
+            stepper = self._stepper = self.learner.one_run_step() or False
+        if stepper:  # the learner's step in preallocated NumPy buffers (CPU): no allocation, a quarter of the time
+            delta, state = stepper(feats, self.learner_state)
+            state_finite = stepper.state_finite
+        else:
+            device = self.learner.device
+            delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
+            delta, state = float(delta[0]), state.cpu()
+            state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
+        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5)
+        delta = min(delta, cap) if delta == delta else delta
+        # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
+        sane = math.isfinite(delta) and state_finite
+        if ok:
+            if not sane:
+                self.nonfinite_decisions += 1
+            c["delta"] = _f32(delta) if sane else 0.0
+            if sane:
+                self.learner_state = state
+        c["features"] = feats
+        # Non-finite back-off (in float32, as the batched path).
+        c["backoff"] = _f32(min(c["backoff"] * self.recover, 1.0) if ok else max(c["backoff"] * 0.5, 2**-10))
+        # Divergence guard on the smoothed log-loss.
+        if self.guard:
+            v = self.extractor.values
+            seen = v["n_loss"] > 0
+            if seen:
+                c["best"] = min(c["best"], v["guard_ema"])
+            if seen and v["guard_ema"] - c["best"] > self.log_guard_ratio:
+                c["guard_scale"] = _f32(max(c["guard_scale"] * 0.7, 2**-10))
+            elif ok:
+                c["guard_scale"] = _f32(min(c["guard_scale"] * self.recover, 1.0))
+        self.step_count += 1
+        return ok
+
+    @torch.no_grad()
+    def update(self, signals: Signals, step=None) -> torch.Tensor:
+        """Consume the signals of optimizer step ``step`` (default: the count of steps consumed so far); returns
+        the ``[B]`` mask of runs whose signals were finite (the others are skipped by the learner)."""
+        if self.scalar:
+            return torch.tensor([self.update_values(*signals.run_values(), step)])
+        ok = signals.finite().reshape(-1)
+        step = self.step_count if step is None else step
+        feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
+        device = self.learner.device
+        delta, state = self.learner(feats.to(device), self.learner_state.to(device))
+        delta, state = torch.minimum(delta.float().cpu(), self.boost_cap()), state.cpu()
+        # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
+        sane = torch.isfinite(delta) & torch.isfinite(state).all(-1)
+        self.nonfinite_decisions += int((ok & ~sane).sum())
+        delta = torch.where(sane, delta, torch.zeros_like(delta))
+        ok_state = ok & sane
+        self.delta = torch.where(ok, delta, self.delta)
+        self.learner_state = torch.where(ok_state[:, None], state, self.learner_state)
+        self.features = feats
+        # Non-finite back-off.
+        self.backoff = torch.where(
+            ok, (self.backoff * self.recover).clamp(max=1.0), (self.backoff * 0.5).clamp(min=2**-10)
+        )
+        # Divergence guard on the smoothed log-loss.
+        if self.guard:
+            s = self.extractor.state
+            seen = s["n_loss"] > 0
+            self.best = torch.where(seen, torch.minimum(self.best, s["guard_ema"]), self.best)
+            blown = seen & (s["guard_ema"] - self.best > self.log_guard_ratio)
+            shrink = (self.guard_scale * 0.7).clamp(min=2**-10)
+            grow = (self.guard_scale * self.recover).clamp(max=1.0)
+            self.guard_scale = torch.where(blown, shrink, torch.where(ok, grow, self.guard_scale)).float()
+        self.step_count += 1
+        return ok
+
+    def state_dict(self) -> dict:
+        return {
+            "extractor": self.extractor.state_dict(),
+            "learner_state": self.learner_state.clone(),
+            "delta": self.delta.clone(),
+            "backoff": self.backoff.clone(),
+            "guard_scale": self.guard_scale.clone(),
+            "best": self.best.clone(),
+            "features": self.features.clone(),
+            "step_count": self.step_count,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["learner_state"].shape) != tuple(self.learner_state.shape):
+            raise ValueError(
+                f"Recurrent state of shape {tuple(state['learner_state'].shape)} does not fit this learner "
+                f"({tuple(self.learner_state.shape)})"
+            )
+        self.extractor.load_state_dict(state["extractor"])
+        for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
+            setattr(self, key, state[key].clone())
+        self.step_count = int(state["step_count"])
+
+
+def _f32(x: float) -> float:
+    """``x`` rounded to float32, as the batched controller keeps its scales."""
+    return struct.unpack("f", struct.pack("f", x))[0]

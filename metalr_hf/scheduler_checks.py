@@ -1,0 +1,102 @@
+"""What ``MetaLRScheduler`` accepts: horizons, param-group LRs, signals, and the states it loads. Each check raises
+an error that names the culprit; nothing is half-applied."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .options import check_prior
+
+
+def is_count(value) -> bool:
+    """A whole number (an int, or a float/0-d tensor that is one), not a bool."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return False
+    try:
+        f = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return math.isfinite(f) and f == int(f)
+
+
+def check_group_lrs(optimizer) -> None:
+    """Every param group's ``lr`` is a finite number the scheduler can scale, or a ``TypeError`` naming the group."""
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("lr")
+        if torch.is_tensor(lr) and lr.numel() == 1:
+            lr = float(lr)
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
+            continue
+        if group.get("relative_step"):
+            raise TypeError(
+                f"MetaLRScheduler: {type(optimizer).__name__} with relative_step=True sets its own learning rate "
+                f"(param group {i} has lr={lr!r}), so there is no base LR to schedule. Pass relative_step=False "
+                "and an lr (e.g. Adafactor(params, lr=1e-3, relative_step=False, scale_parameter=False, "
+                "warmup_init=False)), or keep transformers' AdafactorSchedule without metalr-hf."
+            )
+        raise TypeError(
+            f"MetaLRScheduler: param group {i} of {type(optimizer).__name__} has lr={lr!r}; it needs a finite "
+            "number as the base learning rate it scales."
+        )
+
+
+def check_horizon(num_training_steps) -> None:
+    if not is_count(num_training_steps) or int(num_training_steps) <= 0:
+        raise ValueError(
+            f"MetaLRScheduler needs num_training_steps > 0 (a whole number), got {num_training_steps!r}: the "
+            "learner reads progress relative to the run length (in a Trainer, leave it None: the callback "
+            "takes it from the Trainer)."
+        )
+
+
+def scalar_f32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached as a float32 0-d tensor; one that is already (the Trainer's loss and gradient norm) is kept
+    as it is, without a cast or reshape."""
+    t = t.detach()
+    return t if t.dim() == 0 and t.dtype == torch.float32 else t.float().reshape(())
+
+
+def is_number_like(value, scalar: bool = False) -> bool:
+    """A real number, or real numbers (``scalar``: exactly one), that ``torch.as_tensor`` takes."""
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return not t.is_complex() and t.dtype != torch.bool and (not scalar or t.numel() == 1)
+
+
+_STATE_KEYS = {
+    "last_epoch", "_step_count", "base_lrs", "_last_lr", "num_training_steps", "num_warmup_steps", "options",
+    "schema_version", "learner_fingerprint", "learner_source", "controller",
+}  # fmt: skip
+_LATER_STATE_KEYS = {"decision_lag", "held_signals", "held_step", "prior"}  # states written before them load without
+_CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
+
+
+def check_scheduler_state(state: dict, num_groups: int) -> None:
+    """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
+    if not isinstance(state, dict):
+        raise ValueError(f"A MetaLRScheduler state must be a dict, got {type(state).__name__}")
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - _LATER_STATE_KEYS)
+    if missing or extra:
+        raise ValueError(
+            f"Not a MetaLRScheduler state of this version: missing keys {missing}, unexpected keys {extra}. "
+            "Was it written by another scheduler, or truncated?"
+        )
+    controller = state["controller"]
+    if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
+        have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
+        raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
+    if "prior" in state:
+        try:
+            check_prior(state["prior"])
+        except ValueError as e:
+            raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
+    for key in ("base_lrs", "_last_lr"):
+        if len(state[key]) != num_groups:
+            raise ValueError(
+                f"The scheduler state holds {len(state[key])} {key} (one per param group) but this optimizer has "
+                f"{num_groups} param groups: resume with the optimizer of the interrupted run."
+            )
