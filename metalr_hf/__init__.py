@@ -1,12 +1,28 @@
-"""metalr-hf: a meta-learned learning-rate scheduler for Hugging Face ``transformers.Trainer``."""
+"""metalr-hf: a meta-learned learning-rate scheduler for Hugging Face ``transformers.Trainer``.
+
+The public names load on first use (PEP 562), as transformers' own ``_LazyModule`` does: ``import metalr_hf`` and
+``metalr-hf --help`` do not import torch's optimizers or ``transformers.Trainer`` until a name that needs them is read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .integration import disable, enable
-from .learner import MetaLearner
-from .options import MetaSchedulerOptions
-from .scheduler import MetaLRScheduler, get_scheduler
-from .trainer import MetaLRCallback, MetaTrainer, MetaTrainingArguments
+# public name -> the module that defines it
+_NAMES = {
+    "MetaLRCallback": "trainer",
+    "MetaLRScheduler": "scheduler",
+    "MetaLearner": "learner",
+    "MetaSchedulerOptions": "options",
+    "MetaTrainer": "trainer",
+    "MetaTrainingArguments": "trainer",
+    "disable": "integration",
+    "enable": "integration",
+    "get_scheduler": "scheduler",
+}
 
 __all__ = [
     "MetaLRCallback",
@@ -20,3 +36,23 @@ __all__ = [
     "enable",
     "get_scheduler",
 ]
+
+if TYPE_CHECKING:
+    from .integration import disable, enable
+    from .learner import MetaLearner
+    from .options import MetaSchedulerOptions
+    from .scheduler import MetaLRScheduler, get_scheduler
+    from .trainer import MetaLRCallback, MetaTrainer, MetaTrainingArguments
+
+
+def __getattr__(name: str):
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'metalr_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next read is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -9,8 +9,10 @@ name, and ``disable()`` takes it back:
 2. ``transformers.optimization.TYPE_TO_SCHEDULER_FUNCTION`` maps it to :class:`~metalr_hf.MetaLRScheduler`, built
    with ``lr_scheduler_kwargs`` as its options (checked first: an unknown key or a Hub token is refused);
 3. ``Trainer.create_scheduler`` attaches a :class:`~metalr_hf.MetaLRCallback` to a Trainer whose scheduler is a
-   ``MetaLRScheduler`` (built from the name, or passed in ``optimizers``), ahead of the reporting integrations so
-   that ``meta/*`` values reach ``log_history``, TensorBoard, W&B and MLflow.
+   ``MetaLRScheduler`` (built from the name, or passed in ``optimizers``) and feeds it as ``MetaTrainer`` does
+   (:func:`~metalr_hf.trainer.feed_from_trainer`: the loss of ``training_step``, the gradient norm before clipping,
+   the ``meta/*`` values in the logs that ``log_history``, TensorBoard, W&B and MLflow receive). It applies to every
+   subclass that keeps ``Trainer.create_scheduler`` (trl's ``SFTTrainer``).
 
 Every stock scheduler name behaves exactly as before. On a transformers version outside the tested range, or one
 whose internals differ from what this relies on, ``enable()`` raises instead of misbehaving.
@@ -23,7 +25,7 @@ import os
 __all__ = ["disable", "enable", "is_enabled"]
 
 # The transformers releases this integration was written against (the lower bound is the package's own).
-TESTED_TRANSFORMERS = ("4.56", "6.0")  # tested with 5.24
+TESTED_TRANSFORMERS = ("4.56", "6.0")  # CI: 4.56.2 (with accelerate 1.10.1) and 5.25
 _UNTESTED_ENV = "METALR_HF_ALLOW_UNTESTED_TRANSFORMERS"
 _saved: dict = {}
 
@@ -41,6 +43,22 @@ def _meta_schedule(optimizer, num_warmup_steps=None, num_training_steps=None, **
     return MetaLRScheduler(
         optimizer, num_training_steps=num_training_steps, num_warmup_steps=num_warmup_steps or 0, **kwargs
     )
+
+
+def meta_scheduler_type():
+    """What a pickled ``SchedulerType.META`` (``lr_scheduler_type`` in the ``training_args.bin`` of a run under
+    :func:`enable`) loads as: that member where ``enable()`` is on, else ``MetaSchedulerType.META`` (the enum of
+    :class:`~metalr_hf.MetaTrainingArguments`, value ``"meta"``), so that an evaluation or export script that never
+    called ``enable()`` can read the file."""
+    if _saved:
+        return _saved["member"]
+    from .trainer import MetaSchedulerType
+
+    return MetaSchedulerType.META
+
+
+def _reduce_meta(protocol):
+    return meta_scheduler_type, ()
 
 
 def _check_transformers():
@@ -92,13 +110,14 @@ def enable() -> None:
     from transformers import Trainer, optimization, trainer_utils
 
     from .scheduler import MetaLRScheduler
-    from .trainer import MetaLRCallback
+    from .trainer import feed_from_trainer
 
     enum = trainer_utils.SchedulerType
     if "meta" in enum._value2member_map_:
         raise RuntimeError("transformers' SchedulerType already has a 'meta' member that metalr-hf did not add")
     member = str.__new__(enum, "meta")
     member._name_, member._value_ = "META", "meta"
+    member.__reduce_ex__ = _reduce_meta  # a pickled training_args.bin loads where enable() was not called
     type.__setattr__(enum, "META", member)
     enum._member_map_["META"] = member
     enum._value2member_map_["meta"] = member
@@ -109,9 +128,7 @@ def enable() -> None:
     def create_scheduler(self, num_training_steps, optimizer=None):
         scheduler = original(self, num_training_steps, optimizer)
         if isinstance(scheduler, MetaLRScheduler):
-            callbacks = self.callback_handler.callbacks
-            if not any(isinstance(cb, MetaLRCallback) for cb in callbacks):
-                callbacks.insert(0, MetaLRCallback())  # before the trackers: they log what it adds
+            feed_from_trainer(self)  # its MetaLRCallback first, fed as MetaTrainer feeds it
         return scheduler
 
     create_scheduler.__wrapped__ = original

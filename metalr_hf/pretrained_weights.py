@@ -11,6 +11,8 @@ import logging
 
 import torch
 
+from ._log import warn
+
 __all__ = ["infer_pretrained", "weight_std_ratio", "weights_look_pretrained"]
 
 logger = logging.getLogger(__name__)
@@ -143,8 +145,6 @@ def infer_pretrained(model) -> bool:
     When the weights cannot tell (bare parameters; sharded or quantised weights, which are mostly large pretrained
     models), the run counts as fine-tuning — the side that does not risk pretrained weights: the default pair gives
     it the learner made for them, other learners may not raise its LR — and a warning says how to say otherwise."""
-    import warnings
-
     looks = weights_look_pretrained(model)
     if looks is not None:
         return looks
@@ -154,6 +154,5 @@ def infer_pretrained(model) -> bool:
         "for pretrained weights. If it trains from scratch, pass lr_scheduler_kwargs={'pretrained': false} (true "
         "silences this)."
     )
-    warnings.warn(message, UserWarning, stacklevel=3)
-    logger.warning(message)
+    warn(logger, message)
     return True

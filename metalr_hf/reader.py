@@ -50,7 +50,10 @@ STAT_KEYS = ("gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv")
 _ONE_THREAD_GRAM = 1 << 16
 _MAX_KEPT_STRIDE = 64  # up to this stride the weights' and moments' block views are kept, one set per phase
 _HYPER = ("betas", "eps", "momentum", "dampening", "nesterov", "lr")  # what a merged bucket's groups share
-_ROWS = {"adam": ("g", "w", "m", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w")}  # Adam's row v becomes u
+# Adam's row v becomes u. "rms": an adaptive optimizer whose moments cannot be read beside the parameter (Adafactor's
+# factored second moments, an 8-bit Adam's quantised states): its update is read as the gradient normalised to an
+# RMS of 1 per element, the size an adaptive step takes (Adafactor clips it there), not as SGD's lr·g.
+_ROWS = {"adam": ("g", "w", "m", "v"), "sgd": ("g", "w", "m"), "plain": ("g", "w"), "rms": ("g", "w")}
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,6 +61,13 @@ def _openmp() -> bool:
     """Whether ATen runs on OpenMP, where changing the thread count is cheap and immediate (the native backend
     refuses a change once parallel work has started)."""
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _is_adaptive(state: dict) -> bool:
+    """A per-parameter second-moment estimate in the state: Adam's ``exp_avg_sq``, Adafactor's factored
+    ``exp_avg_sq_row``/``_col``, an 8-bit Adam's quantised ``state2``. Such an optimizer divides by it (the
+    ``adaptive`` feature), whether or not its moments can be read beside the parameter."""
+    return any(str(k).startswith("exp_avg_sq") for k in state) or "state2" in state
 
 
 def _kind(state: dict) -> str:
@@ -68,7 +78,7 @@ def _kind(state: dict) -> str:
     return "plain"
 
 
-_MOMENTS = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",), "plain": ()}
+_MOMENTS = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",), "plain": (), "rms": ()}
 
 
 def _odd_moments(p: torch.Tensor, state: dict, kind: str) -> str | None:
@@ -158,6 +168,7 @@ _PICK = {
     "adam": (0, 2, 5, 3, 6, 4, 7),  # gg, gm, mm, g·u → g_upd, u² → upd_sq, ww, Σv
     "sgd": (0, 2, 5, 2, 5, 4, 8),  # the buffer b in the rows of m: gm = c·g·b, mm = c²·b², g_upd = -lr·g·b, …
     "plain": (0, 0, 0, 0, 0, 4, 8),  # the gradient itself as m and as the update direction
+    "rms": (0, 0, 0, 0, 0, 4, 8),  # the same sums; g·u and u² rescaled to the normalised gradient in `stats`
 }
 # Where each raw sum but Σv sits in the Gram matrix of the work rows (flattened, row-major; ``r`` rows): Adam's rows
 # g, w, m, u; SGD's g, w, m; plain g, w. After the matrix come two more entries: one that stays 0 (the sums a kind
@@ -474,9 +485,17 @@ class _Bucket:
         if cpu:
             np.take(self._gram_np, self._pick_np, out=self._picked_np, mode="clip")
             np.multiply(self._picked_np, self.coef_np, out=out_np)
+            if self.kind == "rms":  # u = g·√(n/Σg²): g·u = √(n·Σg²) and u² = n, before the coefficients
+                c2 = n / self._gram_np[0] if self._gram_np[0] > 0 else 0.0
+                out_np[3] *= c2**0.5
+                out_np[4] *= c2
         else:
             torch.index_select(self.gram, 0, self.pick, out=self.picked)
             torch.mul(self.picked, self.coef, out=out)
+            if self.kind == "rms":  # as above, without reading the sum back (no wait for the device)
+                c2 = torch.where(self.gram[0] > 0, n / self.gram[0], torch.zeros_like(self.gram[0]))
+                out[3].mul_(c2.sqrt())
+                out[4].mul_(c2)
 
 
 class SignalReader:
@@ -526,6 +545,7 @@ class SignalReader:
         # Param groups that differ only in what the sums do not read (weight decay: the Trainer's two groups) share
         # a bucket, while their learning rates stay equal (checked every step).
         buckets: dict[tuple, tuple[list, list]] = {}
+        adaptive = False
         for gi, group in enumerate(opt.param_groups):
             hyper = tuple(repr(group.get(k)) for k in _HYPER) if self._merge else gi
             for p in group["params"]:
@@ -533,6 +553,7 @@ class SignalReader:
                     continue
                 state = opt.state.get(p, {})
                 kind = _kind(state)
+                adaptive = adaptive or _is_adaptive(state)
                 shards = shard_count(p)
                 local = _local(p)
                 odd = _odd_moments(local, {k: _local(state[k]) for k in _MOMENTS[kind]}, kind)
@@ -546,6 +567,8 @@ class SignalReader:
                             "scheduler reads such parameters' gradients and weights only, without their moments.",
                             stacklevel=4,
                         )
+                if kind == "plain" and _is_adaptive(state):
+                    kind = "rms"
                 sampled = self.stride > 1 and local.numel() > _BLOCK
                 groups, params = buckets.setdefault((hyper, kind, sampled, local.device, shards), ([], []))
                 if not groups or groups[-1] is not group:
@@ -569,7 +592,7 @@ class SignalReader:
         self.out_np = self._out.numpy() if device.type == "cpu" else None  # the NumPy view of the output, CPU
         cpu_table = self._table is not None and device.type == "cpu"
         self._table_np, self._sums_np = (self._table.numpy(), self._sums.numpy()) if cpu_table else (None, None)
-        self._adaptive.fill_(1.0 if any(b.kind == "adam" for b in self._buckets) else 0.0)
+        self._adaptive.fill_(1.0 if adaptive else 0.0)
 
     @torch.no_grad()
     def read_into(self, offset: int = 0) -> torch.Tensor:

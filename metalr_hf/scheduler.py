@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import warnings
 import weakref
 
 import torch
 import torch.distributed as dist
 from torch.optim.lr_scheduler import LRScheduler
 
+from ._log import warn
 from .controller import MetaController, load_learner
 from .features import (
     FEATURE_NAMES,
@@ -270,8 +270,7 @@ class MetaLRScheduler(LRScheduler):
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, stacklevel=3)
-            logger.warning(message)
+            warn(logger, message)
 
     def _collect_signals(self) -> torch.Tensor:
         """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks.
@@ -427,8 +426,7 @@ class MetaLRScheduler(LRScheduler):
                 f"MetaLRScheduler: non-finite loss or gradient at step {self.last_epoch}; the learner skipped it "
                 f"and the LR backs off (scale now {float(self.controller.backoff[0]):.3g})."
             )
-            warnings.warn(message, stacklevel=3)
-            logger.warning(message)
+            warn(logger, message)
         self._in_incident = bad
 
     def get_lr(self) -> list[float]:

@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 from transformers.utils.generic import ExplicitEnum
 
+from ._log import package_logger, warn
 from .options import MetaSchedulerOptions
 from .pretrained_weights import infer_pretrained
 from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler, scalar_f32
@@ -185,6 +186,7 @@ class MetaLRCallback(TrainerCallback):
 
     # -- events --------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        package_logger().setLevel(args.get_process_log_level())  # --log_level / --log_level_replica, as transformers
         self._scheduler = lr_scheduler if isinstance(lr_scheduler, MetaLRScheduler) else None
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
@@ -201,8 +203,13 @@ class MetaLRCallback(TrainerCallback):
                 "the model (label_smoothing_factor, compute_loss_func). Use MetaTrainer, which reads the loss the "
                 "Trainer computes."
             )
-        if not self.fed_by_trainer:
-            _run_before_the_trackers(self)
+        if not self.fed_by_trainer and [r for r in (args.report_to or []) if r != "none"]:
+            warn(
+                logger,
+                "MetaLRCallback in a stock Trainer: the meta/* values reach log_history, not the trackers "
+                f"({', '.join(args.report_to)}), which the Trainer calls before a user's callbacks. Call "
+                "metalr_hf.enable() before building the Trainer, or use MetaTrainer, to log them everywhere.",
+            )
         if state.global_step > 0 and self._scheduler.last_epoch == 0:
             # transformers restores scheduler.pt (and optimizer.pt) only when both exist, silently otherwise
             checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
@@ -214,13 +221,11 @@ class MetaLRCallback(TrainerCallback):
         if not self._scheduler.pretrained_given and model is not None:  # lr_scheduler_kwargs did not say
             self._scheduler.set_pretrained(infer_pretrained(model))  # with the default learner: picks one of the pair
         source = self._scheduler.learner.source
-        fingerprint = self._scheduler.learner.fingerprint()
-        logger.info(
-            "metalr-hf: meta-learner %s (revision %s, fingerprint %s), prior %s",
-            source.get("name_or_path"),
-            source.get("revision"),
-            fingerprint,
-            self._scheduler.controller.run_prior(),
+        warn(
+            logger,
+            f"metalr-hf: meta-learner {source.get('name_or_path')} (revision {source.get('revision') or 'local'}, "
+            f"fingerprint {self._scheduler.learner.fingerprint()}), prior {self._scheduler.controller.run_prior()}, "
+            f"{'fine-tuning' if self._scheduler.opts.pretrained else 'from-scratch'} run",
         )
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -276,22 +281,70 @@ class MetaLRCallback(TrainerCallback):
                 last.update(meta)
 
 
-def _run_before_the_trackers(callback: TrainerCallback) -> None:
-    """Move ``callback`` to the front of the Trainer's callback list, so that what it adds to ``logs`` in
-    ``on_log`` reaches the reporting integrations (transformers puts them before the user's callbacks). The list
-    is found among the callback's referrers: a Trainer passes no handle to it."""
-    import gc
+def _report_loss(trainer, callback: MetaLRCallback, loss) -> None:
+    if isinstance(trainer.lr_scheduler, MetaLRScheduler):
+        callback.add_loss(loss)  # scaled by the Trainer: micro-batch losses sum to the step loss
 
-    for ref in gc.get_referrers(callback):
-        if (
-            isinstance(ref, list)
-            and ref
-            and ref[0] is not callback
-            and all(isinstance(cb, TrainerCallback) for cb in ref)
-            and sum(cb is callback for cb in ref) == 1
-        ):
-            ref.remove(callback)
-            ref.insert(0, callback)
+
+def _report_grad_norm(callback: MetaLRCallback, grad_norm) -> None:
+    if grad_norm is not None:
+        callback.set_grad_norm(grad_norm)
+
+
+def _add_meta_logs(trainer, callback: MetaLRCallback, logs: dict) -> None:
+    if "loss" in logs and isinstance(trainer.lr_scheduler, MetaLRScheduler):
+        logs.update(callback.step_meta_logs())
+
+
+def _check_grad_norm_hook() -> None:
+    """transformers before 5 has no ``Trainer._get_grad_norm``: the norm before clipping cannot be read."""
+    if not hasattr(Trainer, "_get_grad_norm"):
+        import transformers
+
+        warn(
+            logger,
+            f"transformers {transformers.__version__} has no Trainer._get_grad_norm: the meta scheduler reads the "
+            "gradient norm after clipping (max_grad_norm), not before. transformers >= 5 gives it the norm before.",
+        )
+
+
+def feed_from_trainer(trainer: Trainer) -> MetaLRCallback:
+    """For a Trainer that is not a :class:`MetaTrainer` (a stock one, trl's ``SFTTrainer``) whose scheduler is a
+    :class:`MetaLRScheduler` (``metalr_hf.enable()`` calls this from ``create_scheduler``): what ``MetaTrainer`` does
+    by subclassing, on this instance. Its :class:`MetaLRCallback` (the one given, or a new one) goes first in the
+    callback list, and it gets the loss ``training_step`` returns (on every loss path: label smoothing,
+    ``compute_loss_func``, a model returning a tuple), the gradient norm before clipping, and adds the meta values
+    to the logs before the trackers receive them."""
+    callbacks = trainer.callback_handler.callbacks
+    callback = next((cb for cb in callbacks if isinstance(cb, MetaLRCallback)), None) or MetaLRCallback()
+    if callback in callbacks:
+        callbacks.remove(callback)
+    callbacks.insert(0, callback)
+    if isinstance(trainer, MetaTrainer) or callback.fed_by_trainer:
+        return callback
+    callback.fed_by_trainer = True
+    training_step, log, get_grad_norm = trainer.training_step, trainer.log, getattr(trainer, "_get_grad_norm", None)
+
+    def fed_training_step(*args, **kwargs):
+        loss = training_step(*args, **kwargs)
+        _report_loss(trainer, callback, loss)
+        return loss
+
+    def fed_log(logs, *args, **kwargs):
+        _add_meta_logs(trainer, callback, logs)
+        return log(logs, *args, **kwargs)
+
+    def fed_get_grad_norm(*args, **kwargs):
+        grad_norm = get_grad_norm(*args, **kwargs)
+        _report_grad_norm(callback, grad_norm)
+        return grad_norm
+
+    trainer.training_step, trainer.log = fed_training_step, fed_log
+    if get_grad_norm is not None:
+        trainer._get_grad_norm = fed_get_grad_norm
+    else:
+        _check_grad_norm_hook()
+    return callback
 
 
 class MetaTrainer(Trainer):
@@ -316,6 +369,7 @@ class MetaTrainer(Trainer):
             callbacks = [cb for cb in self.callback_handler.callbacks if isinstance(cb, MetaLRCallback)]
         self._meta_callback = callbacks[0]
         self._meta_callback.fed_by_trainer = True
+        _check_grad_norm_hook()
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None and _scheduler_name(self.args.lr_scheduler_type) == MetaSchedulerType.META.value:
@@ -332,19 +386,16 @@ class MetaTrainer(Trainer):
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
-        if isinstance(self.lr_scheduler, MetaLRScheduler):
-            self._meta_callback.add_loss(loss)  # scaled by the Trainer: micro-batch losses sum to the step loss
+        _report_loss(self, self._meta_callback, loss)
         return loss
 
     def _get_grad_norm(self, *args, **kwargs):
         grad_norm = super()._get_grad_norm(*args, **kwargs)
-        if grad_norm is not None:
-            self._meta_callback.set_grad_norm(grad_norm)
+        _report_grad_norm(self._meta_callback, grad_norm)
         return grad_norm
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs and isinstance(self.lr_scheduler, MetaLRScheduler):
-            logs.update(self._meta_callback.step_meta_logs())
+        _add_meta_logs(self, self._meta_callback, logs)
         super().log(logs, *args, **kwargs)
 
     def meta_learner_info(self) -> dict | None:

@@ -164,3 +164,46 @@ def assert_launch_ok(proc, outputs=()) -> None:
     teardown = GLOO_TEARDOWN_ABORT in proc.stderr or getattr(proc, "hung_at_teardown", False)
     known = teardown and outputs and all(os.path.exists(p) for p in outputs)
     assert known and not rank_errors, proc.stderr[-4000:]
+
+
+class _Said:
+    def __init__(self, record):
+        self.message = record.getMessage()
+
+
+class logged:
+    """What the package's loggers (``metalr_hf``) said at WARNING or above inside the block, as a list of items with
+    a ``message`` (as ``pytest.warns`` gives); with ``match``, at least one message must match that pattern."""
+
+    def __init__(self, match: str | None = None):
+        import logging
+
+        self.match, self.said = match, []
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record):
+                outer.said.append(_Said(record))
+
+        self._handler = _Handler(level=logging.WARNING)
+
+    def __enter__(self):
+        import logging
+
+        logger = logging.getLogger("metalr_hf")
+        self._level = logger.level
+        logger.addHandler(self._handler)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
+        return self.said
+
+    def __exit__(self, exc_type, *exc):
+        import logging
+        import re
+
+        logger = logging.getLogger("metalr_hf")
+        logger.removeHandler(self._handler)
+        logger.setLevel(self._level)
+        if exc_type is None and self.match is not None:
+            messages = [s.message for s in self.said]
+            assert any(re.search(self.match, m) for m in messages), f"no warning matched {self.match!r}: {messages}"

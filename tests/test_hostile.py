@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import perturbed_learner, tiny_bert, toy_classification
+from conftest import logged, perturbed_learner, tiny_bert, toy_classification
 
 from metalr_hf import MetaLearner, MetaLRScheduler, MetaTrainer, MetaTrainingArguments
 from metalr_hf._files import FolderInUseError, atomic_write, folder_lock
@@ -42,7 +42,7 @@ def test_nonfinite_learner_output_falls_back_to_the_prior_and_warns_once_naming_
     with torch.no_grad():
         broken.head.bias.fill_(float("nan"))
     broken.source = {"name_or_path": "broken-learner", "revision": None}
-    with pytest.warns(UserWarning, match="'broken-learner' returned a non-finite correction") as record:
+    with logged("'broken-learner' returned a non-finite correction") as record:
         sched, lrs = _loop(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=broken), 30)
     assert sum("non-finite correction" in str(w.message) for w in record) == 1
     _, prior = _loop(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=MetaLearner()), 30)
@@ -69,7 +69,7 @@ def test_one_tiny_or_zero_loss_does_not_pin_the_lr_at_the_guard_floor(steps, out
 
 def test_a_zero_loss_is_skipped_with_one_warning():
     fresh = MetaLearner()
-    with pytest.warns(UserWarning, match="loss of exactly 0 at step 5"):
+    with logged("loss of exactly 0 at step 5"):
         sched, _ = _loop(
             lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=fresh),
             20,
@@ -87,7 +87,7 @@ def test_negative_losses_switch_to_gradient_statistics_instead_of_reading_as_div
     def make(o):
         return MetaLRScheduler(o, num_training_steps=60, meta_learner=learner)
 
-    with pytest.warns(UserWarning, match="negative loss .* at step 0") as record:
+    with logged("negative loss .* at step 0") as record:
         neg, neg_lrs = _loop(make, 60, loss_at=lambda t, loss: -1.0 - 0.1 * t - loss)
     assert sum("negative loss" in str(w.message) for w in record) == 1
     with warnings.catch_warnings():

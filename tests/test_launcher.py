@@ -164,10 +164,12 @@ def test_enable_leaves_stock_schedulers_exactly_as_they_were(enabled):
 
 def test_stock_trainer_with_the_callback_logs_meta_values_to_log_history(tmp_path):
     """The path without the launcher: a stock Trainer, a MetaLRScheduler built without a horizon (the Trainer's
-    epochs set it) and MetaLRCallback; the meta values reach log_history (they were printed only)."""
+    epochs set it) and MetaLRCallback, under ``enable()``; the meta values reach log_history and TensorBoard
+    (without ``enable()`` they reach log_history only, and the callback says so: ``test_hf_native``)."""
     from conftest import tiny_bert, toy_classification
     from transformers import Trainer, TrainingArguments
 
+    import metalr_hf
     from metalr_hf import MetaLRCallback, MetaLRScheduler
 
     model = tiny_bert()
@@ -177,7 +179,11 @@ def test_stock_trainer_with_the_callback_logs_meta_values_to_log_history(tmp_pat
     scheduler = MetaLRScheduler(optimizer)
     trainer = Trainer(model=model, args=args, train_dataset=toy_classification(n=64),
                       optimizers=(optimizer, scheduler), callbacks=[MetaLRCallback()])  # fmt: skip
-    trainer.train()
+    metalr_hf.enable()
+    try:
+        trainer.train()
+    finally:
+        metalr_hf.disable()
     assert scheduler.num_training_steps == trainer.state.max_steps == 8
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 8 and all("meta/lr_scale" in h for h in logged)

@@ -1,6 +1,8 @@
 """The batched signal reader reads exactly the sums the per-parameter reader of 0.1.0 read (kept in
 tests/reference_reader.py), plans once, and allocates no work buffer after its first step."""
 
+import math
+
 import pytest
 import torch
 from reference_reader import ReferenceSignalReader
@@ -206,3 +208,30 @@ def test_the_gram_product_on_one_thread_leaves_the_thread_count_and_the_sums_alo
             opt.zero_grad()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("max_elements", [None, 4096])
+def test_adafactor_reads_as_adaptive_with_its_update_as_the_rms_normalised_gradient(max_elements):
+    """Adafactor keeps factored second moments (no per-element state beside the weights): the run is adaptive, and
+    its update is read as the gradient normalised to an RMS of 1 per element (g·u = -lr·√(n·Σg²), u² = lr²·n), not
+    as SGD's lr·g, which reads an adaptive step thousands of times too small."""
+    from transformers.optimization import Adafactor
+
+    from metalr_hf.reader import SignalReader
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Linear(128, 8))
+    lr = 1e-3
+    opt = Adafactor(model.parameters(), lr=lr, relative_step=False, scale_parameter=False, warmup_init=False)
+    reader = SignalReader(opt, max_elements=max_elements)
+    for _ in range(2):
+        model(torch.randn(16, 64)).pow(2).mean().backward()
+        opt.step()
+        sums = {k: float(v) for k, v in reader.read().items()}
+        opt.zero_grad()
+    n = sum(p.numel() for p in model.parameters())
+    gg = sums["gg"]
+    assert sums["adaptive"] == 1.0
+    rel = 0.1 if max_elements else 1e-5  # sampled: every sum is an estimate over the blocks read, scaled up
+    assert sums["upd_sq"] == pytest.approx(lr * lr * n, rel=rel)
+    assert sums["g_upd"] == pytest.approx(-lr * math.sqrt(n * gg), rel=rel)

@@ -2,11 +2,10 @@
 
 import io
 import math
-import warnings
 
 import pytest
 import torch
-from conftest import boosting_learner, perturbed_learner
+from conftest import boosting_learner, logged, perturbed_learner
 from transformers import get_scheduler as hf_get_scheduler
 from transformers.trainer_utils import SchedulerType
 
@@ -145,8 +144,7 @@ def test_a_resumed_fine_tuning_run_keeps_the_prior_of_its_checkpoint(written_wit
 
 
 def test_without_observe_warns_once_and_runs_on_gradients():
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
+    with logged() as records:
         sched, lrs, _, _ = _run(
             lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=perturbed_learner(seed=8)),
             steps=20,
@@ -162,7 +160,7 @@ def test_without_observe_warns_once_and_runs_on_gradients():
 @pytest.mark.parametrize("opt", ["adamw", "sgd"])
 def test_nan_steps_skip_the_learner_back_off_and_recover(opt):
     learner = perturbed_learner(seed=9)
-    with pytest.warns(UserWarning, match="non-finite") as records:
+    with logged("non-finite") as records:
         sched, lrs, _, _ = _run(
             lambda o: MetaLRScheduler(o, num_training_steps=60, meta_learner=learner),
             steps=60,
@@ -178,7 +176,7 @@ def test_nan_steps_skip_the_learner_back_off_and_recover(opt):
 def test_backoff_halves_the_lr_on_a_bad_step():
     learner = perturbed_learner(seed=9)
     _, clean, _, _ = _run(lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=learner), steps=12)
-    with pytest.warns(UserWarning):
+    with logged("non-finite"):
         _, bad, _, _ = _run(
             lambda o: MetaLRScheduler(o, num_training_steps=30, meta_learner=learner), steps=12, nan_at=(10,)
         )
@@ -442,7 +440,7 @@ def test_skipped_optimizer_step_backs_off_without_advancing():
     sched = MetaLRScheduler(opt, num_training_steps=30, meta_learner=learner)
     _scripted(sched, _signal_vectors(6))
     epoch, lr, n_loss = sched.last_epoch, sched.get_last_lr()[0], sched.controller.extractor.state["n_loss"].item()
-    with pytest.warns(UserWarning, match="non-finite"):
+    with logged("non-finite"):
         sched.skip_step()
     assert sched.last_epoch == epoch
     assert sched.get_last_lr()[0] == pytest.approx(lr / 2) == opt.param_groups[0]["lr"]

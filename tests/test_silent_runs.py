@@ -105,18 +105,42 @@ def test_a_tuple_loss_reaches_the_scheduler_under_the_stock_trainer(tmp_path, en
     assert bool(signals.has_loss[0]) and 0.05 < float(signals.loss[0]) < 5
 
 
-def test_a_loss_computed_outside_the_model_is_named_as_the_cause(tmp_path, enabled, caplog):
+def _smoothed_loss(outputs, labels, num_items_in_batch=None):
+    return torch.nn.functional.cross_entropy(outputs.logits, labels, label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("path", ["label_smoothing_factor", "compute_loss_func"])
+def test_a_loss_computed_outside_the_model_reaches_the_scheduler_under_enable(tmp_path, enabled, caplog, path):
+    """The Trainer pops the labels and computes the loss itself; ``enable()`` feeds the scheduler the loss that
+    ``training_step`` returns, as MetaTrainer does: the one the Trainer logs."""
     from transformers import TrainingArguments
 
-    args = TrainingArguments(
-        **{**_args(tmp_path, max_steps=3).to_dict(), "lr_scheduler_type": "meta", "label_smoothing_factor": 0.1}
-    )
-    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
+    extra = {"label_smoothing_factor": 0.1} if path == "label_smoothing_factor" else {}
+    args = TrainingArguments(**{**_args(tmp_path, max_steps=3).to_dict(), "lr_scheduler_type": "meta", **extra})
+    kwargs = {"compute_loss_func": _smoothed_loss} if path == "compute_loss_func" else {}
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=toy_classification(), **kwargs)
+    with caplog.at_level("WARNING", logger="metalr_hf"):
+        trainer.train()
+    assert not any("received no loss" in r.getMessage() for r in caplog.records)
+    signals = trainer.lr_scheduler.last_signals
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert bool(signals.has_loss[0]) and float(signals.loss[0]) == pytest.approx(logged[-1]["loss"], rel=1e-3)
+    assert all("meta/lr_scale" in h for h in logged)
+
+
+def test_a_loss_computed_outside_the_model_is_named_as_the_cause(tmp_path, caplog):
+    """Without ``enable()`` (a stock Trainer given the scheduler and the callback), the callback reads the model's
+    outputs, which carry no loss under label smoothing: the warning says why and what to use."""
+    model = tiny_bert()
+    args = _args(tmp_path, max_steps=3)
+    args.label_smoothing_factor = 0.1
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    trainer = Trainer(model=model, args=args, train_dataset=toy_classification(),
+                      optimizers=(optimizer, MetaLRScheduler(optimizer)), callbacks=[MetaLRCallback()])  # fmt: skip
     with caplog.at_level("WARNING", logger="metalr_hf"):
         trainer.train()
     message = " ".join(r.getMessage() for r in caplog.records if "received no loss" in r.getMessage())
     assert "label_smoothing_factor" in message and "Use MetaTrainer" in message
-    assert "add `MetaLRCallback()`" not in message  # it is attached already
 
 
 # -- the smaller ones -------------------------------------------------------------------------------------------------

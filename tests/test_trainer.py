@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import perturbed_learner, tiny_bert, tiny_gpt2, toy_classification, toy_lm
+from conftest import logged, perturbed_learner, tiny_bert, tiny_gpt2, toy_classification, toy_lm
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
@@ -193,11 +193,9 @@ def test_stock_trainer_with_scheduler_and_callback(tmp_path):
 
 class _no_missing_loss_warning:
     def __enter__(self):
-        import warnings
 
-        self._cm = warnings.catch_warnings(record=True)
+        self._cm = logged()
         self.records = self._cm.__enter__()
-        warnings.simplefilter("always")
         return self
 
     def __exit__(self, *exc):
@@ -217,7 +215,7 @@ def test_nan_loss_mid_run_does_not_crash(tmp_path):
         return loss * float("nan") if calls["n"] == 5 else loss
 
     trainer.compute_loss = poisoned
-    with pytest.warns(UserWarning, match="non-finite"):
+    with logged("non-finite"):
         trainer.train()
     lrs = _lrs(trainer)
     assert len(lrs) == 12 and all(math.isfinite(x) for x in lrs)
@@ -312,13 +310,15 @@ def test_no_visible_gradients_falls_back_to_trainer_grad_norm_and_loss(tmp_path)
     model = tiny_bert()
     opt = _ShardedGradAdamW(model.parameters(), lr=args.learning_rate)
     trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification(), optimizers=(opt, None))
-    with pytest.warns(UserWarning, match="found no gradients") as record:
+    with logged("found no gradients") as record:
         trainer.train()
     assert sum("found no gradients" in str(w.message) for w in record) == 1  # said once
     feats = trainer.lr_scheduler.features_dict()
     for name in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr"):
         assert feats[name] == 0.0  # switched off, not fed garbage
-    assert feats["grad_norm_rel"] != 0.0 and feats["log_loss_rel"] != 0.0  # the Trainer's norm and the loss
+    assert feats["log_loss_rel"] != 0.0  # the loss
+    if hasattr(Trainer, "_get_grad_norm"):  # transformers >= 5 reports the norm it computed before clipping
+        assert feats["grad_norm_rel"] != 0.0
     lrs = _lrs(trainer)
     assert len(lrs) == 20 and all(math.isfinite(x) and x > 0 for x in lrs)
     assert len(set(trainer.lr_scheduler.controller.delta.tolist() + [0.0])) > 1  # the learner still acts
@@ -428,7 +428,6 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
     (ResNet's config has no initializer_range: the weights are compared with the model's own initialisation).
     A model whose weights cannot tell (bare parameters) runs as fine-tuning, the safe side, and a warning says
     so."""
-    import warnings
 
     from conftest import boosting_learner, pretrained_like
     from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
@@ -462,8 +461,7 @@ def test_a_from_scratch_model_loaded_from_a_folder_is_not_fine_tuning(tmp_path):
 
     def run(model):
         args = _args(tmp_path, max_steps=6, lr_scheduler_kwargs={"meta_learner": str(tmp_path / "learner")})
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with logged() as caught:
             trainer = MetaTrainer(model=model, args=args, train_dataset=images)
             trainer.train()
         scales = [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h]
