@@ -194,3 +194,9 @@ EXPERIMENTS["tuned-wsd"] = Preset(
     reference="best_stock", lr_factors=(0.1, 0.316, 1.0, 3.16, 10.0), right_lr_weight=4.0,
     eval=EvalConfig(prior="wsd"), init_learner="metalr-default-v3",
 )  # fmt: skip
+# `tuned-wsd-judge`: from `tuned-wsd` (copy its folder to DIR/stage-tuned-wsd, or it runs first), the right LR
+# weighted ×10 and losses ×3: does the learner leave a tuned LR alone when losing there costs still more?
+EXPERIMENTS["tuned-wsd-judge"] = replace(
+    EXPERIMENTS["tuned-wsd"], name="tuned-wsd-judge", iterations=40, loss_aversion=3.0, right_lr_weight=10.0,
+    init_learner=None, init_from="tuned-wsd",
+)  # fmt: skip
