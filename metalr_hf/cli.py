@@ -19,6 +19,11 @@ class CliError(Exception):
 
 
 def _cmd_show(args) -> None:
+    if args.options:
+        from .options import MetaSchedulerOptions
+
+        print(MetaSchedulerOptions.table())
+        return
     from .hub import resolve_learner_files
     from .learner import MetaLearner
 
@@ -55,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     show.add_argument("learner", nargs="?", default="default", help="folder, Hub repo id, or 'default'")
     show.add_argument("--revision", default=None, help="branch, tag or commit sha of a Hub learner")
     show.add_argument("--card", action="store_true", help="print the learner's model card instead")
+    show.add_argument("--options", action="store_true", help="print the scheduler's options (lr_scheduler_kwargs)")
     show.set_defaults(func=_cmd_show)
     sub.add_parser(
         "run",

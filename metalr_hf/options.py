@@ -30,7 +30,7 @@ HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_on
 # The product's prior is WSD on every run (the owner's decision of 2026-12, from seven tasks no suite tuned on:
 # median regret to the best tuned run 0.12 around WSD against 0.25 with cosine from scratch). ``prior="auto"``, the
 # default until then and still the lab's (MetaController: the presets reproduce the shipped learners), picks by
-# whether the run fine-tunes pretrained weights: WSD there, cosine from scratch (RESULTS.md, "2026-11-30").
+# whether the run fine-tunes pretrained weights: WSD there, cosine from scratch (lab/NOTEBOOK.md, "2026-11-30").
 DEFAULT_PRIOR = "wsd"
 AUTO_PRIORS = {False: "cosine", True: "wsd"}
 
@@ -125,23 +125,39 @@ class MetaSchedulerOptions:
             and ``meta/delta`` are always logged.
     """
 
-    meta_learner: Any = field(default=None, metadata={"help": "learner folder or Hub repo id (unset: bundled pair)"})
-    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit sha of a Hub learner"})
-    cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder"})
-    token: Any = field(default=None, metadata={"help": "Hub token (plain loops only; use HF_TOKEN in a Trainer)"})
+    meta_learner: Any = field(
+        default=None,
+        metadata={"help": "a folder or Hub repo id (unset: the bundled pair, fine-tuning and from scratch)"},
+    )
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or sha of a Hub learner: pin it"})
+    cache_dir: str | None = field(default=None, metadata={"help": "the Hugging Face cache folder"})
+    token: Any = field(default=None, metadata={"help": "a Hub token, plain loops only (a Trainer: `HF_TOKEN`)"})
     local_files_only: bool = field(default=False, metadata={"help": "never download the learner"})
     prior: str = field(
         default=DEFAULT_PRIOR,
-        metadata={"help": f"schedule the learner corrects: {sorted(PRIORS)}, or auto (wsd fine-tuning, else cosine)"},
+        metadata={
+            "help": "the schedule corrected: `wsd`, `cosine`, `linear`, `constant`, or `auto` (`wsd` on a "
+            "pretrained run, `cosine` from scratch)"
+        },
     )
-    min_lr_ratio: float = field(default=0.0, metadata={"help": "final LR of the prior, as a fraction of the peak"})
-    decay_fraction: float = field(default=0.2, metadata={"help": "share of the run the wsd prior decays"})
-    guard: bool = field(default=True, metadata={"help": "divergence guard on the smoothed loss"})
-    guard_ratio: float = field(default=3.0, metadata={"help": "the guard acts above best loss × this"})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "the prior's final LR, as a fraction of the peak"})
+    decay_fraction: float = field(default=0.2, metadata={"help": "the share of a `wsd` run spent decaying"})
+    guard: bool = field(default=True, metadata={"help": "the divergence guard on the smoothed loss"})
+    guard_ratio: float = field(default=3.0, metadata={"help": "the guard cuts the LR above this × the best loss"})
     recovery: int = field(default=10, metadata={"help": "steps for a backed-off LR to recover ×2"})
-    decision_lag: int | None = field(default=None, metadata={"help": "0, 1 or unset (1 on accelerators)"})
-    pretrained: bool | None = field(default=None, metadata={"help": "the run fine-tunes pretrained weights"})
-    max_boost: Any = field(default="auto", metadata={"help": "most the LR may rise above the prior; auto/peak/null"})
+    decision_lag: int | None = field(
+        default=None, metadata={"help": "unset: 1 on accelerators (the host never waits), 0 on the CPU"}
+    )
+    pretrained: bool | None = field(
+        default=None, metadata={"help": "the run fine-tunes pretrained weights (unset: read from the weights)"}
+    )
+    max_boost: Any = field(
+        default="auto",
+        metadata={
+            "help": "most the LR may rise above the prior (`auto`: 1 on a pretrained run for a learner not made "
+            "for one); `peak`: never above the base LR; `null`: no cap"
+        },
+    )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):
@@ -159,6 +175,18 @@ class MetaSchedulerOptions:
         check_controller_options(
             self.prior, self.min_lr_ratio, self.decay_fraction, self.guard_ratio, self.recovery, self.max_boost
         )
+
+    @classmethod
+    def table(cls) -> str:
+        """The options as a Markdown table (name, default, help), from the fields: the README's and
+        ``metalr-hf show --options``."""
+        import json
+
+        rows = ["| option | default | meaning |", "|---|---|---|"]
+        for f in fields(cls):
+            default = "unset" if f.default is None else f"`{json.dumps(f.default)}`"
+            rows.append(f"| `{f.name}` | {default} | {f.metadata['help']} |")
+        return "\n".join(rows)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ same buffers (NumPy's square root is about 3× faster than torch's there, its co
 and the matrix product on one thread (MKL splits a product this skinny across threads at a 5× loss).
 
 The work buffers are allocated once (about ``max_elements`` float32 values per tensor kind, whatever the model), so
-after the first step the reader allocates nothing (``scripts/scheduler_allocations.py``); no copy of a whole
+after the first step the reader allocates nothing (``lab/scripts/scheduler_allocations.py``); no copy of a whole
 gradient, moment or weight is ever kept.
 """
 

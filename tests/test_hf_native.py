@@ -198,3 +198,16 @@ def test_meta_trainer_mixes_into_another_trainer_subclass(tmp_path):
     trainer.train()
     assert Counting.calls == 30 and isinstance(trainer.lr_scheduler, MetaLRScheduler)
     _learned(trainer, 30)
+
+
+def test_the_readme_options_table_is_generated_from_the_dataclass():
+    """One declaration of each option: its default and help live in ``MetaSchedulerOptions``; the README's table
+    and ``metalr-hf show --options`` are generated from it."""
+    from pathlib import Path
+
+    from metalr_hf.options import MetaSchedulerOptions
+
+    table = MetaSchedulerOptions.table()
+    assert table in (Path(__file__).parents[1] / "README.md").read_text()
+    assert _python("from metalr_hf.cli import main; main(['show', '--options'])") == table
+    assert table.count("\n") == 1 + len(MetaSchedulerOptions.names())

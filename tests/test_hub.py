@@ -184,7 +184,7 @@ def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
 
 @pytest.mark.parametrize("name", ["metalr-default-v1", "metalr-default-v2", "metalr-default-v3", "metalr-scratch-v1"])
 def test_bundled_learner_card_is_rendered_from_its_own_files(name):
-    """A shipped card is what its learner renders from its config and card.json (scripts/build_pretrained.py):
+    """A shipped card is what its learner renders from its config and card.json (lab/scripts/build_pretrained.py):
     no hand-edited numbers, and its held-out table and limitations are there."""
     from metalr_hf.hub import bundled_learner_dir
 

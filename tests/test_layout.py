@@ -99,7 +99,7 @@ def test_experiment_presets_register_and_continue_known_stages():
 
     from metalr_hf.metatrain.presets import PRESETS, register
 
-    path = PACKAGE.parent / "experiments" / "presets.py"
+    path = PACKAGE.parent / "lab" / "experiments" / "presets.py"
     spec = importlib.util.spec_from_file_location("experiment_presets", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

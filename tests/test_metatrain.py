@@ -203,7 +203,8 @@ def test_held_out_families_never_reach_meta_training():
     from metalr_hf.metatrain import zoo
     from metalr_hf.metatrain.presets import PRESETS
 
-    spec = importlib.util.spec_from_file_location("exp_presets", Path(__file__).parents[1] / "experiments/presets.py")
+    path = Path(__file__).parents[1] / "lab" / "experiments" / "presets.py"
+    spec = importlib.util.spec_from_file_location("exp_presets", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     every = {**PRESETS, **module.EXPERIMENTS}

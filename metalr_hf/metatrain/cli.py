@@ -72,7 +72,7 @@ def register(sub, trainer_runner=None) -> None:
         default="smoke",
         help="smoke (under a minute) | default (the shipped learner; runs its stages default-mlp, default-all "
         "first) | default-mlp | default-all | scratch (the opt-in learner for training from scratch; runs "
-        "default-all first) | ablation. Unshipped experiments: python experiments/run.py PRESET",
+        "default-all first) | ablation. Unshipped experiments: python lab/experiments/run.py PRESET",
     )
     m.add_argument("--output-dir", required=True)
     m.add_argument("--iterations", type=int, default=None)

@@ -1,7 +1,7 @@
 """Meta-training presets: the shipped learners' recipes, as data (a ``Preset`` each).
 
 A preset names the zoo families and optimizers it samples, the ES sizes, the objective and, for a later stage,
-the preset it continues (``init_from``). Unshipped experiments define theirs in ``experiments/presets.py`` and add
+the preset it continues (``init_from``). Unshipped experiments define theirs in ``lab/experiments/presets.py`` and add
 them with :func:`register`.
 """
 
