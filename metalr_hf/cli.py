@@ -54,7 +54,9 @@ def _card_summary(card: str) -> dict:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalr-hf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="metalr-hf", description="The command line of metalr-hf, a meta-learned LR scheduler for transformers."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="Print a learner's config, features, source and fingerprint.")
     show.add_argument("learner", nargs="?", default="default", help="folder, Hub repo id, or 'default'")

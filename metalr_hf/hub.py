@@ -287,7 +287,8 @@ def learner_card(learner, repo_id: str | None = None, revision: str | None = Non
         model_name=short if eval_results else None,
         eval_results=eval_results,
     )
-    repo = repo_id or "<org>/<learner>"
+    bundled = learner.source.get("name_or_path") in bundled_learners()  # loads offline by its name
+    repo = repo_id or (learner.source["name_or_path"] if bundled else "<org>/<learner>")
     config = learner.config
     kwargs = {"meta_learner": repo, **({"revision": revision} if revision else {})}
     body = _LEARNER_CARD.format(
@@ -325,17 +326,27 @@ def _api(api, token):
     return HfApi(token=token)
 
 
+def _ensure_branch(api, repo_id: str, revision: str | None, create_pr: bool, repo_type: str, token) -> None:
+    """A push to a branch that does not exist yet creates it from main, as ``hf upload --revision`` does (a pull
+    request targets ``revision`` as it is)."""
+    if revision and revision != "main" and not create_pr:
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True, token=token)
+
+
 def push_learner(
     folder: str | os.PathLike,
     repo_id: str,
     *,
     token: str | None = None,
     private: bool | None = None,
-    branch: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
     commit_message: str = "Upload metalr-hf meta-learner",
     api=None,
-) -> str:
-    """Validate a learner folder, render its card and push config, weights and card; returns the commit sha."""
+):
+    """Validate a learner folder, render its card and push config, weights and card, as ``hf upload`` does: to
+    ``revision`` (a branch, created from main if missing), or as a pull request (``create_pr``). Returns the
+    ``CommitInfo`` (``.oid``: the commit sha; ``.pr_url`` for a pull request)."""
     import shutil
     import tempfile
 
@@ -345,6 +356,7 @@ def push_learner(
     learner = MetaLearner.from_pretrained(folder)  # refuses anything that would not load back
     api = _api(api, token)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    _ensure_branch(api, repo_id, revision, create_pr, "model", token)
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("config.json", "model.safetensors", CARD_CONTEXT_FILE):
             if (folder / name).is_file():
@@ -355,10 +367,11 @@ def push_learner(
             folder_path=tmp,
             allow_patterns=LEARNER_PATTERNS,
             commit_message=commit_message,
-            revision=branch,
+            revision=revision,
+            create_pr=create_pr,
             token=token,
         )
-    return info.oid
+    return info
 
 
 def push_runs(
@@ -367,26 +380,30 @@ def push_runs(
     *,
     token: str | None = None,
     private: bool | None = None,
-    branch: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
     commit_message: str = "Upload metalr-hf run collection",
     api=None,
-) -> str:
-    """Push a run collection written by ``metalr-hf collect`` as a Hub dataset; returns the commit sha."""
+):
+    """Push a run collection written by ``metalr-hf collect`` as a Hub dataset (``revision``, ``create_pr`` as in
+    :func:`push_learner`); returns the ``CommitInfo``."""
     folder = Path(folder)
     if not (folder / "runs.parquet").is_file():
         raise MetaLearnerNotFoundError(f"{str(folder)!r} holds no runs.parquet: write one with `metalr-hf collect`")
     api = _api(api, token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
+    _ensure_branch(api, repo_id, revision, create_pr, "dataset", token)
     info = api.upload_folder(
         repo_id=repo_id,
         repo_type="dataset",
         folder_path=str(folder),
         allow_patterns=RUNS_PATTERNS,
         commit_message=commit_message,
-        revision=branch,
+        revision=revision,
+        create_pr=create_pr,
         token=token,
     )
-    return info.oid
+    return info
 
 
 def pull_learner(repo_id: str, *, revision: str | None = None, cache_dir=None, token=None) -> LearnerFiles:

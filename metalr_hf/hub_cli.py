@@ -9,19 +9,28 @@ def _token(args):
     return args.token or os.environ.get("HF_TOKEN")
 
 
+def _push_kwargs(args) -> dict:
+    kwargs = dict(token=_token(args), private=args.private, revision=args.revision, create_pr=args.create_pr)
+    if args.commit_message:
+        kwargs["commit_message"] = args.commit_message
+    return kwargs
+
+
 def _cmd_push(args) -> None:
     from .hub import push_learner
 
-    sha = push_learner(args.folder, args.repo_id, token=_token(args), private=args.private, branch=args.branch)
-    print(f"pushed {args.folder} to {args.repo_id} at commit {sha}")
-    print(f'pin it with: --lr_scheduler_kwargs \'{{"meta_learner": "{args.repo_id}", "revision": "{sha}"}}\'')
+    info = push_learner(args.folder, args.repo_id, **_push_kwargs(args))
+    where = f"pull request {info.pr_url}" if args.create_pr else f"{args.revision or 'main'}"
+    print(f"pushed {args.folder} to {args.repo_id} ({where}) at commit {info.oid}")
+    print(f'pin it with: --lr_scheduler_kwargs \'{{"meta_learner": "{args.repo_id}", "revision": "{info.oid}"}}\'')
 
 
 def _cmd_push_runs(args) -> None:
     from .hub import push_runs
 
-    sha = push_runs(args.folder, args.repo_id, token=_token(args), private=args.private, branch=args.branch)
-    print(f"pushed run collection {args.folder} to dataset {args.repo_id} at commit {sha}")
+    info = push_runs(args.folder, args.repo_id, **_push_kwargs(args))
+    where = f"pull request {info.pr_url}" if args.create_pr else f"{args.revision or 'main'}"
+    print(f"pushed run collection {args.folder} to dataset {args.repo_id} ({where}) at commit {info.oid}")
 
 
 def _cmd_pull(args) -> None:
@@ -39,7 +48,9 @@ def register(sub) -> None:
         p = sub.add_parser(name, help=help_)
         p.add_argument("folder")
         p.add_argument("--repo-id", required=True)
-        p.add_argument("--branch", default=None)
+        p.add_argument("--revision", default=None, help="the branch to push to (created from main if missing)")
+        p.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing a commit")
+        p.add_argument("--commit-message", default=None)
         p.add_argument("--private", action="store_true", default=None)
         p.add_argument("--token", default=None, help="defaults to HF_TOKEN or the cached login")
         p.set_defaults(func=func)

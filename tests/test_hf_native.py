@@ -211,3 +211,8 @@ def test_the_readme_options_table_is_generated_from_the_dataclass():
     assert table in (Path(__file__).parents[1] / "README.md").read_text()
     assert _python("from metalr_hf.cli import main; main(['show', '--options'])") == table
     assert table.count("\n") == 1 + len(MetaSchedulerOptions.names())
+
+
+def test_help_is_plain_text():
+    out = _python("from metalr_hf.cli import make_parser; make_parser().print_help()")
+    assert "``" not in out and ":class:" not in out and "metalr-hf" in out

@@ -27,14 +27,20 @@ class FakeHubApi:
 
     def __init__(self, token=None, cache=None, fail_with=None):
         self.token, self.cache, self.fail_with = token, Path(cache or constants.HF_HUB_CACHE), fail_with
-        self.commits = []
+        self.commits, self.branches = [], {"main"}
         FakeHubApi.instances.append(self)
 
     def create_repo(self, repo_id, repo_type=None, private=None, exist_ok=False, token=None):
         if self.fail_with:
             raise self.fail_with
 
-    def upload_folder(self, repo_id, folder_path, allow_patterns=None, repo_type=None, revision=None, **kw):
+    def create_branch(self, repo_id, branch, repo_type=None, exist_ok=False, token=None):
+        self.branches.add(branch)
+
+    def upload_folder(self, repo_id, folder_path, allow_patterns=None, repo_type=None, revision=None, create_pr=False,
+                      commit_message=None, **kw):  # fmt: skip
+        if revision and revision not in self.branches and not create_pr:
+            raise ValueError(f"Invalid rev id: {revision}")  # what the Hub answers for a missing branch
         prefix = {"dataset": "datasets"}.get(repo_type, "models")
         repo = self.cache / f"{prefix}--{repo_id.replace('/', '--')}"
         files = sorted(p for p in Path(folder_path).iterdir() if p.name in (allow_patterns or [p.name]))
@@ -43,17 +49,22 @@ class FakeHubApi:
             h.update(p.read_bytes())
         sha = h.hexdigest()
         snap = repo / "snapshots" / sha
-        snap.mkdir(parents=True)
+        snap.mkdir(parents=True, exist_ok=True)  # the same files again: the same snapshot
         for p in files:
             shutil.copy2(p, snap / p.name)
-        (repo / "refs").mkdir(exist_ok=True)
-        (repo / "refs" / (revision or "main")).write_text(sha)
+        ref = repo / "refs" / ("pr/1" if create_pr else revision or "main")
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(sha)
         self.commits.append((repo_id, sha, [p.name for p in files]))
-        return SimpleNamespace(oid=sha)
+        self.messages = [*getattr(self, "messages", []), commit_message]
+        pr_url = f"https://huggingface.co/{repo_id}/discussions/1" if create_pr else None
+        return SimpleNamespace(oid=sha, pr_url=pr_url)
 
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
+    import transformers.utils.hub  # noqa: F401  (imported before HfApi is faked: it annotates with the real class)
+
     cache = tmp_path / "hf-cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FakeHubApi(token=token, cache=cache))
@@ -70,7 +81,7 @@ def test_push_pull_round_trip_bit_exact(tmp_path, hub_cache, capsys):
     assert sha1 in out and '"revision"' in out
     # a second version on main
     perturbed_learner(seed=32, core="lstm", hidden_size=16).save_pretrained(tmp_path / "v2")
-    sha2 = push_learner(tmp_path / "v2", "org/meta-v1", api=FakeHubApi(cache=hub_cache))
+    sha2 = push_learner(tmp_path / "v2", "org/meta-v1", api=FakeHubApi(cache=hub_cache)).oid
 
     pinned = MetaLearner.from_pretrained("org/meta-v1", revision=sha1)
     latest = MetaLearner.from_pretrained("org/meta-v1")
@@ -107,7 +118,7 @@ def test_unknown_revision_and_repo_offline(hub_cache):
 
 def test_corrupted_and_wrong_schema_from_cache(hub_cache):
     perturbed_learner().save_pretrained(hub_cache.parent / "l")
-    sha = push_learner(hub_cache.parent / "l", "org/bad", api=FakeHubApi(cache=hub_cache))
+    sha = push_learner(hub_cache.parent / "l", "org/bad", api=FakeHubApi(cache=hub_cache)).oid
     snap = hub_cache / "models--org--bad" / "snapshots" / sha
     (snap / "model.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match="damaged"):
@@ -160,7 +171,7 @@ def test_real_hub_round_trip(tmp_path):
     repo = os.environ["METALR_HF_TEST_REPO"]
     learner = perturbed_learner(seed=40)
     learner.save_pretrained(tmp_path)
-    sha = push_learner(tmp_path, repo, token=os.environ["HF_TOKEN"], private=True)
+    sha = push_learner(tmp_path, repo, token=os.environ["HF_TOKEN"], private=True).oid
     loaded = MetaLearner.from_pretrained(repo, revision=sha, token=os.environ["HF_TOKEN"])
     assert loaded.fingerprint() == learner.fingerprint()
 
@@ -176,7 +187,7 @@ def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
     (folder / CARD_CONTEXT_FILE).write_text(
         json.dumps({"training": "ES, 3 iterations", "results_table": results, "ablation_table": ablation})
     )
-    sha = push_learner(folder, "org/carded", api=FakeHubApi(cache=hub_cache))
+    sha = push_learner(folder, "org/carded", api=FakeHubApi(cache=hub_cache)).oid
     card = (hub_cache / "models--org--carded" / "snapshots" / sha / "README.md").read_text()
     assert results in card and ablation in card and "ES, 3 iterations" in card
     assert "## Limitations" in card and "@software{metalr_hf" in card
@@ -218,7 +229,7 @@ def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):
     loaded.save_pretrained(tmp_path / "again")
     assert json.loads((tmp_path / "again" / CARD_CONTEXT_FILE).read_text()) == context
     saved = ModelCard.load(tmp_path / "again" / "README.md")
-    sha = push_learner(folder, "org/one-card", api=FakeHubApi(cache=hub_cache))
+    sha = push_learner(folder, "org/one-card", api=FakeHubApi(cache=hub_cache)).oid
     pushed = ModelCard.load(hub_cache / "models--org--one-card" / "snapshots" / sha / "README.md")
     for card in (saved, pushed):
         assert context["results_table"] in card.text and "ES, 3 iterations" in card.text
@@ -229,3 +240,20 @@ def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):
         return [line for line in card.text.splitlines() if line.startswith("## ")]
 
     assert sections(saved) == sections(pushed) and "## Held-out results" in sections(saved)
+
+
+def test_push_to_a_new_branch_as_a_pr_and_with_a_message(tmp_path, hub_cache, capsys):
+    """As ``hf upload``: ``--revision`` creates a missing branch from main, ``--create-pr`` opens a pull request,
+    ``--commit-message`` is the commit's."""
+    MetaLearner().save_pretrained(tmp_path / "l")
+    args = ["push", str(tmp_path / "l"), "--repo-id", "org/b", "--revision", "v2", "--commit-message", "second try"]
+    assert main(args) == 0
+    api = FakeHubApi.instances[-1]
+    assert "v2" in api.branches and api.messages[-1] == "second try"
+    sha = (hub_cache / "models--org--b" / "refs" / "v2").read_text()
+    assert f"(v2) at commit {sha}" in capsys.readouterr().out
+    pushed = MetaLearner.from_pretrained("org/b", revision="v2").fingerprint()
+    assert pushed == MetaLearner.from_pretrained(tmp_path / "l").fingerprint()
+    assert main(["push", str(tmp_path / "l"), "--repo-id", "org/b", "--create-pr"]) == 0, capsys.readouterr().err
+    assert "pull request https://huggingface.co/org/b/discussions/" in capsys.readouterr().out
+    assert (hub_cache / "models--org--b" / "refs" / "pr" / "1").is_file()

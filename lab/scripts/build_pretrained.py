@@ -13,6 +13,6 @@ from metalr_hf import MetaLearner
 HERE = Path(__file__).resolve().parents[2] / "metalr_hf" / "pretrained"
 
 for folder in sorted(p for p in HERE.iterdir() if (p / "config.json").is_file()):
-    learner = MetaLearner.from_pretrained(str(folder))
+    learner = MetaLearner.from_pretrained(folder.name)  # by its bundled name: the card's usage lines name it
     learner.generate_model_card().save(folder / "README.md")
     print(f"{folder.name}: card written from {', '.join(sorted(f.name for f in folder.glob('*.json')))}")
