@@ -113,6 +113,16 @@ def check_meta_kwargs(kwargs) -> MetaSchedulerOptions:
         raise ValueError(f"lr_scheduler_kwargs for lr_scheduler_type='meta': {e}") from None
 
 
+def _follow_log_level(args) -> None:
+    """The ``metalr_hf`` loggers at ``--log_level`` (main process) or ``--log_level_replica`` (the others), as the
+    Trainer sets transformers' own; ``passive`` (the main process's default) leaves them as they are."""
+    from transformers.training_args import trainer_log_levels
+
+    level = trainer_log_levels.get(args.log_level if args.should_log else args.log_level_replica, -1)
+    if level != -1:
+        package_logger().setLevel(level)
+
+
 class MetaLRCallback(TrainerCallback):
     """Feeds a :class:`MetaLRScheduler` the signals of each optimizer step and logs what it decides.
 
@@ -186,7 +196,7 @@ class MetaLRCallback(TrainerCallback):
 
     # -- events --------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
-        package_logger().setLevel(args.get_process_log_level())  # --log_level / --log_level_replica, as transformers
+        _follow_log_level(args)
         self._scheduler = lr_scheduler if isinstance(lr_scheduler, MetaLRScheduler) else None
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")

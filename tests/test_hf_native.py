@@ -82,14 +82,20 @@ def test_log_level_reaches_the_package_warnings(tmp_path):
             trainer.train()
         return [s.message for s in said]
 
+    import logging
+
     from transformers.utils import logging as hf_logging
+
+    from metalr_hf._log import package_logger
 
     verbosity = hf_logging.get_verbosity()  # the Trainer sets transformers' verbosity from log_level, for good
     try:
+        assert any("non-finite" in m for m in run("passive"))  # the default leaves the package's level alone
         assert any("non-finite" in m for m in run("warning"))
         assert run("error") == []
     finally:
         hf_logging.set_verbosity(verbosity)
+        package_logger().setLevel(logging.NOTSET)
 
 
 def test_a_callback_in_a_stock_trainer_says_the_trackers_miss_its_values(tmp_path):
