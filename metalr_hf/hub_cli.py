@@ -16,12 +16,15 @@ def _push_kwargs(args) -> dict:
     return kwargs
 
 
+def _where(args, info) -> str:
+    return f"pull request {info.pr_url}" if args.create_pr else args.revision or "main"
+
+
 def _cmd_push(args) -> None:
     from .hub import push_learner
 
     info = push_learner(args.folder, args.repo_id, **_push_kwargs(args))
-    where = f"pull request {info.pr_url}" if args.create_pr else f"{args.revision or 'main'}"
-    print(f"pushed {args.folder} to {args.repo_id} ({where}) at commit {info.oid}")
+    print(f"pushed {args.folder} to {args.repo_id} ({_where(args, info)}) at commit {info.oid}")
     print(f'pin it with: --lr_scheduler_kwargs \'{{"meta_learner": "{args.repo_id}", "revision": "{info.oid}"}}\'')
 
 
@@ -29,8 +32,7 @@ def _cmd_push_runs(args) -> None:
     from .hub import push_runs
 
     info = push_runs(args.folder, args.repo_id, **_push_kwargs(args))
-    where = f"pull request {info.pr_url}" if args.create_pr else f"{args.revision or 'main'}"
-    print(f"pushed run collection {args.folder} to dataset {args.repo_id} ({where}) at commit {info.oid}")
+    print(f"pushed run collection {args.folder} to dataset {args.repo_id} ({_where(args, info)}) at commit {info.oid}")
 
 
 def _cmd_pull(args) -> None:

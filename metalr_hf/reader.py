@@ -545,7 +545,6 @@ class SignalReader:
         # Param groups that differ only in what the sums do not read (weight decay: the Trainer's two groups) share
         # a bucket, while their learning rates stay equal (checked every step).
         buckets: dict[tuple, tuple[list, list]] = {}
-        adaptive = False
         for gi, group in enumerate(opt.param_groups):
             hyper = tuple(repr(group.get(k)) for k in _HYPER) if self._merge else gi
             for p in group["params"]:
@@ -553,7 +552,6 @@ class SignalReader:
                     continue
                 state = opt.state.get(p, {})
                 kind = _kind(state)
-                adaptive = adaptive or _is_adaptive(state)
                 shards = shard_count(p)
                 local = _local(p)
                 odd = _odd_moments(local, {k: _local(state[k]) for k in _MOMENTS[kind]}, kind)
@@ -592,7 +590,7 @@ class SignalReader:
         self.out_np = self._out.numpy() if device.type == "cpu" else None  # the NumPy view of the output, CPU
         cpu_table = self._table is not None and device.type == "cpu"
         self._table_np, self._sums_np = (self._table.numpy(), self._sums.numpy()) if cpu_table else (None, None)
-        self._adaptive.fill_(1.0 if adaptive else 0.0)
+        self._adaptive.fill_(1.0 if any(b.kind in ("adam", "rms") for b in self._buckets) else 0.0)
 
     @torch.no_grad()
     def read_into(self, offset: int = 0) -> torch.Tensor:
