@@ -109,6 +109,24 @@ def test_every_family_trains():
     assert seen == set(FAMILIES)
 
 
+def test_small_noisy_families_overfit_where_an_early_decay_wins():
+    """The overfitting families: a long run at a right LR passes its best validation loss and ends above it under
+    a constant LR, and decaying from the start (linear) ends lower than holding the LR (WSD) — the trade the small
+    held-out sets (breast_cancer, wine) show and no other meta-training family does."""
+    from metalr_hf.metatrain.zoo import META_TRAIN_OVERFIT
+
+    specs = [TaskSpec("small_cls", s, 32, "adam", 3e-3, 300, 15, 64) for s in range(4)]
+    pop = make_population(specs)
+    final = {}
+    for name in ("constant", "wsd", "linear"):
+        res = simulate(pop, PriorPolicy(name, pop), eval_every=10)
+        final[name] = res.final_val_loss
+        if name == "constant":
+            assert (res.val_curve.min(0).values < 0.9 * res.final_val_loss).all()
+    assert final["linear"].mean() < final["wsd"].mean() < final["constant"].mean()
+    assert set(META_TRAIN_OVERFIT) == {"small_cls", "small_reg"} and not set(META_TRAIN_OVERFIT) & set(META_TRAIN)
+
+
 def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     """The fine-tuning families start from a pretrained hidden layer and a new small head; the pretraining depends
     only on the run's own spec (not on the population it is batched in); it helps, and a 10× larger LR than the
@@ -209,6 +227,7 @@ def test_held_out_families_never_reach_meta_training():
     spec.loader.exec_module(module)
     every = {**PRESETS, **module.EXPERIMENTS}
     allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(zoo.META_TRAIN_LM) | set(zoo.META_TRAIN_VIT)
+    allowed |= set(zoo.META_TRAIN_OVERFIT)
     held_out = set(HELD_OUT) | set(HELD_OUT_FINETUNE)
     assert held_out == set(FAMILIES) - allowed and not held_out & allowed
     checked = 0

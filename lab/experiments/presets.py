@@ -8,7 +8,7 @@ from dataclasses import replace
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.evaluate import EvalConfig
 from metalr_hf.metatrain.presets import PRESETS, Preset
-from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE, META_TRAIN_LM, META_TRAIN_VIT
+from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE, META_TRAIN_LM, META_TRAIN_OVERFIT, META_TRAIN_VIT
 
 EXPERIMENTS = {
     # A third stage from `default-all` with base LRs from the upper, well-tuned part of
@@ -199,4 +199,11 @@ EXPERIMENTS["tuned-wsd"] = Preset(
 EXPERIMENTS["tuned-wsd-judge"] = replace(
     EXPERIMENTS["tuned-wsd"], name="tuned-wsd-judge", iterations=40, loss_aversion=3.0, right_lr_weight=10.0,
     init_learner=None, init_from="tuned-wsd",
+)  # fmt: skip
+# `tuned-wsd-overfit`: `tuned-wsd` with the small noisy data sets (`META_TRAIN_OVERFIT`) as two fifths of the families.
+# No meta-training family overfitted before, and the held-out right-LR losses are on the small sets (breast_cancer,
+# wine, diabetes), where an early decay (linear, cosine) beats WSD: v3 around WSD is at 2.0× / 1.8× / 1.2× the best
+# stock schedule at the right LR of these families.
+EXPERIMENTS["tuned-wsd-overfit"] = replace(
+    EXPERIMENTS["tuned-wsd"], name="tuned-wsd-overfit", families=META_TRAIN + META_TRAIN_OVERFIT * 3,
 )  # fmt: skip

@@ -41,6 +41,9 @@ text_finetune      tf     held-out   the same on English: pretrained on the firs
                                      reversed and letter-shifted windows apart
 grammar_lm         tf     train (†)  next-token prediction from scratch on text of a random probabilistic grammar
 patterns_vit       vit    train (†)  the images of ``patterns_cnn``, classified by a tiny vision transformer
+small_cls          mlp    train (†)  ``teacher_cls`` on 120-390 examples with up to 30 % of the labels redrawn at
+                                     random: a long run overfits (as the small held-out sets do)
+small_reg          mlp    train (†)  ``teacher_reg`` on as few examples, noise of 0.2-1 times the target's spread
 =================  =====  =========  ===========================================================================
 
 (*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
@@ -50,8 +53,8 @@ small must): in ``finetune_cls`` a 10× larger LR than the right one overfits th
 pretrained features (Adam, cosine: 1e-3 beats 1e-2); ``digits_finetune`` is easier and tolerates larger LRs. The
 pretraining is part of the initialisation (:func:`pretrained_init`), the same for every schedule of a run.
 
-(†) Meta-training families outside ``META_TRAIN`` (``META_TRAIN_LM``, ``META_TRAIN_VIT``): the shipped presets
-sample ``META_TRAIN`` and so still reproduce their learners; presets that want them name them.
+(†) Meta-training families outside ``META_TRAIN`` (``META_TRAIN_LM``, ``META_TRAIN_VIT``, ``META_TRAIN_OVERFIT``):
+the shipped presets sample ``META_TRAIN`` and so still reproduce their learners; presets that want them name them.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ __all__ = [
     "META_TRAIN",
     "META_TRAIN_FINETUNE",
     "META_TRAIN_LM",
+    "META_TRAIN_OVERFIT",
     "META_TRAIN_VIT",
     "OPTIMIZERS",
     "Population",
@@ -113,6 +117,8 @@ FAMILY_KIND = {
     "grammar_finetune": "tf",
     "text_finetune": "tf",
     "patterns_vit": "vit",
+    "small_cls": "mlp",
+    "small_reg": "mlp",
 }
 META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patterns_cnn", "copy_tf", "sort_tf",
               "modadd_tf", "series_rnn")  # fmt: skip
@@ -125,7 +131,9 @@ FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
 META_TRAIN_LM = ("grammar_lm",)
 # Image transformers from scratch (outside META_TRAIN for the same reason).
 META_TRAIN_VIT = ("patterns_vit",)
-FAMILIES = META_TRAIN + HELD_OUT + FINETUNE + META_TRAIN_LM + META_TRAIN_VIT
+# Small, noisy data sets that a long run overfits (outside META_TRAIN for the same reason).
+META_TRAIN_OVERFIT = ("small_cls", "small_reg")
+FAMILIES = META_TRAIN + HELD_OUT + FINETUNE + META_TRAIN_LM + META_TRAIN_VIT + META_TRAIN_OVERFIT
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_RANGES = {"adam": (1e-5, 1e-1), "sgd": (1e-3, 1.0)}  # log-uniform base LRs (Adam-family, SGD)
 WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay
@@ -341,6 +349,16 @@ def _dataset(family: str, seed: int):
         centers = rng.standard_normal((c, d)) * rng.uniform(0.5, 2.0)
         y = rng.integers(0, c, n)
         return centers[y] + rng.standard_normal((n, d)), y, c
+    if family in META_TRAIN_OVERFIT:  # 120-390 distinct examples (a quarter more validate), noisy targets
+        n, d = int(rng.integers(160, 521)), int(rng.integers(4, D_MAX + 1))
+        if family == "small_cls":
+            c = int(rng.integers(2, 11))
+            x, logits = _teacher(rng, n, d, c)
+            y = logits.argmax(1)
+            flip = rng.random(n) < rng.uniform(0.0, 0.3)
+            return x, np.where(flip, rng.integers(0, c, n), y), c
+        x, t = _teacher(rng, n, d, 1)
+        return x, t[:, 0] + rng.uniform(0.2, 1.0) * t.std() * rng.standard_normal(n), 0
     if family == "teacher_reg":
         d = int(rng.integers(2, D_MAX + 1))
         x, t = _teacher(rng, n, d, 1)
