@@ -9,12 +9,37 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
 from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HubArguments:
+    """Where a recipe's model comes from, as the transformers examples' ``ModelArguments`` say it (a recipe's own
+    ``ModelArguments`` subclasses this and names the model)."""
+
+    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or a local folder."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Model version: a branch, tag or commit id."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the one `hf auth login` saved)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code from the model's Hub repository."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Replace a checkpoint's head whose size differs (another label set)."}
+    )
+
+    def hub_kwargs(self) -> dict:
+        """The keyword arguments of every ``from_pretrained`` call of the recipe."""
+        return {
+            "cache_dir": self.cache_dir,
+            "revision": self.model_revision,
+            "token": self.token,
+            "trust_remote_code": self.trust_remote_code,
+        }
 
 
 def parse_args(*dataclass_types):

@@ -24,7 +24,14 @@ from itertools import chain
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datasets  # noqa: E402
-from recipe_utils import last_checkpoint, parse_args, require_columns, setup_logging, train_evaluate_save  # noqa: E402
+from recipe_utils import (  # noqa: E402
+    HubArguments,
+    last_checkpoint,
+    parse_args,
+    require_columns,
+    setup_logging,
+    train_evaluate_save,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator, set_seed  # noqa: E402
 
 from metalr_hf import MetaTrainer, MetaTrainingArguments  # noqa: E402
@@ -33,10 +40,8 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or a local folder."})
+class ModelArguments(HubArguments):
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models from the Hub."})
 
 
 @dataclass
@@ -78,8 +83,9 @@ def main():
     checkpoint = last_checkpoint(training_args)
     set_seed(training_args.seed)
     raw = load_data(data_args, model_args.cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    hub = model_args.hub_kwargs()
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, **hub)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **hub)
     block = min(data_args.block_size, getattr(tokenizer, "model_max_length", data_args.block_size))
 
     def tokenize(batch):

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 from recipe_utils import (  # noqa: E402
+    HubArguments,
     last_checkpoint,
     load_metric,
     parse_args,
@@ -65,10 +66,8 @@ TASK_TO_KEYS = {
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or a local folder."})
+class ModelArguments(HubArguments):
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models from the Hub."})
 
 
 @dataclass
@@ -134,12 +133,11 @@ def main():
         else load_metric("classification")
     )
     num_labels = 1 if is_regression else len(label_list)
-    config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, num_labels=num_labels, cache_dir=model_args.cache_dir
-    )
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    hub = model_args.hub_kwargs()
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, num_labels=num_labels, **hub)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, **hub)
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir, ignore_mismatched_sizes=True
+        model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub
     )
     label_to_id = None if is_regression else {v: i for i, v in enumerate(sorted(label_list))}
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 from recipe_utils import (
+    HubArguments,
     last_checkpoint,
     load_metric,
     parse_args,
@@ -49,10 +51,9 @@ SAMPLING_RATE = 16_000
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(HubArguments):
     model_name_or_path: str = field(metadata={"help": "A Wav2Vec2 checkpoint on the Hub or a local folder."})
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "A CTC tokenizer; else built."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models from the Hub."})
 
 
 @dataclass
@@ -132,14 +133,17 @@ def load_data(data_args, cache_dir):
     return raw
 
 
-def build_tokenizer(texts, output_dir: str) -> Wav2Vec2CTCTokenizer:
+def build_tokenizer(texts) -> Wav2Vec2CTCTokenizer:
+    """A character vocabulary from the transcriptions. Every rank builds the same one from the same texts, in a
+    temporary file: nothing is written to ``output_dir`` before the model has loaded (the tokenizer is saved with the
+    model, as part of the processor)."""
     chars = sorted(set("".join(texts).lower()) - {" "})
     vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "vocab.json")
-    with open(path, "w") as f:
-        json.dump(vocab, f)
-    return Wav2Vec2CTCTokenizer(path, unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "vocab.json")
+        with open(path, "w") as f:
+            json.dump(vocab, f)
+        return Wav2Vec2CTCTokenizer(path, unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
 
 
 @dataclass
@@ -162,12 +166,13 @@ def main():
     set_seed(training_args.seed)
     raw = load_data(data_args, model_args.cache_dir)
     metric = load_metric("wer")  # evaluate, local module (jiwer)
+    hub = model_args.hub_kwargs()
     if model_args.tokenizer_name_or_path:
-        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(model_args.tokenizer_name_or_path, **hub)
     else:
-        tokenizer = build_tokenizer(raw["train"][data_args.text_column], training_args.output_dir)
+        tokenizer = build_tokenizer(raw["train"][data_args.text_column])
     try:
-        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_args.model_name_or_path)
+        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_args.model_name_or_path, **hub)
     except OSError:
         feature_extractor = Wav2Vec2FeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True)
     processor = Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer)
@@ -176,8 +181,8 @@ def main():
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         ctc_loss_reduction="mean",
-        ignore_mismatched_sizes=True,
-        cache_dir=model_args.cache_dir,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **hub,
     )
 
     def prepare(ex):

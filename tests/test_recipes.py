@@ -182,12 +182,18 @@ def _wav2vec2_dir(path: Path):
 
 
 def test_run_speech_recognition_ctc_local_audio(tmp_path):
+    """The checkpoint's CTC head (8 symbols) does not fit the vocabulary built from the data: refused by
+    transformers unless --ignore_mismatched_sizes says to replace it, as in the HF examples."""
     _wav2vec2_dir(tmp_path / "model")
     _speech_data(tmp_path)
     out = tmp_path / "out"
-    run("run_speech_recognition_ctc.py", "--model_name_or_path", str(tmp_path / "model"),
-        "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
-        "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
+    args = ["--model_name_or_path", str(tmp_path / "model"), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "dev.csv"), "--do_train", "--do_eval",
+            "--output_dir", str(out)]  # fmt: skip
+    refused = run("run_speech_recognition_ctc.py", *args, expect_ok=False)
+    assert refused.returncode != 0 and "ignore_mismatched_sizes" in refused.stderr and not out.exists()
+    run("run_speech_recognition_ctc.py", *args, "--ignore_mismatched_sizes")
+    assert json.loads((out / "vocab.json").read_text())["<pad>"] == 0  # the built tokenizer, saved with the model
     m = _metrics(out)
     assert {"eval_loss", "eval_wer"} <= set(m) and m["eval_wer"] >= 0
 
@@ -201,7 +207,7 @@ def test_run_speech_recognition_ctc_audiofolder(tmp_path):
     out = tmp_path / "out"
     run("run_speech_recognition_ctc.py", "--model_name_or_path", str(tmp_path / "model"),
         "--train_file", str(tmp_path / "clips"), "--validation_file", str(tmp_path / "clips"),
-        "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
+        "--do_train", "--do_eval", "--output_dir", str(out), "--ignore_mismatched_sizes")  # fmt: skip
     assert _metrics(out)["eval_wer"] >= 0
 
 
@@ -217,31 +223,51 @@ def test_undecodable_audio_is_named(tmp_path):
 
 @pytest.mark.parametrize("arch", ["vit", "resnet"])
 def test_run_image_classification_local_folder(tmp_path, arch):
+    """The images go through the model's image processor (its size and statistics), which is saved with the model;
+    a model folder without one is refused, naming it, before anything is written."""
     from PIL import Image
-    from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
+    from transformers import (
+        AutoImageProcessor,
+        ConvNextImageProcessor,
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
 
+    model_dir = tmp_path / "model"
     if arch == "vit":
         ViTForImageClassification(
             ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                       intermediate_size=64, num_labels=6)
-        ).save_pretrained(tmp_path / "model")  # fmt: skip
+        ).save_pretrained(model_dir)  # fmt: skip
+        processor = ViTImageProcessor(size={"height": 16, "width": 16})
     else:
         ResNetForImageClassification(
             ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=6)
-        ).save_pretrained(tmp_path / "model")
+        ).save_pretrained(model_dir)
+        processor = ConvNextImageProcessor(size={"shortest_edge": 24})  # ImageNet statistics, as ResNet-50's
     rng = np.random.default_rng(0)
     for split, n in (("train", 8), ("val", 3)):
         for c in range(6):  # six classes: top-5 accuracy is meaningful
             d = tmp_path / split / f"class{c}"
             d.mkdir(parents=True)
             for i in range(n):
-                arr = (rng.random((16, 16, 3)) * 60 + c * 30).astype(np.uint8)
+                arr = (rng.random((20, 20, 3)) * 60 + c * 30).astype(np.uint8)
                 Image.fromarray(arr).save(d / f"{i}.png")
+    data = ["--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"), "--do_train"]
+    data.append("--do_eval")
+    refused = run("run_image_classification.py", "--model_name_or_path", str(model_dir), *data, "--output_dir",
+                  str(tmp_path / "refused"), expect_ok=False)  # fmt: skip
+    assert refused.returncode != 0 and "No image processor in" in refused.stderr and str(model_dir) in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    processor.save_pretrained(model_dir)
     out = tmp_path / "out"
-    run("run_image_classification.py", "--model_name_or_path", str(tmp_path / "model"), "--train_dir",
-        str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"), "--image_size", "16", "--do_train",
-        "--do_eval", "--output_dir", str(out))  # fmt: skip
+    run("run_image_classification.py", "--model_name_or_path", str(model_dir), *data, "--output_dir", str(out))
     assert {"eval_loss", "eval_accuracy", "eval_top5_accuracy"} <= set(_metrics(out))
+    saved = AutoImageProcessor.from_pretrained(out)
+    assert type(saved) is type(processor) and saved.image_mean == processor.image_mean
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "transformer"])
