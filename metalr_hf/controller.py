@@ -2,8 +2,8 @@
 
     lr_g(t) = base_lr_g · prior(t) · exp(δ_t) · b_t · γ_t
 
-- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on every run; ``prior="auto"``, the lab's
-  default: WSD on a run marked ``pretrained``, cosine otherwise);
+- ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on every run; ``prior="auto"``, with
+  which the lab's learners were meta-trained: WSD on a run marked ``pretrained``, cosine otherwise);
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
   most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
   was not meta-trained for such runs (:func:`knows_pretrained_runs`);
@@ -37,12 +37,13 @@ from .features import (
     finite_values,
 )
 from .learner import MetaLearner
-from .options import BoostPolicy, check_controller_options, check_prior, resolve_prior
+from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
 from .schedules import prior_multiplier
 
 __all__ = ["MetaController", "knows_pretrained_runs", "load_learner"]
 
 logger = logging.getLogger(__name__)
+_DEFAULTS = MetaSchedulerOptions()  # the options' one declaration of each default
 
 
 def knows_pretrained_runs(learner) -> bool:
@@ -75,12 +76,12 @@ class MetaController:
         learner (`MetaLearner`): the policy.
         num_training_steps (`int` or `Tensor[B]`), num_warmup_steps (`int` or `Tensor[B]`): horizons, warmups.
         batch_size (`int`, defaults to 1).
-        prior (`str`, defaults to `"auto"`), min_lr_ratio (`float`, 0.0), decay_fraction (`float`, 0.2):
-            the prior schedule (see `schedules.py`); ``"auto"``: per run, `wsd` on the runs marked ``pretrained``,
-            `cosine` on the others (:data:`options.AUTO_PRIORS`).
-        guard (`bool`, defaults to `True`), guard_ratio (`float`, 3.0), recovery (`int`, 10): see module docstring.
+        prior, min_lr_ratio, decay_fraction: the prior schedule (see `schedules.py`); ``"auto"``: per run, `wsd` on
+            the runs marked ``pretrained``, `cosine` on the others (:data:`options.AUTO_PRIORS`).
+        guard, guard_ratio, recovery: see module docstring.
+            Every option's default is :class:`~metalr_hf.options.MetaSchedulerOptions`'s (``prior="wsd"``).
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
-        max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
+        max_boost (`float`, `"auto"`, `"peak"` or `None`): the most the learner may raise the
             LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
             base LR (``prior · exp(δ) · b · γ ≤ 1``). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
             was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may only lower their LR), no
@@ -93,14 +94,14 @@ class MetaController:
         num_training_steps,
         num_warmup_steps=0,
         batch_size: int = 1,
-        prior: str = "auto",
-        min_lr_ratio: float = 0.0,
-        decay_fraction: float = 0.2,
-        guard: bool = True,
-        guard_ratio: float = 3.0,
-        recovery: int = 10,
+        prior: str = _DEFAULTS.prior,
+        min_lr_ratio: float = _DEFAULTS.min_lr_ratio,
+        decay_fraction: float = _DEFAULTS.decay_fraction,
+        guard: bool = _DEFAULTS.guard,
+        guard_ratio: float = _DEFAULTS.guard_ratio,
+        recovery: int = _DEFAULTS.recovery,
         pretrained=False,
-        max_boost="auto",
+        max_boost=_DEFAULTS.max_boost,
     ):
         check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner))

@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .schedules import PRIORS
+from .schedules import DECAY_FRACTION, PRIORS
 
 __all__ = [
     "AUTO_PRIORS",
@@ -29,7 +29,7 @@ __all__ = [
 HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_only")
 # The product's prior is WSD on every run (the owner's decision of 2026-12, from seven tasks no suite tuned on:
 # median regret to the best tuned run 0.12 around WSD against 0.25 with cosine from scratch). ``prior="auto"``, the
-# default until then and still the lab's (MetaController: the presets reproduce the shipped learners), picks by
+# default until then, with which the shipped learners were meta-trained and collected (the lab names it), picks by
 # whether the run fine-tunes pretrained weights: WSD there, cosine from scratch (lab/NOTEBOOK.md, "2026-11-30").
 DEFAULT_PRIOR = "wsd"
 AUTO_PRIORS = {False: "cosine", True: "wsd"}
@@ -141,7 +141,7 @@ class MetaSchedulerOptions:
         },
     )
     min_lr_ratio: float = field(default=0.0, metadata={"help": "the prior's final LR, as a fraction of the peak"})
-    decay_fraction: float = field(default=0.2, metadata={"help": "the share of a `wsd` run spent decaying"})
+    decay_fraction: float = field(default=DECAY_FRACTION, metadata={"help": "the share of a `wsd` run spent decaying"})
     guard: bool = field(default=True, metadata={"help": "the divergence guard on the smoothed loss"})
     guard_ratio: float = field(default=3.0, metadata={"help": "the guard cuts the LR above this × the best loss"})
     recovery: int = field(default=10, metadata={"help": "steps for a backed-off LR to recover ×2"})

@@ -16,7 +16,9 @@ import math
 
 import torch
 
-__all__ = ["PRIORS", "constant", "cosine", "linear", "prior_multiplier", "wsd"]
+__all__ = ["DECAY_FRACTION", "PRIORS", "constant", "cosine", "linear", "prior_multiplier", "wsd"]
+
+DECAY_FRACTION = 0.2  # the share of a WSD run spent decaying, by default (transformers' examples: 0.1-0.2)
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -63,7 +65,7 @@ def cosine(step, total, warmup=0, min_lr_ratio: float = 0.0, **_) -> torch.Tenso
     return warm * (min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + cos))
 
 
-def wsd(step, total, warmup=0, min_lr_ratio: float = 0.0, decay_fraction: float = 0.2, **_) -> torch.Tensor:
+def wsd(step, total, warmup=0, min_lr_ratio: float = 0.0, decay_fraction: float = DECAY_FRACTION, **_) -> torch.Tensor:
     """Warmup-stable-decay: constant, then a linear decay to ``min_lr_ratio`` over the last ``decay_fraction``."""
     warm, progress = _warmup_and_progress(step, total, warmup)
     start = 1.0 - decay_fraction

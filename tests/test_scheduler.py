@@ -108,12 +108,12 @@ def test_auto_prior_of_a_population_is_each_runs_own():
 
     pretrained = torch.tensor([0.0, 1.0, 1.0, 0.0])
     batched = MetaController(MetaLearner(), torch.tensor([20.0, 20.0, 50.0, 50.0]), 2, batch_size=4,
-                             pretrained=pretrained)  # fmt: skip
+                             pretrained=pretrained, prior="auto")  # fmt: skip
     for step in (0, 1, 5, 17, 19, 40):
         want = [float(f(step, T, 2)) for f, T in ((cosine, 20), (wsd, 20), (wsd, 50), (cosine, 50))]
         assert batched.scale(step).tolist() == pytest.approx(want, abs=1e-12)
         for run, (flag, T) in enumerate(((False, 20), (True, 20), (True, 50), (False, 50))):
-            one = MetaController(MetaLearner(), T, 2, pretrained=flag)
+            one = MetaController(MetaLearner(), T, 2, pretrained=flag, prior="auto")
             assert one.scale_value(step) == pytest.approx(want[run], abs=1e-12)
 
 

@@ -140,7 +140,7 @@ class _Recorder:
 
     def __init__(self, policy, pop):
         self.policy = policy
-        self.features = meta_policy(MetaLearner(), pop)  # δ ≡ 0: only its feature extractor matters
+        self.features = meta_policy(MetaLearner(), pop, prior="auto")  # δ ≡ 0: only its feature extractor matters
         self.rows = []
 
     def scale(self, step):
