@@ -194,12 +194,12 @@ _STATE_KEYS = (
     "prev_pred",
     "gg_f",
     "nonfinite",
+    "negative_loss",
+    "guard_prev1",
+    "guard_prev2",
+    "guard_ema",
     "last_features",
 )
-# Renamed after the first release (old name -> name): states written before load under the new names.
-_RENAMED = {"obs": "loss_change", "pred": "predicted_change", "bad": "nonfinite", "last": "last_features"}
-# Added after the first release: a state written before them lacks them and starts them at 0.
-_LATER_STATE_KEYS = ("negative_loss", "guard_prev1", "guard_prev2", "guard_ema")
 
 
 class FeatureExtractor:
@@ -243,7 +243,7 @@ class FeatureExtractor:
         if self.scalar and self.batch_size != 1:
             raise ValueError("a scalar FeatureExtractor holds one run")
         self._T, self._tau_f, self._tau_s = (float(v[0]) for v in (self.T, self.tau_f, self.tau_s))
-        state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS + _LATER_STATE_KEYS}
+        state = {k: torch.zeros(self.batch_size, dtype=torch.float64) for k in _STATE_KEYS}
         state["last_features"] = torch.zeros(self.batch_size, len(FEATURE_NAMES), dtype=torch.float64)
         self.state = state  # one assignment: a scalar extractor converts it to floats here
         self.pretrained = pretrained
@@ -284,24 +284,16 @@ class FeatureExtractor:
         return {**{k: v.clone() for k, v in self.state.items()}, "pretrained": self._pretrained.clone()}
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        state_dict = {_RENAMED.get(k, k): v for k, v in state_dict.items()}  # states written before the renames
-        missing = set(_STATE_KEYS) - set(state_dict)
+        missing = sorted(set(_STATE_KEYS) - set(state_dict) | {"pretrained"} - set(state_dict))
         if missing:
-            raise KeyError(f"FeatureExtractor state is missing {sorted(missing)}")
+            raise KeyError(f"FeatureExtractor state is missing {missing}")
         state = {k: torch.as_tensor(state_dict[k], dtype=torch.float64).clone() for k in _STATE_KEYS}
-        for k in _LATER_STATE_KEYS:
-            state[k] = torch.as_tensor(state_dict.get(k, self.state[k]), dtype=torch.float64).clone()
         for k, v in state.items():
             want = self.state[k].shape
-            if tuple(v.shape) != tuple(want) and not (k == "last_features" and v.shape[:-1] == want[:-1]):
+            if tuple(v.shape) != tuple(want):
                 raise ValueError(f"FeatureExtractor state {k!r} has shape {tuple(v.shape)}, expected {tuple(want)}")
-        last = state["last_features"]
-        if last.shape[-1] < len(FEATURE_NAMES):  # written before the newest features existed
-            pad = last.new_zeros(*last.shape[:-1], len(FEATURE_NAMES) - last.shape[-1])
-            state["last_features"] = torch.cat([last, pad], -1)
         self.state = state
-        if "pretrained" in state_dict:  # a resumed run keeps its feature (states written before it existed lack it)
-            self.pretrained = state_dict["pretrained"]
+        self.pretrained = state_dict["pretrained"]  # a resumed run keeps the feature its first part decided
 
     # -- update --------------------------------------------------------------------------------------------
     def update_values(self, x: dict, ok: bool, has_loss: bool, prior: float, prev_delta: float) -> list[float]:

@@ -60,8 +60,7 @@ class MetaLRScheduler(LRScheduler):
         revision, cache_dir, token, local_files_only: where a Hub learner comes from (`revision` pins a commit).
         prior (`str`, defaults to `"wsd"`): one of `constant`, `cosine`, `linear`, `wsd`, or `"auto"`: `wsd` on a
             run that fine-tunes pretrained weights (see ``pretrained``), `cosine` otherwise. A resumed run keeps
-            the prior its checkpoint was written with unless ``prior`` is given (cosine for checkpoints written
-            before ``"auto"``, ``"auto"`` for those written before WSD became the default).
+            the prior its checkpoint was written with unless ``prior`` is given.
         min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
@@ -159,8 +158,7 @@ class MetaLRScheduler(LRScheduler):
         fine-tuning learner for a pretrained run, the default one otherwise."""
         pretrained = bool(pretrained)
         if self.controller is not None and self.controller.step_count > 0:
-            # resumed from a checkpoint written before the feature existed: the feature only, the learner and the
-            # prior stay
+            # mid-run (after the first step): the feature only, the learner and the prior stay
             self.controller.set_prior(self.controller.run_prior())
             self.controller.extractor.pretrained = float(pretrained)
             return
@@ -517,7 +515,7 @@ class MetaLRScheduler(LRScheduler):
         source = state_dict.get("learner_source")
         written_by = source.get("name_or_path") if isinstance(source, dict) else None
         if self.default_pair and written_by in (DEFAULT_LEARNER, FINETUNE):
-            self._use_learner(written_by)  # the pair's learner the interrupted run used (an earlier release's too)
+            self._use_learner(written_by)  # the pair's learner the interrupted run used
         mine, theirs = self.learner.fingerprint(), state_dict.get("learner_fingerprint")
         if theirs != mine:
             raise ValueError(
@@ -536,14 +534,13 @@ class MetaLRScheduler(LRScheduler):
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
         self.controller.load_state_dict(state_dict["controller"])
-        if "prior" not in self.options:  # the interrupted run's (cosine was the default before "auto")
-            self.opts.prior = state_dict.get("prior", "cosine")
+        if "prior" not in self.options:  # the interrupted run's
+            self.opts.prior = state_dict["prior"]
             self.controller.set_prior(self.opts.prior)
-        if "pretrained" in state_dict["controller"]["extractor"]:
-            # decided by the interrupted run: the Trainer callback must not read it again from weights that have
-            # been trained since (a run from scratch would now look pretrained)
-            self.pretrained_given = True
-        held = state_dict.get("held_signals")
+        # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
+        # trained since (a run from scratch would now look pretrained)
+        self.pretrained_given = True
+        held = state_dict["held_signals"]
         self._held = None if held is None else (held, int(state_dict["held_step"]))
         # The LRs this scheduler had set for the next step, whatever the optimizer's loaded state holds (PyTorch's
         # distributed `set_state_dict` leaves them at the 0 it initialises the state with).

@@ -69,9 +69,9 @@ def is_number_like(value, scalar: bool = False) -> bool:
 
 _STATE_KEYS = {
     "last_epoch", "_step_count", "base_lrs", "_last_lr", "num_training_steps", "num_warmup_steps", "options",
-    "schema_version", "learner_fingerprint", "learner_source", "controller",
+    "schema_version", "learner_fingerprint", "learner_source", "controller", "decision_lag", "held_signals",
+    "held_step", "prior",
 }  # fmt: skip
-_LATER_STATE_KEYS = {"decision_lag", "held_signals", "held_step", "prior"}  # states written before them load without
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -79,7 +79,7 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
     if not isinstance(state, dict):
         raise ValueError(f"A MetaLRScheduler state must be a dict, got {type(state).__name__}")
-    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - _LATER_STATE_KEYS)
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS)
     if missing or extra:
         raise ValueError(
             f"Not a MetaLRScheduler state of this version: missing keys {missing}, unexpected keys {extra}. "
@@ -89,11 +89,10 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
-    if "prior" in state:
-        try:
-            check_prior(state["prior"])
-        except ValueError as e:
-            raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
+    try:
+        check_prior(state["prior"])
+    except ValueError as e:
+        raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
     for key in ("base_lrs", "_last_lr"):
         if len(state[key]) != num_groups:
             raise ValueError(

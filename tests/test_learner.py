@@ -173,16 +173,16 @@ def test_a_learner_reads_the_features_it_was_trained_on():
     assert not torch.allclose(new(x, s)[0], new(flipped, s)[0])
     with pytest.raises(ValueError, match="prefix"):
         MetaLearner(feature_names=["progress", "loss_noise"])
-    # the feature itself, and a scheduler state written before it existed
+    # the feature itself travels with the state; a state without it, or with fewer features, is refused by name
     ext = FeatureExtractor(100, batch_size=2, pretrained=torch.tensor([0.0, 1.0]))
     state = ext.state_dict()
     fresh = FeatureExtractor(100, batch_size=2)
-    fresh.load_state_dict(state)  # a state of today carries the feature
+    fresh.load_state_dict(state)
     assert fresh.pretrained.tolist() == [0.0, 1.0]
-    state["last"] = state.pop("last_features")[:, :-1]  # and the key as 0.1.0 named it
-    del state["pretrained"]  # as written before the feature existed: the extractor keeps its own value
-    ext.load_state_dict(state)
-    assert ext.state["last_features"].shape == (2, len(FEATURE_NAMES)) and ext.pretrained.tolist() == [0.0, 1.0]
+    with pytest.raises(KeyError, match="pretrained"):
+        fresh.load_state_dict({k: v for k, v in state.items() if k != "pretrained"})
+    with pytest.raises(ValueError, match="last_features"):
+        fresh.load_state_dict({**state, "last_features": state["last_features"][:, :-1]})
 
 
 @pytest.mark.parametrize(

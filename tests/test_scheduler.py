@@ -117,30 +117,30 @@ def test_auto_prior_of_a_population_is_each_runs_own():
             assert one.scale_value(step) == pytest.approx(want[run], abs=1e-12)
 
 
-@pytest.mark.parametrize("written_with", ["auto", None])
-def test_a_resumed_fine_tuning_run_keeps_the_prior_of_its_checkpoint(written_with):
-    """A checkpoint of a pretrained run written before ``prior="auto"`` (no "prior" entry: cosine was the default)
-    resumes on cosine, one written since on WSD: the LR does not jump at the resume."""
+def test_a_resumed_run_keeps_the_prior_of_its_checkpoint():
+    """A run written with ``prior="auto"`` (a pretrained run: WSD) resumes on it under the default options, one
+    written with cosine on cosine: the LR does not jump at the resume; a state without its prior is refused."""
     from metalr_hf import MetaLearner
 
     learner = MetaLearner()
-    model, optimizer, X, y = _problem()
-    first = MetaLRScheduler(optimizer, num_training_steps=20, meta_learner=learner, pretrained=True,
-                            prior="auto" if written_with else "cosine")  # fmt: skip
-    _steps(model, optimizer, first, X, y, 8)
-    state = first.state_dict()
-    if written_with is None:
-        del state["prior"]  # as an earlier release wrote it
-    model2, optimizer2, _, _ = _problem(seed=123)
-    model2.load_state_dict(model.state_dict())
-    resumed = MetaLRScheduler(optimizer2, num_training_steps=20, meta_learner=learner)  # the default options
-    optimizer2.load_state_dict(optimizer.state_dict())
-    resumed.load_state_dict(state)
-    after, _ = _steps(model2, optimizer2, resumed, X, y, 8)
-    schedule = wsd if written_with else cosine
-    assert [lr[0] for lr in after] == pytest.approx([1e-2 * schedule(t, 20, 0) for t in range(9, 17)], abs=1e-12)
-    assert schedule(12, 20, 0) != pytest.approx(cosine(12, 20, 0) if written_with else wsd(12, 20, 0))
-    assert resumed.state_dict()["prior"] == (written_with or "cosine")
+    for written_with, schedule in (("auto", wsd), ("cosine", cosine)):
+        model, optimizer, X, y = _problem()
+        first = MetaLRScheduler(optimizer, num_training_steps=20, meta_learner=learner, pretrained=True,
+                                prior=written_with)  # fmt: skip
+        _steps(model, optimizer, first, X, y, 8)
+        state = first.state_dict()
+        model2, optimizer2, _, _ = _problem(seed=123)
+        model2.load_state_dict(model.state_dict())
+        resumed = MetaLRScheduler(optimizer2, num_training_steps=20, meta_learner=learner)  # the default options
+        optimizer2.load_state_dict(optimizer.state_dict())
+        resumed.load_state_dict(state)
+        after, _ = _steps(model2, optimizer2, resumed, X, y, 8)
+        assert [lr[0] for lr in after] == pytest.approx([1e-2 * schedule(t, 20, 0) for t in range(9, 17)], abs=1e-12)
+        assert resumed.state_dict()["prior"] == written_with
+    assert wsd(12, 20, 0) != pytest.approx(cosine(12, 20, 0))
+    del state["prior"]
+    with pytest.raises(ValueError, match=r"missing keys \['prior'\]"):
+        MetaLRScheduler(optimizer2, num_training_steps=20, meta_learner=learner).load_state_dict(state)
 
 
 def test_without_observe_warns_once_and_runs_on_gradients():
