@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
 
 import torch
 
 from .features import (
+    _SCALAR,
+    _TENSOR,
     FEATURE_NAMES,
     FeatureExtractor,
     Signals,
@@ -239,25 +240,13 @@ class MetaController:
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite
-        if ok:
-            if not sane:
-                self.nonfinite_decisions += 1
-            c["delta"] = _f32(delta) if sane else 0.0
-            if sane:
-                self.learner_state = state
+        if ok and not sane:
+            self.nonfinite_decisions += 1
+        if ok and sane:
+            self.learner_state = state
+        v = self.extractor.values
+        c.update(_rule(c, delta, sane, ok, v["n_loss"] > 0, v["guard_ema"], self, _SCALAR))
         c["features"] = feats
-        # Non-finite back-off (in float32, as the batched path).
-        c["backoff"] = _f32(min(c["backoff"] * self.recover, 1.0) if ok else max(c["backoff"] * 0.5, 2**-10))
-        # Divergence guard on the smoothed log-loss.
-        if self.guard:
-            v = self.extractor.values
-            seen = v["n_loss"] > 0
-            if seen:
-                c["best"] = min(c["best"], v["guard_ema"])
-            if seen and v["guard_ema"] - c["best"] > self.log_guard_ratio:
-                c["guard_scale"] = _f32(max(c["guard_scale"] * 0.7, 2**-10))
-            elif ok:
-                c["guard_scale"] = _f32(min(c["guard_scale"] * self.recover, 1.0))
         self.step_count += 1
         return ok
 
@@ -276,24 +265,10 @@ class MetaController:
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = torch.isfinite(delta) & torch.isfinite(state).all(-1)
         self.nonfinite_decisions += int((ok & ~sane).sum())
-        delta = torch.where(sane, delta, torch.zeros_like(delta))
-        ok_state = ok & sane
-        self.delta = torch.where(ok, delta, self.delta)
-        self.learner_state = torch.where(ok_state[:, None], state, self.learner_state)
+        self.learner_state = torch.where((ok & sane)[:, None], state, self.learner_state)
+        s = self.extractor.state
+        self._control.update(_rule(self._control, delta, sane, ok, s["n_loss"] > 0, s["guard_ema"], self, _TENSOR))
         self.features = feats
-        # Non-finite back-off.
-        self.backoff = torch.where(
-            ok, (self.backoff * self.recover).clamp(max=1.0), (self.backoff * 0.5).clamp(min=2**-10)
-        )
-        # Divergence guard on the smoothed log-loss.
-        if self.guard:
-            s = self.extractor.state
-            seen = s["n_loss"] > 0
-            self.best = torch.where(seen, torch.minimum(self.best, s["guard_ema"]), self.best)
-            blown = seen & (s["guard_ema"] - self.best > self.log_guard_ratio)
-            shrink = (self.guard_scale * 0.7).clamp(min=2**-10)
-            grow = (self.guard_scale * self.recover).clamp(max=1.0)
-            self.guard_scale = torch.where(blown, shrink, torch.where(ok, grow, self.guard_scale)).float()
         self.step_count += 1
         return ok
 
@@ -321,6 +296,30 @@ class MetaController:
         self.step_count = int(state["step_count"])
 
 
-def _f32(x: float) -> float:
-    """``x`` rounded to float32, as the batched controller keeps its scales."""
-    return struct.unpack("f", struct.pack("f", x))[0]
+def _rule(c: dict, delta, sane, ok, seen, guard_ema, opts: MetaController, o) -> dict:
+    """The control values after one step, from the old ones ``c`` (``delta``, ``backoff``, ``guard_scale``,
+    ``best``): the one implementation, for ``B`` runs as ``[B]`` tensors (``o`` = ``features._TENSOR``) or one run
+    as Python floats (``o`` = ``features._SCALAR``, the scheduler's path), as ``features._step``.
+
+    - δ: the learner's (already capped), where the step's signals were finite (``ok``) and the decision is sane;
+      0 (the prior) where it is not; unchanged on a non-finite step, which the learner never sees;
+    - the non-finite back-off: halved at a non-finite step (down to 2⁻¹⁰), else recovering by ``recover``, up to 1;
+    - the divergence guard (``opts.guard``): ``best`` is the lowest smoothed log-loss seen; while the smoothed
+      log-loss sits more than ``log(guard_ratio)`` above it the guard shrinks ×0.7 a step (down to 2⁻¹⁰), else it
+      recovers as the back-off on finite steps.
+
+    The scales and δ are kept in float32 (``o.f32``), as the batched controller holds them."""
+    where, f32, clamp, recover = o.where, o.f32, o.clamp, opts.recover
+    new = {
+        "delta": where(ok, where(sane, f32(delta), 0.0), c["delta"]),
+        "backoff": where(
+            ok, f32(clamp(c["backoff"] * recover, None, 1.0)), f32(clamp(c["backoff"] * 0.5, 2**-10, None))
+        ),
+    }
+    if opts.guard:
+        best = where(seen, o.minimum(c["best"], guard_ema), c["best"])
+        blown = o.and_(seen, guard_ema - best > opts.log_guard_ratio)
+        shrink = f32(clamp(c["guard_scale"] * 0.7, 2**-10, None))
+        grow = f32(clamp(c["guard_scale"] * recover, None, 1.0))
+        new["best"], new["guard_scale"] = best, where(blown, shrink, where(ok, grow, c["guard_scale"]))
+    return new

@@ -44,6 +44,7 @@ that prefix of the vector, so learners trained before a feature existed run unch
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, fields
 
 import torch
@@ -456,6 +457,10 @@ class _TensorOps:
     def f(b):
         return b.double()
 
+    @staticmethod
+    def f32(x):
+        return x.float()
+
     and_ = staticmethod(torch.logical_and)
     or_ = staticmethod(torch.logical_or)
     not_ = staticmethod(torch.logical_not)
@@ -525,6 +530,14 @@ class _ScalarOps:
         return 1.0 if b else 0.0
 
     @staticmethod
+    def f32(x):
+        """``x`` rounded to float32, as the batched controller keeps its scales (beyond its range: ±inf)."""
+        try:
+            return _unpack_f32(_pack_f32(x))[0]
+        except OverflowError:
+            return math.copysign(math.inf, x)
+
+    @staticmethod
     def and_(a, b):
         return bool(a) and bool(b)
 
@@ -549,6 +562,7 @@ class _ScalarOps:
         return out
 
 
+_pack_f32, _unpack_f32 = struct.Struct("f").pack, struct.Struct("f").unpack
 _TENSOR, _SCALAR = _TensorOps(), _ScalarOps()
 
 
