@@ -39,6 +39,7 @@ __all__ = [
     "optimizer_chain",
     "optimizer_signals",
     "shard_count",
+    "zero_optimizer",
 ]
 
 _BLOCK = 256
@@ -132,19 +133,36 @@ def optimizer_chain(optimizer):
         optimizer = inner
 
 
+# DeepSpeed's ZeRO optimizers (stages 1-2, stage 3): each wraps a torch optimizer (``.optimizer``) over flat fp32
+# partitions, this rank's disjoint slice of every parameter (zero padding at the end), whose gradients exist only
+# inside that optimizer's step.
+_ZERO_OPTIMIZERS = ("DeepSpeedZeroOptimizer", "DeepSpeedZeroOptimizer_Stage3")
+
+
+def zero_optimizer(optimizer):
+    """The DeepSpeed ZeRO optimizer in ``optimizer``'s wrapper chain, or ``None``."""
+    for inner in optimizer_chain(optimizer):
+        if (type(inner).__module__ or "").split(".")[0] == "deepspeed" and type(inner).__name__ in _ZERO_OPTIMIZERS:
+            return inner
+    return None
+
+
 def check_layout(optimizer) -> None:
     """Refuse, naming it, an optimizer or parameter layout whose statistics this reader would read wrongly:
-    DeepSpeed's ZeRO optimizers (gradients and moments in flat partitions of their own), FSDP1's flat parameters
-    (each process holds a shard that is not marked as one), parameters laid out other than sharded or replicated.
-    FSDP2 (``fully_shard``: DTensors) and DDP are read."""
+    DeepSpeed's optimizers other than ZeRO's (``_ZERO_OPTIMIZERS``: their flat partitions are read), FSDP1's flat
+    parameters (each process holds a shard that is not marked as one), parameters laid out other than sharded or
+    replicated. FSDP2 (``fully_shard``: DTensors), DeepSpeed ZeRO and DDP are read."""
+    zero = zero_optimizer(optimizer)
     for inner in optimizer_chain(optimizer):
         module = type(inner).__module__ or ""
-        if module.split(".")[0] == "deepspeed":
+        if module.split(".")[0] == "deepspeed" and inner is not zero:
+            if zero is not None and inner is zero.optimizer:
+                continue
             raise NotImplementedError(
-                f"metalr-hf cannot read the statistics of DeepSpeed's {type(inner).__name__}: ZeRO keeps gradients "
-                "and optimizer moments in flat partitions the scheduler does not know. Use FSDP2 (accelerate's "
-                "fsdp_version: 2, or torch.distributed.fsdp.fully_shard) or DDP with lr_scheduler_type meta, or a "
-                "stock schedule under DeepSpeed."
+                f"metalr-hf cannot read the statistics of DeepSpeed's {type(inner).__name__}: it reads DeepSpeed's "
+                f"ZeRO optimizers ({', '.join(_ZERO_OPTIMIZERS)}), whose partitions it knows. Use ZeRO (any stage), "
+                "FSDP2 (accelerate's fsdp_version: 2, or torch.distributed.fsdp.fully_shard) or DDP with "
+                "lr_scheduler_type meta, or a stock schedule with this optimizer."
             )
     for group in optimizer.param_groups:
         for p in group["params"]:
@@ -498,6 +516,13 @@ class _Bucket:
                 out[4].mul_(c2)
 
 
+class _OneGroup:
+    """One param group of an optimizer, seen as an optimizer (what :class:`SignalReader` plans over)."""
+
+    def __init__(self, group: dict, state: dict):
+        self.param_groups, self.state = [group], state
+
+
 class SignalReader:
     """Reads :func:`optimizer_signals` step after step, planning once (see the module docstring).
 
@@ -508,6 +533,11 @@ class SignalReader:
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_elements: int | None = SAMPLE_ELEMENTS):
         self.optimizer, self.max_elements = optimizer, max_elements
+        # Under DeepSpeed ZeRO: its inner optimizer's flat partitions, one slice of the model per data-parallel rank,
+        # read inside that optimizer's step (a post-step hook), while their gradients exist; `read_into` then returns
+        # those sums (zeros, read as "no gradient", on a step the optimizer skipped).
+        self.partitions = 1
+        self._zero_hook = None
         self._warned_sparse = self._warned_layout = False
         self._key = None
         self._buckets: list[_Bucket] = []
@@ -515,6 +545,9 @@ class SignalReader:
         self._out: torch.Tensor | None = None
         self.out_np = None
         self._merge = True
+        zero = zero_optimizer(optimizer)
+        if zero is not None:
+            self.attach_zero(zero)
 
     def _signature(self) -> tuple:
         """What the plan depends on: the state and groups objects, how many states, which gradients exist (a
@@ -552,7 +585,7 @@ class SignalReader:
                     continue
                 state = opt.state.get(p, {})
                 kind = _kind(state)
-                shards = shard_count(p)
+                shards = shard_count(p) * self.partitions
                 local = _local(p)
                 odd = _odd_moments(local, {k: _local(state[k]) for k in _MOMENTS[kind]}, kind)
                 if odd is not None:  # read as an optimizer we do not know: the gradient and the weights only
@@ -600,6 +633,56 @@ class SignalReader:
 
     def _read_into(self, offset: int) -> torch.Tensor:
         """:meth:`read_into` for a caller already under ``torch.no_grad()`` (the scheduler's step)."""
+        if self._zero_hook is not None:  # read inside the ZeRO optimizer's step (`_read_in_step`)
+            if not self._zero_fresh:  # a step the optimizer skipped: no gradient seen
+                self._out.zero_()
+            self._zero_fresh = False
+            self._zero_steps += 1
+            return self._out
+        return self._read_now(offset)
+
+    def attach_zero(self, zero) -> None:
+        """Read DeepSpeed's ZeRO optimizer ``zero`` from now on: its inner optimizer's flat partitions, one per
+        data-parallel rank, inside that optimizer's step. For a scheduler built on the torch optimizer that DeepSpeed
+        wrapped later (the Trainer builds it so), the Trainer callback attaches the wrapper at train begin."""
+        import torch.distributed as dist
+
+        if self._zero_hook is not None:
+            return
+        group = getattr(zero, "dp_process_group", None)
+        self.optimizer = zero.optimizer
+        self.partitions = dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+        self._zero_hook = self.optimizer.register_step_post_hook(self._read_in_step)
+        self._zero_fresh, self._zero_steps, self._key = False, 0, None
+        self._zero_groups: dict[int, SignalReader] = {}
+        self._out = torch.zeros(len(STAT_KEYS) + 1)
+        self.out_np = self._out.numpy()
+
+    @torch.no_grad()
+    def _read_in_step(self, optimizer, args, kwargs) -> None:
+        """The ZeRO optimizer's post-step hook: the sums of this step, while the partitions hold their gradients.
+        ZeRO-1/2 step the inner optimizer one param group at a time (its ``param_groups`` then hold that group
+        only): each group is read by a reader of its own, and the sums of a step add up until the scheduler takes
+        them."""
+        if not self._zero_fresh:
+            self._out.zero_()
+        for group in optimizer.param_groups:
+            reader = self._zero_groups.get(id(group))
+            if reader is None:
+                reader = SignalReader(_OneGroup(group, optimizer.state), self.max_elements)
+                reader.partitions, self._zero_groups[id(group)] = self.partitions, reader
+            out = reader._read_now(self._zero_steps).to(self._out.device)
+            self._out[: len(STAT_KEYS)] += out[: len(STAT_KEYS)]
+            self._out[len(STAT_KEYS)] = torch.maximum(self._out[len(STAT_KEYS)], out[len(STAT_KEYS)])
+        self._zero_fresh = True
+
+    def close(self) -> None:
+        """Remove the hook a ZeRO optimizer holds (a reader made anew for a copy of the scheduler)."""
+        if self._zero_hook is not None:
+            self._zero_hook.remove()
+            self._zero_hook = None
+
+    def _read_now(self, offset: int) -> torch.Tensor:
         key = self._signature()
         if key != self._key:
             self._plan()
@@ -609,7 +692,7 @@ class SignalReader:
         if not all(bucket.coefficients(stride if bucket.sampled else 1) for bucket in self._buckets):
             self._merge = False  # merged groups whose learning rates parted: one bucket per group from now on
             self._key = None
-            return self._read_into(offset)
+            return self._read_now(offset)
         for bucket, row, row_np in zip(self._buckets, self._rows_of, self._rows_np):
             n = bucket.fill(stride, start, self._budget_rows)
             if n == 0:

@@ -29,7 +29,7 @@ from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .learner import MetaLearner
 from .options import MetaSchedulerOptions
-from .reader import check_layout, optimizer_chain
+from .reader import check_layout, optimizer_chain, zero_optimizer
 from .scheduler_checks import (
     check_group_lrs,
     check_horizon,
@@ -144,8 +144,10 @@ class MetaLRScheduler(LRScheduler):
         self._buffers: list | None = None
         self._flip = 0
         self._reader = SignalReader(optimizer)
-        super().__init__(optimizer, last_epoch)
-        self._hook = _register_adopt_hook(self)
+        # Under DeepSpeed ZeRO the LRs live in its inner torch optimizer's param groups (the wrapper's are those)
+        zero = zero_optimizer(optimizer)
+        super().__init__(self._reader.optimizer if zero else optimizer, last_epoch)
+        self._hook = None if zero else _register_adopt_hook(self)
 
     def _load(self, meta_learner) -> MetaLearner:
         with torch.random.fork_rng(devices=[]):
@@ -211,6 +213,16 @@ class MetaLRScheduler(LRScheduler):
             self.learner = self._load(name)
             if self.controller is not None:
                 self.controller = self._new_controller()
+
+    def attach_zero(self, zero) -> None:
+        """Read DeepSpeed's ZeRO optimizer ``zero`` (its flat partitions, inside its step), for a scheduler built on
+        the torch optimizer DeepSpeed wrapped afterwards (``MetaLRCallback`` calls it at train begin). ZeRO steps
+        that optimizer one param group at a time, so the hook that adopts new groups is removed."""
+        check_layout(zero)
+        self._reader.attach_zero(zero)
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def _new_controller(self) -> MetaController:
         return MetaController(

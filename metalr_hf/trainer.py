@@ -15,6 +15,7 @@ from transformers.utils.generic import ExplicitEnum
 from ._log import package_logger, warn
 from .options import MetaSchedulerOptions
 from .pretrained_weights import infer_pretrained
+from .reader import zero_optimizer
 from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler, scalar_f32
 
 __all__ = ["MetaLRCallback", "MetaSchedulerType", "MetaTrainer", "MetaTrainingArguments", "VALID_SCHEDULER_NAMES"]
@@ -201,6 +202,9 @@ class MetaLRCallback(TrainerCallback):
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
             return
+        zero = zero_optimizer(kwargs.get("optimizer"))
+        if zero is not None:  # --deepspeed: the scheduler was built on the torch optimizer ZeRO wrapped since
+            self._scheduler.attach_zero(zero)
         resumed_elsewhere = state.global_step > 0 and self._scheduler.num_training_steps != state.max_steps
         if self._scheduler.controller is None or (state.max_steps > 0 and resumed_elsewhere):
             # built with num_training_steps=None, or resumed with another horizon: the Trainer's is the run's

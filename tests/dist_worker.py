@@ -3,7 +3,7 @@
     python dist_worker.py OUT_DIR GRAD_ACC [MODE]
 
 MODE ``run`` (default) trains 12 steps; ``save`` also writes a checkpoint at step 6 and is killed (stops) at step 8;
-``resume`` continues from that checkpoint to step 12."""
+``resume`` continues from that checkpoint to step 12; ``zero2`` trains as ``run`` under ``--deepspeed`` (ZeRO-2)."""
 
 import json
 import os
@@ -35,7 +35,9 @@ def main():
         report_to=[],
         lr_scheduler_type="meta",
         lr_scheduler_kwargs={"meta_learner": learner_dir},
-        use_cpu=True,
+        use_cpu=mode != "zero2",
+        deepspeed={"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",
+                   "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"} if mode == "zero2" else None,
         ddp_backend="gloo",
         seed=0,
         disable_tqdm=True,
@@ -48,13 +50,14 @@ def main():
             return super().on_optimizer_step(args, state, control, **kw)
 
     trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification(n=512), callbacks=[Spy()])
-    lrs, priors = [], []
+    lrs, priors, read = [], [], []
 
     class Record(MetaLRCallback.__mro__[1]):
         def on_step_end(self, args, state, control, optimizer=None, **kw):
             lrs.append(optimizer.param_groups[0]["lr"])
             sched = trainer.lr_scheduler
             priors.append(sched.base_lrs[0] * float(sched.controller.prior_at(sched.last_epoch)[0]))
+            read.append(float(sched.last_signals.gm[0]))  # g·m: read from the gradients and moments
             if mode == "save" and state.global_step == 8:
                 control.should_training_stop = True  # killed after the checkpoint
 
@@ -62,7 +65,7 @@ def main():
     checkpoint = os.path.join(out_dir, "trainer", "checkpoint-6")
     trainer.train(resume_from_checkpoint=checkpoint if mode == "resume" else None)
     with open(os.path.join(out_dir, f"rank{rank}-{mode}.json"), "w") as f:
-        json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses}, f)
+        json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses, "gm": read}, f)
     # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489); it
     # happened here even after destroying the group, so this helper leaves without interpreter teardown
     torch.distributed.barrier()

@@ -47,15 +47,53 @@ def test_fsdp2_on_two_ranks_sets_the_lr_of_one_process_and_resumes_from_sharded_
     assert resumed[0]["lrs"] == pytest.approx(lrs[6:], rel=1e-6)
 
 
-def test_deepspeed_zero_optimizers_are_refused_at_once_naming_them():
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeed_zero_on_two_ranks_sets_the_lr_of_one_process(tmp_path, stage):
+    """DeepSpeed ZeRO (stage 1-2: optimizer state and gradients partitioned; 3: parameters too) on 2 gloo ranks: the
+    scheduler reads its inner optimizer's flat partitions inside that optimizer's step, and sets the LR of one
+    process (the single-process run of the FSDP2 test, same data and update)."""
+    pytest.importorskip("deepspeed")
+    import subprocess
+
+    subprocess.run([sys.executable, WORKER, str(tmp_path), "single"], env=ENV, check=True, capture_output=True)
+    single = json.loads((tmp_path / "single-rank0.json").read_text())
+    zero = _torchrun(tmp_path, f"zero{stage}")
+    assert zero[0]["lrs"] == zero[1]["lrs"]
+    for key, value in single["signals"].items():
+        assert zero[0]["signals"][key] == pytest.approx(value, rel=2e-5, abs=1e-12), key
+    assert zero[0]["lrs"][0] == pytest.approx(single["lrs"][0], rel=2.5e-7)
+    assert zero[0]["lrs"] == pytest.approx(single["lrs"], rel=1e-4)
+
+
+def test_trainer_with_deepspeed_zero2_reads_the_partitions_on_every_rank(tmp_path):
+    """``MetaTrainer`` with ``--deepspeed`` (ZeRO-2) on 2 gloo ranks: the scheduler, built on the torch optimizer
+    before DeepSpeed wrapped it, is handed the ZeRO optimizer at train begin and reads its partitions group by group
+    inside its step (g·m is there on every step, not the no-gradient fallback); both ranks set the same LR, which
+    the learner moves off the prior."""
+    pytest.importorskip("deepspeed")
+    from conftest import perturbed_learner
+
+    worker = os.path.join(os.path.dirname(__file__), "dist_worker.py")
+    perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(free_port()), worker, str(tmp_path), "1", "zero2"]  # fmt: skip
+    launch_ranks(launch, [tmp_path / f"rank{r}-zero2.json" for r in (0, 1)], env=ENV)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}-zero2.json").read_text()) for r in (0, 1))
+    assert len(r0["lrs"]) == 12 and r0["lrs"] == r1["lrs"]
+    assert all(gm != 0 for gm in r0["gm"])  # the gradients and moments were read (the fallback leaves g·m at 0)
+    scales = [lr / prior for lr, prior in zip(r0["lrs"][2:-1], r0["priors"][2:-1])]
+    assert max(abs(s - 1.0) for s in scales) > 0.05
+
+
+def test_other_deepspeed_optimizers_are_refused_at_once_naming_them():
     from metalr_hf import MetaLRScheduler
 
     model = torch.nn.Linear(4, 2)
     inner = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ZeroOptimizer = type("DeepSpeedZeroOptimizer", (), {"__module__": "deepspeed.runtime.zero.stage_1_and_2"})
-    wrapper = ZeroOptimizer()
+    Fp16Optimizer = type("FP16_Optimizer", (), {"__module__": "deepspeed.runtime.fp16.fused_optimizer"})
+    wrapper = Fp16Optimizer()
     wrapper.optimizer, wrapper.param_groups, wrapper.state = inner, inner.param_groups, inner.state
-    with pytest.raises(NotImplementedError, match="DeepSpeed's DeepSpeedZeroOptimizer.*FSDP2"):
+    with pytest.raises(NotImplementedError, match="DeepSpeed's FP16_Optimizer.*ZeRO"):
         MetaLRScheduler(wrapper, num_training_steps=10)
 
 
