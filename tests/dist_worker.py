@@ -3,7 +3,8 @@
     python dist_worker.py OUT_DIR GRAD_ACC [MODE]
 
 MODE ``run`` (default) trains 12 steps; ``save`` also writes a checkpoint at step 6 and is killed (stops) at step 8;
-``resume`` continues from that checkpoint to step 12; ``zero2`` trains as ``run`` under ``--deepspeed`` (ZeRO-2)."""
+``resume`` continues from that checkpoint to step 12; ``zero2``, ``zero2-save``, ``zero2-resume`` do the same under
+``--deepspeed`` (ZeRO-2)."""
 
 import json
 import os
@@ -21,11 +22,13 @@ from metalr_hf import MetaLRCallback, MetaTrainer, MetaTrainingArguments  # noqa
 def main():
     out_dir, grad_acc = sys.argv[1], int(sys.argv[2])
     mode = sys.argv[3] if len(sys.argv) > 3 else "run"
+    zero = mode.startswith("zero2")
+    phase = mode.split("-")[1] if "-" in mode else "run"
     rank = int(os.environ["RANK"])
     learner_dir = os.path.join(out_dir, "learner")
     args = MetaTrainingArguments(
         output_dir=os.path.join(out_dir, "trainer"),
-        save_strategy="steps" if mode == "save" else "no",
+        save_strategy="steps" if phase == "save" else "no",
         save_steps=6,
         per_device_train_batch_size=8,
         gradient_accumulation_steps=grad_acc,
@@ -35,9 +38,9 @@ def main():
         report_to=[],
         lr_scheduler_type="meta",
         lr_scheduler_kwargs={"meta_learner": learner_dir},
-        use_cpu=mode != "zero2",
+        use_cpu=not zero,
         deepspeed={"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",
-                   "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"} if mode == "zero2" else None,
+                   "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"} if zero else None,
         ddp_backend="gloo",
         seed=0,
         disable_tqdm=True,
@@ -58,12 +61,12 @@ def main():
             sched = trainer.lr_scheduler
             priors.append(sched.base_lrs[0] * float(sched.controller.prior_at(sched.last_epoch)[0]))
             read.append(float(sched.last_signals.gm[0]))  # g·m: read from the gradients and moments
-            if mode == "save" and state.global_step == 8:
+            if phase == "save" and state.global_step == 8:
                 control.should_training_stop = True  # killed after the checkpoint
 
     trainer.add_callback(Record())
     checkpoint = os.path.join(out_dir, "trainer", "checkpoint-6")
-    trainer.train(resume_from_checkpoint=checkpoint if mode == "resume" else None)
+    trainer.train(resume_from_checkpoint=checkpoint if phase == "resume" else None)
     with open(os.path.join(out_dir, f"rank{rank}-{mode}.json"), "w") as f:
         json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses, "gm": read}, f)
     # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489); it

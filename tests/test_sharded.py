@@ -65,24 +65,32 @@ def test_deepspeed_zero_on_two_ranks_sets_the_lr_of_one_process(tmp_path, stage)
     assert zero[0]["lrs"] == pytest.approx(single["lrs"], rel=1e-4)
 
 
-def test_trainer_with_deepspeed_zero2_reads_the_partitions_on_every_rank(tmp_path):
+def test_trainer_with_deepspeed_zero2_reads_the_partitions_and_resumes(tmp_path):
     """``MetaTrainer`` with ``--deepspeed`` (ZeRO-2) on 2 gloo ranks: the scheduler, built on the torch optimizer
     before DeepSpeed wrapped it, is handed the ZeRO optimizer at train begin and reads its partitions group by group
     inside its step (g·m is there on every step, not the no-gradient fallback); both ranks set the same LR, which
-    the learner moves off the prior."""
+    the learner moves off the prior; a run checkpointed at step 6 (DeepSpeed's checkpoint and scheduler.pt) and
+    killed at step 8, resumed, continues the uninterrupted trajectory."""
     pytest.importorskip("deepspeed")
     from conftest import perturbed_learner
 
     worker = os.path.join(os.path.dirname(__file__), "dist_worker.py")
     perturbed_learner(seed=61).save_pretrained(tmp_path / "learner")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(free_port()), worker, str(tmp_path), "1", "zero2"]  # fmt: skip
-    launch_ranks(launch, [tmp_path / f"rank{r}-zero2.json" for r in (0, 1)], env=ENV)
-    r0, r1 = (json.loads((tmp_path / f"rank{r}-zero2.json").read_text()) for r in (0, 1))
+    runs = {}
+    for mode in ("zero2", "zero2-save", "zero2-resume"):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                  "127.0.0.1", "--master_port", str(free_port()), worker, str(tmp_path), "1", mode]  # fmt: skip
+        launch_ranks(launch, [tmp_path / f"rank{r}-{mode}.json" for r in (0, 1)], env=ENV)
+        runs[mode] = [json.loads((tmp_path / f"rank{r}-{mode}.json").read_text()) for r in (0, 1)]
+    r0, r1 = runs["zero2"]
     assert len(r0["lrs"]) == 12 and r0["lrs"] == r1["lrs"]
     assert all(gm != 0 for gm in r0["gm"])  # the gradients and moments were read (the fallback leaves g·m at 0)
     scales = [lr / prior for lr, prior in zip(r0["lrs"][2:-1], r0["priors"][2:-1])]
     assert max(abs(s - 1.0) for s in scales) > 0.05
+    assert runs["zero2-save"][0]["lrs"] == r0["lrs"][:8]
+    resumed = runs["zero2-resume"]
+    assert resumed[0]["lrs"] == resumed[1]["lrs"] and len(resumed[0]["lrs"]) == 6
+    assert resumed[0]["lrs"] == pytest.approx(r0["lrs"][6:], rel=1e-6)
 
 
 def test_other_deepspeed_optimizers_are_refused_at_once_naming_them():
