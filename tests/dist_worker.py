@@ -23,7 +23,7 @@ def main():
     out_dir, grad_acc = sys.argv[1], int(sys.argv[2])
     mode = sys.argv[3] if len(sys.argv) > 3 else "run"
     zero = mode.startswith("zero2")
-    phase = mode.split("-")[1] if "-" in mode else "run"
+    phase = mode.removeprefix("zero2").removeprefix("-") or "run"
     rank = int(os.environ["RANK"])
     learner_dir = os.path.join(out_dir, "learner")
     args = MetaTrainingArguments(
