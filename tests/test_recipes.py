@@ -270,7 +270,7 @@ def test_run_image_classification_local_folder(tmp_path, arch):
     assert type(saved) is type(processor) and saved.image_mean == processor.image_mean
 
 
-@pytest.mark.parametrize("model_type", ["lstm", "transformer"])
+@pytest.mark.parametrize("model_type", ["patchtst", "patchtsmixer"])
 def test_run_time_series_local_csv(tmp_path, model_type):
     from metalr_hf.metatrain.forecasters import m4_like_series
 
@@ -278,8 +278,18 @@ def test_run_time_series_local_csv(tmp_path, model_type):
     rows = [f"s{i},{v:.4f}" for i, s in enumerate(series) for v in s]
     (tmp_path / "series.csv").write_text("series_id,value\n" + "\n".join(rows))
     out = tmp_path / "out"
-    run("run_time_series.py", "--train_file", str(tmp_path / "series.csv"), "--model_type", model_type,
-        "--context_length", "24", "--prediction_length", "6", "--hidden_size", "16", "--do_train", "--do_eval",
-        "--output_dir", str(out))  # fmt: skip
+    data = ["--train_file", str(tmp_path / "series.csv"), "--prediction_length", "6"]
+    run("run_time_series.py", *data, "--model_type", model_type, "--context_length", "24", "--hidden_size", "16",
+        "--patch_length", "4", "--do_train", "--do_eval", "--output_dir", str(out))  # fmt: skip
     m = _metrics(out)
     assert {"eval_mae", "eval_rmse"} <= set(m) and m["eval_rmse"] >= m["eval_mae"] > 0
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(out).model_type == model_type  # a transformers model, saved as one
+    # the saved model, evaluated again from its folder; a context length other than its own is refused, naming it
+    run("run_time_series.py", *data, "--model_name_or_path", str(out), "--context_length", "24", "--do_eval",
+        "--output_dir", str(tmp_path / "again"))  # fmt: skip
+    assert _metrics(tmp_path / "again")["eval_mae"] == pytest.approx(m["eval_mae"], rel=1e-5)
+    refused = run("run_time_series.py", *data, "--model_name_or_path", str(out), "--context_length", "12",
+                  "--do_eval", "--output_dir", str(tmp_path / "refused"), expect_ok=False)  # fmt: skip
+    assert refused.returncode != 0 and "context_length=24" in refused.stderr

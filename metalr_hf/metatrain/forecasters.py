@@ -1,15 +1,13 @@
 """Small forecasters with a Hugging Face-style interface (``forward(past_values, future_values) → loss, logits``),
-used by the benchmark's forecasting task and by ``recipes/run_time_series.py``; and M4-like synthetic series."""
+used by the benchmark's forecasting task; and M4-like synthetic series (the zoo's ``m4_rnn``). The time-series recipe
+uses transformers' own forecasters (PatchTST, PatchTSMixer)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 from torch import nn
 
-__all__ = ["FORECASTERS", "LSTMForecaster", "TransformerForecaster", "forecast_metrics", "m4_like_series"]
+__all__ = ["LSTMForecaster", "forecast_metrics", "m4_like_series"]
 
 
 class _Scaled(nn.Module):
@@ -36,25 +34,6 @@ class LSTMForecaster(_Scaled):
     def encode(self, x):
         h, _ = self.lstm(x[..., None])
         return self.head(h[:, -1])
-
-
-class TransformerForecaster(_Scaled):
-    def __init__(
-        self, prediction_length: int = 8, hidden: int = 32, layers: int = 2, heads: int = 2, context: int = 512
-    ):
-        super().__init__()
-        self.embed = nn.Linear(1, hidden)
-        self.pos = nn.Parameter(torch.randn(context, hidden) / math.sqrt(hidden))
-        layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Linear(hidden, prediction_length)
-
-    def encode(self, x):
-        h = self.embed(x[..., None]) + self.pos[: x.shape[1]]
-        return self.head(self.encoder(h)[:, -1])
-
-
-FORECASTERS = {"lstm": LSTMForecaster, "transformer": TransformerForecaster}
 
 
 def m4_like_series(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
