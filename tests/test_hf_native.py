@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import logged, tiny_bert, tiny_gpt2, toy_classification
-from test_trainer import _args
+from test_trainer import _args, _lrs
 
 import metalr_hf
 from metalr_hf import MetaLRScheduler, MetaTrainer
@@ -204,6 +204,36 @@ def test_meta_trainer_mixes_into_another_trainer_subclass(tmp_path):
     trainer.train()
     assert Counting.calls == 30 and isinstance(trainer.lr_scheduler, MetaLRScheduler)
     _learned(trainer, 30)
+
+
+def test_hyperparameter_search_gives_each_trial_the_schedule_of_a_standalone_run(tmp_path):
+    """``Trainer.hyperparameter_search`` (optuna, model_init) rebuilds the scheduler for every trial: each trial's
+    LR trajectory is the one a standalone run at its learning rate gets, with nothing carried over between trials."""
+    optuna = pytest.importorskip("optuna")
+    from transformers import TrainerCallback
+
+    grid = [1e-3, 1e-2]
+    trials = []
+
+    class Record(TrainerCallback):
+        def on_train_end(self, args, state, control, lr_scheduler=None, **kw):
+            lrs = [h["learning_rate"] for h in state.log_history if "learning_rate" in h]
+            trials.append((args.learning_rate, type(lr_scheduler).__name__, lrs))
+
+    data = toy_classification(n=96)
+    trainer = MetaTrainer(model_init=lambda trial=None: tiny_bert(), args=_args(tmp_path, max_steps=10),
+                          train_dataset=data, eval_dataset=data, callbacks=[Record()])  # fmt: skip
+    best = trainer.hyperparameter_search(
+        hp_space=lambda trial: {"learning_rate": trial.suggest_categorical("learning_rate", grid)},
+        backend="optuna", n_trials=2, direction="minimize",
+        sampler=optuna.samplers.GridSampler({"learning_rate": grid}),
+    )  # fmt: skip
+    assert sorted(lr for lr, _, _ in trials) == grid and best.hyperparameters["learning_rate"] in grid
+    for lr, kind, lrs in trials:
+        alone = MetaTrainer(model=tiny_bert(), args=_args(tmp_path / str(lr), max_steps=10, learning_rate=lr),
+                            train_dataset=data)  # fmt: skip
+        alone.train()
+        assert kind == "MetaLRScheduler" and lrs == pytest.approx(_lrs(alone), rel=1e-6)
 
 
 def test_the_readme_options_table_is_generated_from_the_dataclass():
