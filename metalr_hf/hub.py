@@ -116,9 +116,10 @@ def resolve_learner_files(
 
 
 def _download(repo_id, revision, cache_dir, token, local_files_only, force_download) -> LearnerFiles:
-    from huggingface_hub import hf_hub_download
+    """The learner's files from the Hub (or the HF cache): one ``snapshot_download`` of just those files, so the
+    revision is resolved once and every file comes from the same commit."""
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        EntryNotFoundError,
         GatedRepoError,
         HFValidationError,
         LocalEntryNotFoundError,
@@ -127,51 +128,53 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
     )
 
     at = f" at revision {revision!r}" if revision else ""
-    paths = {}
-    for filename in _FILES:
-        try:
-            paths[filename] = Path(
-                hf_hub_download(
-                    repo_id,
-                    filename,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    token=token,
-                    local_files_only=local_files_only,
-                    force_download=force_download,
-                )
+    try:
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=[*_FILES, CARD_CONTEXT_FILE],  # the card context is optional: kept when present
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=local_files_only,
+                force_download=force_download,
             )
-        except GatedRepoError:
-            raise MetaLearnerNotFoundError(
-                f"The Hub repo {repo_id!r} is gated: accept its terms on the Hub and log in (`hf auth login`)."
-            ) from None
-        except RepositoryNotFoundError:
-            raise MetaLearnerNotFoundError(
-                f"meta_learner {repo_id!r} is not a local folder and no Hub repo of that name is visible. Check "
-                "the name; for a private repo, log in (`hf auth login`) or pass `token`."
-            ) from None
-        except RevisionNotFoundError:
-            raise MetaLearnerNotFoundError(
-                f"The Hub repo {repo_id!r} has no revision {revision!r}; pass an existing branch, tag or commit sha."
-            ) from None
-        except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
-            raise MetaLearnerNotFoundError(
-                f"meta_learner {repo_id!r}{at} is not in the local Hugging Face cache and the Hub cannot be "
-                "reached (offline, HF_HUB_OFFLINE=1 or local_files_only=True). Run `metalr-hf pull "
-                f"{repo_id}` while online, or pass a local folder."
-            ) from None
-        except EntryNotFoundError:
-            raise MetaLearnerNotFoundError(
-                f"The Hub repo {repo_id!r}{at} has no {filename}; a metalr-hf learner repo holds {list(_FILES)}."
-            ) from None
-        except HFValidationError as e:
-            raise MetaLearnerNotFoundError(f"meta_learner {repo_id!r} is not a valid Hub repo id: {e}") from None
-    try:  # optional: the card context, so that a learner saved again keeps its card
-        hf_hub_download(repo_id, CARD_CONTEXT_FILE, revision=revision, cache_dir=cache_dir, token=token,
-                        local_files_only=local_files_only, force_download=force_download)  # fmt: skip
-    except (EntryNotFoundError, LocalEntryNotFoundError, OSError):
-        pass
+        )
+    except GatedRepoError:
+        raise MetaLearnerNotFoundError(
+            f"The Hub repo {repo_id!r} is gated: accept its terms on the Hub and log in (`hf auth login`)."
+        ) from None
+    except RepositoryNotFoundError:
+        raise MetaLearnerNotFoundError(
+            f"meta_learner {repo_id!r} is not a local folder and no Hub repo of that name is visible. Check "
+            "the name; for a private repo, log in (`hf auth login`) or pass `token`."
+        ) from None
+    except RevisionNotFoundError:
+        raise MetaLearnerNotFoundError(
+            f"The Hub repo {repo_id!r} has no revision {revision!r}; pass an existing branch, tag or commit sha."
+        ) from None
+    except LocalEntryNotFoundError:
+        raise MetaLearnerNotFoundError(_not_cached(repo_id, at)) from None
+    except HFValidationError as e:
+        raise MetaLearnerNotFoundError(f"meta_learner {repo_id!r} is not a valid Hub repo id: {e}") from None
+    paths = {filename: folder / filename for filename in _FILES}
+    missing = [f for f, path in paths.items() if not path.is_file()]
+    if missing:
+        offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+        if offline:  # a snapshot cached in part
+            raise MetaLearnerNotFoundError(_not_cached(repo_id, at))
+        raise MetaLearnerNotFoundError(
+            f"The Hub repo {repo_id!r}{at} has no {missing[0]}; a metalr-hf learner repo holds {list(_FILES)}."
+        )
     return LearnerFiles(repo_id, paths["config.json"], paths["model.safetensors"], _revision_of(paths["config.json"]))
+
+
+def _not_cached(repo_id: str, at: str) -> str:
+    return (
+        f"meta_learner {repo_id!r}{at} is not in the local Hugging Face cache and the Hub cannot be reached "
+        f"(offline, HF_HUB_OFFLINE=1 or local_files_only=True). Run `metalr-hf pull {repo_id}` while online, or pass "
+        "a local folder."
+    )
 
 
 # -- model cards -----------------------------------------------------------------------------------------------

@@ -116,6 +116,17 @@ def test_unknown_revision_and_repo_offline(hub_cache):
         MetaLearner.from_pretrained("org/missing")
 
 
+def test_a_snapshot_cached_in_part_is_named_not_half_loaded(hub_cache):
+    """One ``snapshot_download`` resolves the revision once; offline, a snapshot whose weights are not cached is
+    reported as not in the cache (with the command that fetches it), not loaded from a config alone."""
+    perturbed_learner().save_pretrained(hub_cache.parent / "l")
+    sha = push_learner(hub_cache.parent / "l", "org/part", api=FakeHubApi(cache=hub_cache)).oid
+    assert MetaLearner.from_pretrained("org/part").source["revision"] == sha
+    (hub_cache / "models--org--part" / "snapshots" / sha / "model.safetensors").unlink()
+    with pytest.raises(MetaLearnerNotFoundError, match="'org/part' is not in the local Hugging Face cache.*pull"):
+        MetaLearner.from_pretrained("org/part")
+
+
 def test_corrupted_and_wrong_schema_from_cache(hub_cache):
     perturbed_learner().save_pretrained(hub_cache.parent / "l")
     sha = push_learner(hub_cache.parent / "l", "org/bad", api=FakeHubApi(cache=hub_cache)).oid
