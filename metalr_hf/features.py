@@ -49,8 +49,6 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .reader import SignalReader, optimizer_signals  # re-exported: the reader lived here
-
 __all__ = [
     "FEATURE_CLIP",
     "FEATURE_GROUPS",
@@ -59,8 +57,6 @@ __all__ = [
     "FeatureExtractor",
     "Signals",
     "feature_mask",
-    "SignalReader",
-    "optimizer_signals",
 ]
 
 SCHEMA_VERSION = 1

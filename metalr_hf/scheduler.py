@@ -19,17 +19,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ._log import warn
 from .controller import MetaController, load_learner
-from .features import (
-    FEATURE_NAMES,
-    SCHEMA_VERSION,
-    SignalReader,
-    Signals,
-)
+from .features import FEATURE_NAMES, SCHEMA_VERSION, Signals
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
+from .layouts import check_layout, optimizer_chain, zero_optimizer
 from .learner import MetaLearner
 from .options import MetaSchedulerOptions
-from .reader import check_layout, optimizer_chain, zero_optimizer
+from .reader import SignalReader
 from .scheduler_checks import (
     check_group_lrs,
     check_horizon,

@@ -39,8 +39,14 @@ def main():
         lr_scheduler_type="meta",
         lr_scheduler_kwargs={"meta_learner": learner_dir},
         use_cpu=not zero,
-        deepspeed={"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",
-                   "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"} if zero else None,
+        deepspeed={
+            "zero_optimization": {"stage": 2},
+            "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto",
+        }
+        if zero
+        else None,
         ddp_backend="gloo",
         seed=0,
         disable_tqdm=True,

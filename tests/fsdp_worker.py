@@ -54,8 +54,11 @@ def main():
         fully_shard(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     if zero:
-        config = {"train_micro_batch_size_per_gpu": BATCH // world, "zero_optimization": {"stage": int(mode[-1])},
-                  "gradient_clipping": 0.0}
+        config = {
+            "train_micro_batch_size_per_gpu": BATCH // world,
+            "zero_optimization": {"stage": int(mode[-1])},
+            "gradient_clipping": 0.0,
+        }
         model, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     learner = perturbed_learner(seed=61)  # moves the LR, so that equal trajectories say something
     scheduler = MetaLRScheduler(optimizer, num_training_steps=steps, num_warmup_steps=2, meta_learner=learner)

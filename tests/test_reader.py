@@ -7,7 +7,8 @@ import pytest
 import torch
 from reference_reader import ReferenceSignalReader
 
-from metalr_hf.reader import _MAX_KEPT_STRIDE, SignalReader
+from metalr_hf.buckets import _MAX_KEPT_STRIDE
+from metalr_hf.reader import SignalReader
 
 
 def _model_and_optimizer(kind, seed=0):

@@ -11,7 +11,8 @@ from transformers.trainer_utils import SchedulerType
 
 from metalr_hf import MetaLRScheduler, get_scheduler
 from metalr_hf.controller import MetaController
-from metalr_hf.features import Signals, optimizer_signals
+from metalr_hf.features import Signals
+from metalr_hf.reader import optimizer_signals
 from metalr_hf.schedules import cosine, wsd
 
 
