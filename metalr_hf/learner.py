@@ -123,7 +123,7 @@ class MetaLearner(
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.source: dict = {"name_or_path": None, "revision": None}
-        self.card_context: dict = {}  # card.json: training notes, results table, eval_results (see hub.learner_card)
+        self.card_context: dict = {}  # card.json: training notes, results table, eval_results (see cards.learner_card)
 
     @classmethod
     def config_keys(cls) -> set[str]:
@@ -201,8 +201,8 @@ class MetaLearner(
 
     def generate_model_card(self, *args, **kwargs):
         """The card written by ``save_pretrained``, ``push_to_hub`` and ``metalr-hf push`` alike (see
-        :func:`hub.learner_card`)."""
-        from .hub import learner_card
+        :func:`cards.learner_card`)."""
+        from .cards import learner_card
 
         return learner_card(self, repo_id=kwargs.get("repo_id"))
 
@@ -215,7 +215,7 @@ class MetaLearner(
         config = dict(self.config, metalr_hf_version=_version())
         (save_directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if self.card_context:
-            from .hub import CARD_CONTEXT_FILE
+            from .cards import CARD_CONTEXT_FILE
 
             text = json.dumps(self.card_context, indent=2, ensure_ascii=False) + "\n"
             (save_directory / CARD_CONTEXT_FILE).write_text(text, encoding="utf-8")
@@ -309,7 +309,7 @@ class MetaLearner(
             ) from None
         model.eval()
         model.source = {"name_or_path": files.name_or_path, "revision": files.revision}
-        from .hub import read_card_context
+        from .cards import read_card_context
 
         model.card_context = read_card_context(Path(files.config).parent)
         model._hub_mixin_config = dict(model.config)

@@ -253,7 +253,7 @@ def test_show_into_a_closed_pipe_is_quiet():
 
 
 def test_card_json_with_a_config_key_is_refused_naming_it(tmp_path):
-    from metalr_hf.hub import learner_card
+    from metalr_hf.cards import learner_card
 
     learner = MetaLearner()
     learner.save_pretrained(tmp_path)

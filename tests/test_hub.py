@@ -189,7 +189,7 @@ def test_real_hub_round_trip(tmp_path):
 
 def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
     """A learner folder written by meta-training (card.json beside it) is pushed with its tables in the card."""
-    from metalr_hf.hub import CARD_CONTEXT_FILE
+    from metalr_hf.cards import CARD_CONTEXT_FILE
 
     folder = tmp_path / "learner"
     perturbed_learner().save_pretrained(folder)
@@ -223,7 +223,7 @@ def test_one_card_whichever_way_the_learner_is_saved(tmp_path, hub_cache):
     the tables of card.json, and its eval_results as the card's model-index."""
     from huggingface_hub import ModelCard
 
-    from metalr_hf.hub import CARD_CONTEXT_FILE
+    from metalr_hf.cards import CARD_CONTEXT_FILE
 
     folder = tmp_path / "learner"
     perturbed_learner(seed=3).save_pretrained(folder)

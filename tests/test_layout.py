@@ -56,6 +56,7 @@ RULE_IMPORTS = {
     "layouts.py": set(),  # where tensors live (wrappers, shards): read by the reader, which reads no scheduler
     "buckets.py": {"layouts"},
     "reader.py": {"buckets", "layouts"},
+    "cards.py": {"_files", "learner", "hub"},  # the card reads the learner it describes; Hub code never renders
     "scheduler_checks.py": {"options"},
     "pretrained_weights.py": {"_log"},
 }
