@@ -44,10 +44,11 @@ that prefix of the vector, so learners trained before a feature existed run unch
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass, fields
 
 import torch
+
+from .ops import ScalarOps, TensorOps
 
 __all__ = [
     "FEATURE_CLIP",
@@ -428,137 +429,41 @@ def _step(s: dict, x: dict, ok, has_loss, prior, prev_delta, T, tau_f, tau_s, pr
     return new, feats
 
 
-class _TensorOps:
+def _finish_tensor(feats, has_loss, no_grad, ok, last):
+    B = ok.shape[0]
+    f = torch.stack([torch.as_tensor(v, dtype=torch.float64).expand(B) for v in feats], dim=-1)
+    f = f.nan_to_num(0.0, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP).clamp(-FEATURE_CLIP, FEATURE_CLIP)
+    f[:, _LOSS_COLS] = torch.where(has_loss[:, None], f[:, _LOSS_COLS], torch.zeros_like(f[:, _LOSS_COLS]))
+    f[:, _OPTIMIZER_COLS] = torch.where(
+        no_grad[:, None], torch.zeros_like(f[:, _OPTIMIZER_COLS]), f[:, _OPTIMIZER_COLS]
+    )
+    return torch.where(ok[:, None], f, last)
+
+
+def _finish_scalar(feats, has_loss, no_grad, ok, last):
+    if not ok:
+        return list(last)
+    out = []
+    for i, v in enumerate(feats):
+        v = 0.0 if v != v else (FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v)
+        if (not has_loss and i in _LOSS_COL_SET) or (no_grad and i in _OPTIMIZER_COL_SET):
+            v = 0.0
+        out.append(v)
+    return out
+
+
+class _TensorOps(TensorOps):
     """``_step`` on ``[B]`` float64 tensors."""
 
-    where = staticmethod(torch.where)
-    log, log10, sqrt, abs, exp = (
-        staticmethod(torch.log),
-        staticmethod(torch.log10),
-        staticmethod(torch.sqrt),
-        staticmethod(torch.abs),
-        staticmethod(torch.exp),
-    )
-    minimum, maximum = staticmethod(torch.minimum), staticmethod(torch.maximum)
-
-    @staticmethod
-    def clamp(x, lo, hi):
-        return torch.clamp(x, min=lo, max=hi)
-
-    @staticmethod
-    def nan_to_num(x):
-        return torch.nan_to_num(x, 0.0)
-
-    @staticmethod
-    def f(b):
-        return b.double()
-
-    @staticmethod
-    def f32(x):
-        return x.float()
-
-    and_ = staticmethod(torch.logical_and)
-    or_ = staticmethod(torch.logical_or)
-    not_ = staticmethod(torch.logical_not)
-
-    @staticmethod
-    def finish(feats, has_loss, no_grad, ok, last):
-        B = ok.shape[0]
-        f = torch.stack([torch.as_tensor(v, dtype=torch.float64).expand(B) for v in feats], dim=-1)
-        f = f.nan_to_num(0.0, posinf=FEATURE_CLIP, neginf=-FEATURE_CLIP).clamp(-FEATURE_CLIP, FEATURE_CLIP)
-        f[:, _LOSS_COLS] = torch.where(has_loss[:, None], f[:, _LOSS_COLS], torch.zeros_like(f[:, _LOSS_COLS]))
-        f[:, _OPTIMIZER_COLS] = torch.where(
-            no_grad[:, None], torch.zeros_like(f[:, _OPTIMIZER_COLS]), f[:, _OPTIMIZER_COLS]
-        )
-        return torch.where(ok[:, None], f, last)
+    finish = staticmethod(_finish_tensor)
 
 
-class _ScalarOps:
-    """``_step`` on Python floats and bools (one run), with the tensor semantics: NaN passes through ``clamp``,
-    ``log``/``sqrt`` of a negative number is NaN, of 0 is ``-inf``/0."""
+class _ScalarOps(ScalarOps):
+    """``_step`` on one run's Python floats."""
 
-    @staticmethod
-    def where(c, a, b):
-        return a if c else b
-
-    @staticmethod
-    def log(x):
-        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
-
-    @staticmethod
-    def log10(x):
-        return math.log10(x) if x > 0 else (-math.inf if x == 0 else math.nan)
-
-    @staticmethod
-    def sqrt(x):
-        return math.sqrt(x) if x >= 0 else math.nan
-
-    @staticmethod
-    def exp(x):
-        return math.exp(x) if x < 709.0 else math.inf
-
-    abs = staticmethod(abs)
-
-    @staticmethod
-    def minimum(a, b):
-        return math.nan if a != a or b != b else (a if a <= b else b)
-
-    @staticmethod
-    def maximum(a, b):
-        return math.nan if a != a or b != b else (a if a >= b else b)
-
-    @staticmethod
-    def clamp(x, lo, hi):
-        if x != x:
-            return x
-        if lo is not None and x < lo:
-            x = lo
-        if hi is not None and x > hi:
-            x = hi
-        return x
-
-    @staticmethod
-    def nan_to_num(x):
-        return 0.0 if x != x else x
-
-    @staticmethod
-    def f(b):
-        return 1.0 if b else 0.0
-
-    @staticmethod
-    def f32(x):
-        """``x`` rounded to float32, as the batched controller keeps its scales (beyond its range: ±inf)."""
-        try:
-            return _unpack_f32(_pack_f32(x))[0]
-        except OverflowError:
-            return math.copysign(math.inf, x)
-
-    @staticmethod
-    def and_(a, b):
-        return bool(a) and bool(b)
-
-    @staticmethod
-    def or_(a, b):
-        return bool(a) or bool(b)
-
-    @staticmethod
-    def not_(a):
-        return not a
-
-    @staticmethod
-    def finish(feats, has_loss, no_grad, ok, last):
-        if not ok:
-            return list(last)
-        out = []
-        for i, v in enumerate(feats):
-            v = 0.0 if v != v else (FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v)
-            if (not has_loss and i in _LOSS_COL_SET) or (no_grad and i in _OPTIMIZER_COL_SET):
-                v = 0.0
-            out.append(v)
-        return out
+    finish = staticmethod(_finish_scalar)
 
 
-_pack_f32, _unpack_f32 = struct.Struct("f").pack, struct.Struct("f").unpack
 _TENSOR, _SCALAR = _TensorOps(), _ScalarOps()
 
 
