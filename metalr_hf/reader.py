@@ -191,6 +191,8 @@ class SignalReader:
     def _read_into(self, offset: int) -> torch.Tensor:
         """:meth:`read_into` for a caller already under ``torch.no_grad()`` (the scheduler's step)."""
         if self._zero_hook is not None:  # read inside the ZeRO optimizer's step (`_read_in_step`)
+            if self._out is None:
+                self._zero_output(torch.device("cpu"))
             if not self._zero_fresh:  # a step the optimizer skipped: no gradient seen
                 self._out.zero_()
             self._zero_fresh = False
@@ -212,8 +214,7 @@ class SignalReader:
         self._zero_hook = self.optimizer.register_step_post_hook(self._read_in_step)
         self._zero_fresh, self._zero_steps, self._key = False, 0, None
         self._zero_groups: dict[int, SignalReader] = {}
-        self._out = torch.zeros(len(STAT_KEYS) + 1)
-        self.out_np = self._out.numpy()
+        self._out = self.out_np = None  # made at the first read, on the partitions' device
 
     @torch.no_grad()
     def _read_in_step(self, optimizer, args, kwargs) -> None:
@@ -221,17 +222,23 @@ class SignalReader:
         ZeRO-1/2 step the inner optimizer one param group at a time (its ``param_groups`` then hold that group
         only): each group is read by a reader of its own, and the sums of a step add up until the scheduler takes
         them."""
-        if not self._zero_fresh:
-            self._out.zero_()
         for group in optimizer.param_groups:
             reader = self._zero_groups.get(id(group))
             if reader is None:
                 reader = SignalReader(_OneGroup(group, optimizer.state), self.max_elements)
                 reader.partitions, self._zero_groups[id(group)] = self.partitions, reader
-            out = reader._read_now(self._zero_steps).to(self._out.device)
+            out = reader._read_now(self._zero_steps)
+            if self._out is None or self._out.device != out.device:
+                self._zero_output(out.device)
+            if not self._zero_fresh:
+                self._out.zero_()
+                self._zero_fresh = True
             self._out[: len(STAT_KEYS)] += out[: len(STAT_KEYS)]
             self._out[len(STAT_KEYS)] = torch.maximum(self._out[len(STAT_KEYS)], out[len(STAT_KEYS)])
-        self._zero_fresh = True
+
+    def _zero_output(self, device) -> None:
+        self._out = torch.zeros(len(STAT_KEYS) + 1, device=device)
+        self.out_np = self._out.numpy() if self._out.device.type == "cpu" else None
 
     def close(self) -> None:
         """Remove the hook a ZeRO optimizer holds (a reader made anew for a copy of the scheduler)."""

@@ -14,7 +14,6 @@ import math
 import weakref
 
 import torch
-import torch.distributed as dist
 from torch.optim.lr_scheduler import LRScheduler
 
 from ._log import warn
@@ -34,6 +33,7 @@ from .scheduler_checks import (
     is_number_like,
     scalar_f32,
 )
+from .signal_buffers import SignalBuffers
 
 __all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
 
@@ -137,8 +137,7 @@ class MetaLRScheduler(LRScheduler):
         self.no_loss_hint: str | None = None  # why no loss arrives, where the feeder knows (the Trainer callback)
         self._in_incident = False
         self._last_values: list[float] | None = None
-        self._buffers: list | None = None
-        self._flip = 0
+        self._signals = SignalBuffers()
         self._reader = SignalReader(optimizer)
         # Under DeepSpeed ZeRO the LRs live in its inner torch optimizer's param groups (the wrapper's are those)
         zero = zero_optimizer(optimizer)
@@ -279,27 +278,9 @@ class MetaLRScheduler(LRScheduler):
             warn(logger, message)
 
     def _collect_signals(self) -> torch.Tensor:
-        """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks.
-
-        It is written into one of two buffers kept from step to step (a held decision keeps the other). On an
-        accelerator a non-blocking copy to pinned host memory starts here; it is read one step later
-        (``decision_lag=1``), so the scheduler never makes the host wait for the device."""
+        """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks
+        (:class:`~metalr_hf.signal_buffers.SignalBuffers`: on an accelerator, on its way to the host)."""
         stats = self._reader._read_into(max(self.last_epoch, 0))  # Σg², g·m, …, Σv, adaptive (under no_grad)
-        device = stats.device
-        if self._buffers is None or self._buffers[0][0].device != device:
-            on_host = device.type == "cpu"
-            self._buffers = []
-            for _ in range(2):
-                vec = torch.empty(_NUM_SIGNALS, dtype=torch.float64, device=device)
-                host = (
-                    None
-                    if on_host
-                    else torch.empty(_NUM_SIGNALS, dtype=torch.float64, pin_memory=device.type == "cuda")
-                )
-                vec_np = vec.numpy() if on_host else None
-                self._buffers.append((vec, host, vec[0], vec[1], vec[2], vec[3], vec[3:], vec_np))  # views made once
-        self._flip ^= 1
-        vec, host, v_loss, v_has_loss, v_grad_norm, v_gg, v_stats, vec_np = self._buffers[self._flip]
         if self._pending_loss is None:
             hint = self.no_loss_hint or (
                 "call `scheduler.observe(loss)` before `scheduler.step()`, or add `MetaLRCallback()` to the Trainer."
@@ -309,35 +290,8 @@ class MetaLRScheduler(LRScheduler):
                 f"MetaLRScheduler received no loss: {hint} Running on gradient and optimizer statistics only.",
             )
         pending, count, norm = self._pending_loss, self._pending_count, self._pending_grad_norm
-        if host is None and (pending is None or pending.is_cpu) and (norm is None or norm.is_cpu):
-            # on the CPU: the values written through a NumPy view (no tensor operations)
-            a = vec_np
-            a[3:] = self._reader.out_np
-            a[0] = math.nan if pending is None else float(pending) / count
-            a[1] = 0.0 if pending is None else 1.0
-            a[2] = math.sqrt(a[3]) if norm is None else float(norm)
-        else:
-            if pending is None:
-                v_loss.fill_(math.nan)
-                v_has_loss.fill_(0.0)
-            else:
-                v_loss.copy_(pending)
-                if count > 1:
-                    v_loss.div_(count)
-                v_has_loss.fill_(1.0)
-            v_stats.copy_(stats)
-            if norm is None:
-                torch.sqrt(v_gg, out=v_grad_norm)
-            else:
-                v_grad_norm.copy_(norm)
         self._pending_loss, self._pending_count, self._pending_grad_norm = None, 0, None
-        reduced = _all_reduce_mean(vec)
-        if reduced is not vec and norm is None:  # the norm of the reduced sums (of every shard, under FSDP2)
-            torch.sqrt(reduced[3], out=reduced[2])
-        vec = reduced
-        if host is None:
-            return vec
-        return host.copy_(vec, non_blocking=True)
+        return self._signals.fill(stats, self._reader.out_np, pending, count, norm)
 
     def _consume(self, vec: torch.Tensor, step: int) -> None:
         """Feed one step's signals to the controller (the learner sees only finite ones)."""
@@ -474,7 +428,7 @@ class MetaLRScheduler(LRScheduler):
         signal buffers (NumPy views of the optimizer's tensors and of the reader's own), which the copy makes anew
         around its own optimizer."""
         state = self.__dict__.copy()
-        state["_reader"], state["_buffers"], state["_hook"] = None, None, None
+        state["_reader"], state["_signals"], state["_hook"] = None, SignalBuffers(), None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -558,7 +512,6 @@ class MetaLRScheduler(LRScheduler):
 
 
 _SIGNAL_NAMES = tuple(f.name for f in dataclasses.fields(Signals))
-_NUM_SIGNALS = len(_SIGNAL_NAMES)
 
 
 class _AdoptNewGroups:
@@ -579,18 +532,6 @@ def _register_adopt_hook(scheduler: MetaLRScheduler):
     steps the one it wraps); ``None`` where there is none (then a new group takes the rule at the next step)."""
     target = next((o for o in optimizer_chain(scheduler.optimizer) if hasattr(o, "_optimizer_step_pre_hooks")), None)
     return None if target is None else target.register_step_pre_hook(_AdoptNewGroups(scheduler))
-
-
-def _all_reduce_mean(vec: torch.Tensor) -> torch.Tensor:
-    """Average a small signal vector over all ranks (no-op outside ``torch.distributed``)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        backend = dist.get_backend()
-        work = vec.to(torch.float64)
-        if backend == "nccl" and not work.is_cuda:
-            work = work.cuda()
-        dist.all_reduce(work, op=dist.ReduceOp.SUM)
-        vec = (work / dist.get_world_size()).to(vec.device)
-    return vec
 
 
 def get_scheduler(

@@ -54,6 +54,7 @@ def test_meta_training_never_imports_the_benchmark(path):
 RULE_IMPORTS = {
     "controller.py": {"features", "learner", "options", "schedules"},
     "ops.py": set(),
+    "signal_buffers.py": {"features"},
     "one_run.py": {"learner"},  # for its type only: the learner imports it when asked for a one-run step
     "features.py": {"ops"},
     "layouts.py": set(),  # where tensors live (wrappers, shards): read by the reader, which reads no scheduler
