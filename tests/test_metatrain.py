@@ -49,7 +49,7 @@ def test_simulator_and_scheduler_set_the_same_lrs(family, optimizer):
     learner = perturbed_learner(seed=21)
     spec = TaskSpec(family, 5, 32, optimizer, 3e-2 if optimizer == "sgd" else 3e-3, 40, 4, 32)
     pop = make_population([spec])
-    sim = simulate(pop, meta_policy(learner, pop), seed=0, record_lrs=True)
+    sim = simulate(pop, meta_policy(learner, pop, prior="auto"), seed=0, record_lrs=True)
 
     params = [torch.nn.Parameter(p.detach().clone()) for p in init_params(pop)]
     if optimizer == "adam":
