@@ -162,8 +162,9 @@ def _download(repo_id, revision, cache_dir, token, local_files_only, force_downl
     paths = {filename: folder / filename for filename in _FILES}
     missing = [f for f, path in paths.items() if not path.is_file()]
     if missing:
-        offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-        if offline:  # a snapshot cached in part
+        from huggingface_hub import constants
+
+        if local_files_only or constants.HF_HUB_OFFLINE:  # a snapshot cached in part
             raise MetaLearnerNotFoundError(_not_cached(repo_id, at))
         raise MetaLearnerNotFoundError(
             f"The Hub repo {repo_id!r}{at} has no {missing[0]}; a metalr-hf learner repo holds {list(_FILES)}."

@@ -200,6 +200,11 @@ class SignalReader:
             return self._out
         return self._read_now(offset)
 
+    @property
+    def reads_zero(self) -> bool:
+        """Whether this reader reads a DeepSpeed ZeRO optimizer's partitions (``optimizer`` is then its inner one)."""
+        return self._zero_hook is not None
+
     def attach_zero(self, zero) -> None:
         """Read DeepSpeed's ZeRO optimizer ``zero`` from now on: its inner optimizer's flat partitions, one per
         data-parallel rank, inside that optimizer's step. For a scheduler built on the torch optimizer that DeepSpeed
@@ -226,7 +231,8 @@ class SignalReader:
             reader = self._zero_groups.get(id(group))
             if reader is None:
                 reader = SignalReader(_OneGroup(group, optimizer.state), self.max_elements)
-                reader.partitions, self._zero_groups[id(group)] = self.partitions, reader
+                reader.partitions = self.partitions
+                self._zero_groups[id(group)] = reader
             out = reader._read_now(self._zero_steps)
             if self._out is None or self._out.device != out.device:
                 self._zero_output(out.device)
@@ -239,12 +245,6 @@ class SignalReader:
     def _zero_output(self, device) -> None:
         self._out = torch.zeros(len(STAT_KEYS) + 1, device=device)
         self.out_np = self._out.numpy() if self._out.device.type == "cpu" else None
-
-    def close(self) -> None:
-        """Remove the hook a ZeRO optimizer holds (a reader made anew for a copy of the scheduler)."""
-        if self._zero_hook is not None:
-            self._zero_hook.remove()
-            self._zero_hook = None
 
     def _read_now(self, offset: int) -> torch.Tensor:
         key = self._signature()

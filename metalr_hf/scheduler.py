@@ -21,7 +21,7 @@ from .controller import MetaController, load_learner
 from .features import FEATURE_NAMES, SCHEMA_VERSION, Signals
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
-from .layouts import check_layout, optimizer_chain, zero_optimizer
+from .layouts import check_layout, optimizer_chain
 from .learner import MetaLearner
 from .options import MetaSchedulerOptions
 from .reader import SignalReader
@@ -139,10 +139,10 @@ class MetaLRScheduler(LRScheduler):
         self._last_values: list[float] | None = None
         self._signals = SignalBuffers()
         self._reader = SignalReader(optimizer)
-        # Under DeepSpeed ZeRO the LRs live in its inner torch optimizer's param groups (the wrapper's are those)
-        zero = zero_optimizer(optimizer)
-        super().__init__(self._reader.optimizer if zero else optimizer, last_epoch)
-        self._hook = None if zero else _register_adopt_hook(self)
+        # Under DeepSpeed ZeRO the LRs live in its inner torch optimizer's param groups (the wrapper's are those),
+        # which the reader reads (``optimizer`` itself otherwise)
+        super().__init__(self._reader.optimizer, last_epoch)
+        self._hook = None if self._reader.reads_zero else _register_adopt_hook(self)
 
     def _load(self, meta_learner) -> MetaLearner:
         with torch.random.fork_rng(devices=[]):

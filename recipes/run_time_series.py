@@ -126,14 +126,13 @@ def build_model(model_args, data_args):
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub)
         if config.model_type not in MODELS:
             raise ValueError(f"{model_args.model_name_or_path} is a {config.model_type}; valid: {list(MODELS)}")
-        model = MODELS[config.model_type][1].from_pretrained(model_args.model_name_or_path, config=config, **hub)
-        for name in ("context_length", "prediction_length"):
-            if getattr(model.config, name, None) != getattr(data_args, name):
+        for name in ("context_length", "prediction_length"):  # before the weights are read
+            if getattr(config, name, None) != getattr(data_args, name):
                 raise ValueError(
-                    f"{model_args.model_name_or_path} has {name}={getattr(model.config, name, None)}, but "
+                    f"{model_args.model_name_or_path} has {name}={getattr(config, name, None)}, but "
                     f"--{name} is {getattr(data_args, name)}: pass the checkpoint's."
                 )
-        return model
+        return MODELS[config.model_type][1].from_pretrained(model_args.model_name_or_path, config=config, **hub)
     config_class, model_class = MODELS[model_args.model_type]
     sizes = {"num_layers": model_args.num_layers}
     if model_args.model_type == "patchtst":
