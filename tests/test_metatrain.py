@@ -13,16 +13,7 @@ from metalr_hf.cli import main
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.es import meta_train
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
-from metalr_hf.metatrain.simulate import (
-    PriorPolicy,
-    _forward,
-    _losses,
-    batch_indices,
-    init_params,
-    meta_policy,
-    simulate,
-)
-from metalr_hf.metatrain.zoo import (
+from metalr_hf.metatrain.families import (
     FAMILIES,
     FAMILY_KIND,
     FINETUNE,
@@ -32,10 +23,18 @@ from metalr_hf.metatrain.zoo import (
     META_TRAIN_FINETUNE,
     WEIGHT_DECAY,
     TaskSpec,
-    make_population,
-    make_populations,
     sample_specs,
 )
+from metalr_hf.metatrain.simulate import (
+    PriorPolicy,
+    _forward,
+    _losses,
+    batch_indices,
+    init_params,
+    meta_policy,
+    simulate,
+)
+from metalr_hf.metatrain.zoo import make_population, make_populations
 
 
 @pytest.mark.parametrize(
@@ -113,7 +112,7 @@ def test_small_noisy_families_overfit_where_an_early_decay_wins():
     """The overfitting families: a long run at a right LR passes its best validation loss and ends above it under
     a constant LR, and decaying from the start (linear) ends lower than holding the LR (WSD) — the trade the small
     held-out sets (breast_cancer, wine) show and no other meta-training family does."""
-    from metalr_hf.metatrain.zoo import META_TRAIN_OVERFIT
+    from metalr_hf.metatrain.families import META_TRAIN_OVERFIT
 
     specs = [TaskSpec("small_cls", s, 32, "adam", 3e-3, 300, 15, 64) for s in range(4)]
     pop = make_population(specs)
@@ -131,7 +130,7 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     """The fine-tuning families start from a pretrained hidden layer and a new small head; the pretraining depends
     only on the run's own spec (not on the population it is batched in); it helps, and a 10× larger LR than the
     right one hurts (what makes the family a test of a learner that boosts small LRs)."""
-    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain import pretraining
     from metalr_hf.metatrain.models import MODELS
 
     assert not set(FINETUNE) & (set(META_TRAIN) | set(HELD_OUT))
@@ -143,7 +142,7 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     random = MODELS["mlp"].init(pop)
     assert not torch.allclose(params[0], random[0])  # the hidden layer moved in pretraining
     assert params[2].std() < 0.05 and (params[3] == 0).all()  # a new head, drawn small
-    zoo._PRETRAINED.clear()
+    pretraining._PRETRAINED.clear()
     other = init_params(make_population([TaskSpec("wine", 0, 32, "adam", 1e-3, 200, 10, 32), specs[2]]))
     torch.testing.assert_close(other[0][1], params[0][2], rtol=1e-4, atol=1e-5)  # pretrained again, in another batch
     torch.testing.assert_close(other[0][0], MODELS["mlp"].init(make_population([TaskSpec("wine", 0, 32, "adam", 1e-3,
@@ -170,34 +169,34 @@ def test_transformer_finetuning_runs_start_from_a_cached_pretrained_base(tmp_pat
     file, read back the same, pretrained again (same weights) from a damaged file or another machine's empty
     cache. A classification run gets a new small head, continued LM keeps the pretrained one; the pretraining
     helps, and a 30× larger LR than the right one hurts continued LM."""
-    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain import families, pretraining
     from metalr_hf.metatrain.models import MODELS
 
     monkeypatch.setenv("METALR_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
-    assert set(zoo.TF_FINETUNE) <= set(FINETUNE) and "grammar_finetune" in META_TRAIN_FINETUNE
+    monkeypatch.setattr(pretraining, "_TF_PRETRAINED", {})
+    assert set(families.TF_FINETUNE) <= set(FINETUNE) and "grammar_finetune" in META_TRAIN_FINETUNE
     assert "text_finetune" in HELD_OUT_FINETUNE
-    cls_seed, lm_seed = 0, zoo.TF_BASES  # base 0 both; tasks "cls" and "lm"
-    assert zoo._tf_task(cls_seed) == (0, "cls") and zoo._tf_task(lm_seed) == (0, "lm")
+    cls_seed, lm_seed = 0, pretraining.TF_BASES  # base 0 both; tasks "cls" and "lm"
+    assert pretraining._tf_task(cls_seed) == (0, "cls") and pretraining._tf_task(lm_seed) == (0, "lm")
     pop = make_population([TaskSpec("grammar_finetune", s, 32, "adam", 1e-3, 100, 5, 32) for s in (cls_seed, lm_seed)])
     params = init_params(pop)
-    base = zoo.pretrained_transformer("grammar_finetune", 0, 32)
+    base = pretraining.pretrained_transformer("grammar_finetune", 0, 32)
     (path,) = (tmp_path / "zoo-transformers").glob("grammar_finetune-base0-h32-*.safetensors")
     for p, w in zip(params[:-1], base[:-1]):  # the body: the base's weights in both runs
         torch.testing.assert_close(p[0], w)
         torch.testing.assert_close(p[1], w)
     torch.testing.assert_close(params[-1][1], base[-1])  # continued LM: the pretrained head
     assert params[-1][0].std() < 0.05 and not torch.allclose(params[-1][0], base[-1])  # classification: a new one
-    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
-    for p, w in zip(zoo.pretrained_transformer("grammar_finetune", 0, 32), base):  # read back from the file
+    monkeypatch.setattr(pretraining, "_TF_PRETRAINED", {})
+    for p, w in zip(pretraining.pretrained_transformer("grammar_finetune", 0, 32), base):  # read back from the file
         assert torch.equal(p, w)
     path.write_bytes(b"not a safetensors file")
-    monkeypatch.setattr(zoo, "_TF_PRETRAINED", {})
+    monkeypatch.setattr(pretraining, "_TF_PRETRAINED", {})
     with pytest.warns(UserWarning, match="damaged cached pretrained transformer .*grammar_finetune-base0"):
-        again = zoo.pretrained_transformer("grammar_finetune", 0, 32)
+        again = pretraining.pretrained_transformer("grammar_finetune", 0, 32)
     for p, w in zip(again, base):  # deterministic from its seed
         torch.testing.assert_close(p, w)
-    seeds = [s for s in range(8 * zoo.TF_BASES) if zoo._tf_task(s)[1] == "lm"][:6]
+    seeds = [s for s in range(8 * pretraining.TF_BASES) if pretraining._tf_task(s)[1] == "lm"][:6]
 
     def final(lr, init):
         return _cosine_final_losses("grammar_finetune", seeds, lr, 150, 5, init)
@@ -218,7 +217,7 @@ def test_held_out_families_never_reach_meta_training():
     from pathlib import Path
 
     from metalr_hf.learner import MetaLearner as Learner
-    from metalr_hf.metatrain import zoo
+    from metalr_hf.metatrain import families, pretraining, task_data
     from metalr_hf.metatrain.presets import PRESETS
 
     path = Path(__file__).parents[1] / "lab" / "experiments" / "presets.py"
@@ -226,8 +225,8 @@ def test_held_out_families_never_reach_meta_training():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     every = {**PRESETS, **module.EXPERIMENTS}
-    allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(zoo.META_TRAIN_LM) | set(zoo.META_TRAIN_VIT)
-    allowed |= set(zoo.META_TRAIN_OVERFIT)
+    allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(families.META_TRAIN_LM) | set(families.META_TRAIN_VIT)
+    allowed |= set(families.META_TRAIN_OVERFIT)
     held_out = set(HELD_OUT) | set(HELD_OUT_FINETUNE)
     assert held_out == set(FAMILIES) - allowed and not held_out & allowed
     checked = 0
@@ -246,9 +245,9 @@ def test_held_out_families_never_reach_meta_training():
     rng = np.random.default_rng(0)
     drawn = {s.family for _ in range(40) for s in sample_specs(8, rng, families=every["hf-finetune"].families)}
     assert "grammar_finetune" in drawn and not drawn & held_out
-    assert zoo._pretraining_text("grammar_finetune", 0, 4, rng).max() < 2 + zoo._GRAMMAR_SYMBOLS
-    text = set(zoo._pretraining_text("text_finetune", 0, 64, rng).ravel().tolist())
-    assert text <= set(range(2, 2 + len(zoo._ALPHABET))) and len(text) > zoo._GRAMMAR_SYMBOLS
+    assert pretraining._pretraining_text("grammar_finetune", 0, 4, rng).max() < 2 + task_data._GRAMMAR_SYMBOLS
+    text = set(pretraining._pretraining_text("text_finetune", 0, 64, rng).ravel().tolist())
+    assert text <= set(range(2, 2 + len(task_data._ALPHABET))) and len(text) > task_data._GRAMMAR_SYMBOLS
 
 
 def test_evaluation_mixes_kinds_and_checks_misspecified_horizons():
@@ -575,10 +574,11 @@ def test_best_stock_reference_scores_each_run_against_the_best_stock_schedule_at
     from dataclasses import replace
 
     from metalr_hf.metatrain.es import STOCK, _best_stock, es_iteration
+    from metalr_hf.metatrain.families import sample_specs
     from metalr_hf.metatrain.population import flat
     from metalr_hf.metatrain.presets import PRESETS
     from metalr_hf.metatrain.simulate import PriorPolicy, simulate
-    from metalr_hf.metatrain.zoo import make_population, sample_specs
+    from metalr_hf.metatrain.zoo import make_population
 
     factors = (0.1, 1.0, 10.0)
     base = replace(

@@ -7,8 +7,14 @@ from dataclasses import replace
 
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.evaluate import EvalConfig
+from metalr_hf.metatrain.families import (
+    META_TRAIN,
+    META_TRAIN_FINETUNE,
+    META_TRAIN_LM,
+    META_TRAIN_OVERFIT,
+    META_TRAIN_VIT,
+)
 from metalr_hf.metatrain.presets import PRESETS, Preset
-from metalr_hf.metatrain.zoo import META_TRAIN, META_TRAIN_FINETUNE, META_TRAIN_LM, META_TRAIN_OVERFIT, META_TRAIN_VIT
 
 EXPERIMENTS = {
     # A third stage from `default-all` with base LRs from the upper, well-tuned part of

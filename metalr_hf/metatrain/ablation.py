@@ -17,8 +17,9 @@ import numpy as np
 
 from .es import PRESETS, meta_train
 from .evaluate import EvalConfig, _specs, log_ratio
+from .families import HELD_OUT
 from .simulate import PriorPolicy, meta_policy, simulate
-from .zoo import HELD_OUT, make_populations
+from .zoo import make_populations
 
 __all__ = ["VARIANTS", "format_ablation_table", "run_ablations"]
 

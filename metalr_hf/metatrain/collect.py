@@ -26,8 +26,9 @@ import torch
 from .._files import atomic_write, folder_lock, read_json
 from ..features import FEATURE_NAMES, SCHEMA_VERSION
 from ..learner import MetaLearner
+from .families import HELD_OUT, META_TRAIN, sample_specs
 from .simulate import PriorPolicy, meta_policy, simulate
-from .zoo import HELD_OUT, META_TRAIN, make_population, sample_specs
+from .zoo import make_population
 
 __all__ = ["COLLECT_PRESETS", "collect"]
 

@@ -40,10 +40,11 @@ from ..learner import MetaLearner
 from .distributed import dist_info, init_distributed
 from .evaluate import BASELINES as STOCK
 from .evaluate import evaluate, horizon_check, results_text
+from .families import sample_specs
 from .population import PopulationLearner, flat, head_mask, load_flat, widen, with_features
 from .presets import BASE_FEATURES, PRESETS, Preset, get_preset, same_settings
 from .simulate import PriorPolicy, meta_policy, simulate
-from .zoo import make_population, sample_specs
+from .zoo import make_population
 
 # the names other modules and scripts import from here
 __all__ = ["BASE_FEATURES", "PRESETS", "Preset", "init_distributed", "meta_train", "widen", "with_features"]

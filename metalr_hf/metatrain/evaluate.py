@@ -26,9 +26,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from .families import HELD_OUT, TaskSpec
 from .simulate import PriorPolicy, meta_policy, simulate
 from .validation import Run, declared_table, format_declared_table
-from .zoo import HELD_OUT, Population, TaskSpec, make_populations
+from .zoo import Population, make_populations
 
 __all__ = [
     "EvalConfig",

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from ..features import FEATURE_NAMES
 from ..schedules import PRIORS
 from .evaluate import EvalConfig
-from .zoo import META_TRAIN, OPTIMIZERS
+from .families import META_TRAIN, OPTIMIZERS
 
 __all__ = ["BASE_FEATURES", "PRESETS", "Preset", "get_preset", "register", "same_settings"]
 
@@ -42,7 +42,7 @@ class Preset:
     batch_size: int = 32
     families: tuple[str, ...] = META_TRAIN
     optimizers: tuple[str, ...] = OPTIMIZERS
-    lr_ranges: dict | None = None  # base-LR ranges (default: zoo.LR_RANGES)
+    lr_ranges: dict | None = None  # base-LR ranges (default: families.LR_RANGES)
     # Per-task scores worse than the prior count this many times (1: symmetric): "never worse than cosine".
     loss_aversion: float = 1.0
     # What a task's score is relative to: "prior" (the learner's prior schedule, cosine) or "best_prior" (the better

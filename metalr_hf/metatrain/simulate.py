@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from ..controller import MetaController
-from ..features import Signals
 from ..reader import STAT_KEYS
 from ..schedules import prior_multiplier
+from ..signals import Signals
+from .families import FINETUNE
 from .models import MODELS
-from .zoo import FINETUNE, Population, pretrained_init
+from .pretraining import pretrained_init
+from .zoo import Population
 
 __all__ = ["PriorPolicy", "SimResult", "init_params", "simulate"]
 

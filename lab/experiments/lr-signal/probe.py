@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from metalr_hf.features import FEATURE_NAMES, FeatureExtractor
+from metalr_hf.metatrain.families import FINETUNE, HELD_OUT, META_TRAIN, TaskSpec
 from metalr_hf.metatrain.simulate import PriorPolicy, simulate
-from metalr_hf.metatrain.zoo import FINETUNE, HELD_OUT, META_TRAIN, TaskSpec, make_populations
+from metalr_hf.metatrain.zoo import make_populations
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.3)
 LRS = {"adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "sgd": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}

@@ -1,4 +1,4 @@
-"""The fine-tuning families (``zoo.FINETUNE``) on longer runs: ``metalr-finetune-v1`` around cosine and around WSD
+"""The fine-tuning families (``families.FINETUNE``) on longer runs: ``metalr-finetune-v1`` around cosine and around WSD
 (what ``prior="auto"`` gives a fine-tuning run), the baselines simulated once for both. Run from the repository root:
 
     python lab/results/finetune/long.py [HORIZON] [SEEDS]   (default 1000 steps, seeds 0,1; ~7 minutes on 2 cores)
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from metalr_hf.learner import MetaLearner
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, format_eval_table
-from metalr_hf.metatrain.zoo import FINETUNE
+from metalr_hf.metatrain.families import FINETUNE
 
 horizon = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 seeds = tuple(int(s) for s in sys.argv[2].split(",")) if len(sys.argv) > 2 else (0, 1)

@@ -1,4 +1,4 @@
-"""Fine-tuning: the held-out table for the fine-tuning families (``zoo.FINETUNE``): a hidden layer pretrained
+"""Fine-tuning: the held-out table for the fine-tuning families (``families.FINETUNE``): a hidden layer pretrained
 on a source task, a new head, then 32-128 labelled examples of the target task. ``digits_finetune`` is held out
 from every learner; ``finetune_cls`` is a meta-training family of the `scratch-ft` stage only (fresh seeds here).
 Adam and SGD, base LR 1e-4/1e-3/1e-2, seeds 0-2, 300 steps; baselines tuned over the evaluation's LR grid.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from metalr_hf.learner import MetaLearner
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, format_eval_table
-from metalr_hf.metatrain.zoo import FINETUNE
+from metalr_hf.metatrain.families import FINETUNE
 
 if len(sys.argv) < 2:
     sys.exit(
