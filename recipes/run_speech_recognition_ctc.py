@@ -8,9 +8,15 @@ Wav2Vec 2.0 base on LibriSpeech clean-100, the plan's setting:
         --eval_split_name validation --per_device_train_batch_size 16 --learning_rate 1e-4 --max_steps 20000 \
         --warmup_steps 500 --lr_scheduler_type meta --do_train --do_eval --output_dir out/w2v2-meta
 
-Local data: ``--train_file train.csv --validation_file dev.csv`` with columns ``audio`` (path to a 16 kHz WAV,
-relative to the CSV) and ``text``. A character vocabulary is built from the training transcripts unless
-``--tokenizer_name_or_path`` is given. Multi-GPU: ``torchrun --nproc_per_node 8 ...``.
+Local data: ``--train_file train.csv --validation_file dev.csv`` with columns ``audio`` (path to a sound file
+relative to the CSV: WAV, FLAC, OGG, ...) and ``text``. A character vocabulary is built from the training transcripts
+unless ``--tokenizer_name_or_path`` is given. Multi-GPU: ``torchrun --nproc_per_node 8 ...``.
+
+Audio is decoded lazily, batch by batch as the Trainer reads it (``Dataset.with_transform``, as the image example
+does): with soundfile, resampled to 16 kHz where a file is at another rate. Only the headers are read up front (the
+clip lengths for ``--max_duration_s``; a file that cannot be read is named before anything is written).
+``datasets.Audio`` decoding through torchcodec is not used: its PyPI wheels need FFmpeg and a torch build of their
+own, and soundfile reads the same files with neither.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -76,26 +83,44 @@ class DataTrainingArguments:
             raise ValueError("Pass --dataset_name or --train_file.")
 
 
-def decode_audio(audio: dict, source: str = "") -> np.ndarray:
-    """A mono float32 array at 16 kHz from an undecoded ``datasets.Audio`` value (``{"path", "bytes"}``), read with
-    soundfile (datasets 4+ decodes through torchcodec, which needs FFmpeg); a clear error names the file."""
+def _sound_file(audio: dict):
+    return io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"]
+
+
+def audio_seconds(audio: dict) -> float:
+    """The length of an undecoded ``datasets.Audio`` value (``{"path", "bytes"}``) from its header alone; a clear
+    error names a file that cannot be read."""
     import soundfile as sf
 
-    where = audio.get("path") or source
     try:
-        data, rate = sf.read(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"], dtype="float32")
+        info = sf.info(_sound_file(audio))
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise ValueError(f"Cannot decode audio file {where}: {e}") from None
+        raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
+    return info.frames / info.samplerate
+
+
+def decode_audio(audio: dict) -> np.ndarray:
+    """A mono float32 array at 16 kHz from an undecoded ``datasets.Audio`` value, read with soundfile and resampled
+    (polyphase, ``scipy.signal.resample_poly``) where the file is at another rate; a clear error names the file."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    try:
+        data, rate = sf.read(_sound_file(audio), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
+        raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
+    data = data if data.ndim == 1 else data.mean(1)
     if rate != SAMPLING_RATE:
-        raise ValueError(f"Cannot decode audio file {where}: sampled at {rate} Hz, expected {SAMPLING_RATE}")
-    return data if data.ndim == 1 else data.mean(1)
+        g = math.gcd(int(rate), SAMPLING_RATE)
+        data = resample_poly(data, SAMPLING_RATE // g, int(rate) // g).astype(np.float32)
+    return data
 
 
 def load_data(data_args, cache_dir):
     """Hub datasets, or local data through the `csv` builder: a CSV with a column of paths relative to it, or a
     folder in the `audiofolder` layout (its ``metadata.csv`` names each clip in ``file_name``; the `audiofolder`
     builder itself encodes through torchcodec in datasets 5, which needs FFmpeg). The audio column becomes a
-    ``datasets.Audio`` feature, read undecoded and decoded with soundfile."""
+    ``datasets.Audio`` feature, read undecoded (decoded with soundfile as the Trainer reads it)."""
     if data_args.dataset_name is not None:
         raw = datasets.DatasetDict(
             train=datasets.load_dataset(
@@ -125,12 +150,7 @@ def load_data(data_args, cache_dir):
                 )
                 .cast_column(data_args.audio_column, datasets.Value("string"))
             )  # the Audio cast wants `string`
-    raw = raw.cast_column(data_args.audio_column, datasets.Audio(decode=False))
-    if data_args.dataset_name is None:
-        for split in raw:  # decode every file now: a broken one fails before anything is written
-            for audio in raw[split][data_args.audio_column]:
-                decode_audio(audio)
-    return raw
+    return raw.cast_column(data_args.audio_column, datasets.Audio(decode=False))
 
 
 def build_tokenizer(texts) -> Wav2Vec2CTCTokenizer:
@@ -165,6 +185,14 @@ def main():
     checkpoint = last_checkpoint(training_args)
     set_seed(training_args.seed)
     raw = load_data(data_args, model_args.cache_dir)
+    # Clip lengths from the headers: a file that cannot be read is named now, before a model loads or anything is
+    # written; the audio is decoded on the fly, batch by batch, as the Trainer reads it (`transform` below).
+    with training_args.main_process_first(desc="clip lengths"):
+        raw = raw.filter(
+            lambda audio: audio_seconds(audio) <= data_args.max_duration_s,
+            input_columns=data_args.audio_column,
+            desc="clip lengths",
+        )
     metric = load_metric("wer")  # evaluate, local module (jiwer)
     hub = model_args.hub_kwargs()
     if model_args.tokenizer_name_or_path:
@@ -185,18 +213,15 @@ def main():
         **hub,
     )
 
-    def prepare(ex):
-        array = decode_audio(ex[data_args.audio_column])
-        values = feature_extractor(array, sampling_rate=SAMPLING_RATE).input_values[0]
+    def transform(batch):
+        arrays = [decode_audio(a) for a in batch[data_args.audio_column]]
         return {
-            "input_values": values,
-            "labels": tokenizer(ex[data_args.text_column].lower()).input_ids,
-            "seconds": len(array) / SAMPLING_RATE,
+            "input_values": feature_extractor(arrays, sampling_rate=SAMPLING_RATE).input_values,
+            "labels": [tokenizer(t.lower()).input_ids for t in batch[data_args.text_column]],
         }
 
-    with training_args.main_process_first(desc="feature extraction"):
-        ds = raw.map(prepare, remove_columns=raw["train"].column_names)
-        ds = ds.filter(lambda s: s <= data_args.max_duration_s, input_columns="seconds").remove_columns("seconds")
+    ds = raw.with_transform(transform)
+    training_args.remove_unused_columns = False  # the transform reads the audio and text columns
 
     def compute_metrics(p):
         pred_ids = np.argmax(p.predictions, axis=-1)

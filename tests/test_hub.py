@@ -172,6 +172,15 @@ def test_push_runs_as_dataset(tmp_path, hub_cache):
     snap = next((hub_cache / "datasets--org--runs" / "snapshots").iterdir())
     assert sorted(p.name for p in snap.iterdir()) == ["README.md", "collection.json", "runs.parquet"]
     assert "metalr-hf" in (snap / "README.md").read_text()
+    # the card's dataset_info and configs (as Dataset.push_to_hub writes them): load_dataset reads the repo as is
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(snap / "README.md").data
+    assert card.configs[0]["data_files"][0]["path"] == "runs.parquet"
+    n = card.dataset_info["splits"][0]["num_examples"]
+    loaded = load_dataset(str(snap), split="train")
+    assert len(loaded) == n > 0 and {f["name"] for f in card.dataset_info["features"]} == set(loaded.column_names)
 
 
 @pytest.mark.skipif(

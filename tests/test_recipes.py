@@ -160,10 +160,11 @@ def _wav(path: Path, freq: float, seconds=0.4, sr=16000):
 
 
 def _speech_data(tmp_path: Path, n=12):
+    """``n`` clips, the first at 8 kHz and the second at 22.05 kHz (resampled by the recipe), the others at 16 kHz."""
     (tmp_path / "clips").mkdir(exist_ok=True)
     rows = []
     for i in range(n):
-        _wav(tmp_path / "clips" / f"{i}.wav", 200 + 50 * i)
+        _wav(tmp_path / "clips" / f"{i}.wav", 200 + 50 * i, sr={0: 8000, 1: 22050}.get(i, 16000))
         rows.append(f"clips/{i}.wav,{'a b' if i % 2 else 'c d'}")
     (tmp_path / "train.csv").write_text("audio,text\n" + "\n".join(rows))
     (tmp_path / "dev.csv").write_text("audio,text\n" + "\n".join(rows[:4]))
@@ -209,6 +210,26 @@ def test_run_speech_recognition_ctc_audiofolder(tmp_path):
         "--train_file", str(tmp_path / "clips"), "--validation_file", str(tmp_path / "clips"),
         "--do_train", "--do_eval", "--output_dir", str(out), "--ignore_mismatched_sizes")  # fmt: skip
     assert _metrics(out)["eval_wer"] >= 0
+
+
+def test_speech_audio_at_another_rate_is_resampled_to_16_khz(tmp_path):
+    """A clip at 8 kHz decodes to 16 kHz: twice the samples, the same tone (before, it was refused)."""
+    import importlib.util
+
+    sys.path.insert(0, str(RECIPES))
+    spec = importlib.util.spec_from_file_location("ctc_recipe", RECIPES / "run_speech_recognition_ctc.py")
+    recipe = sys.modules["ctc_recipe"] = importlib.util.module_from_spec(spec)  # its dataclasses look it up
+    try:
+        spec.loader.exec_module(recipe)
+    finally:
+        sys.path.remove(str(RECIPES))
+        del sys.modules["ctc_recipe"]
+    _wav(tmp_path / "a.wav", 440.0, seconds=0.5, sr=8000)
+    audio = {"path": str(tmp_path / "a.wav"), "bytes": None}
+    data = recipe.decode_audio(audio)
+    assert data.dtype == np.float32 and len(data) == 8000 and recipe.audio_seconds(audio) == pytest.approx(0.5)
+    spectrum = np.abs(np.fft.rfft(data))
+    assert np.fft.rfftfreq(len(data), 1 / 16000)[spectrum.argmax()] == pytest.approx(440.0, abs=3.0)
 
 
 def test_undecodable_audio_is_named(tmp_path):

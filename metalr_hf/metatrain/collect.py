@@ -266,6 +266,12 @@ def _collect(preset: str, out: Path, seed: int, progress: bool, trainer_runner) 
 
 
 def _card(ds, preset: str, seed: int) -> str:
+    """The collection's dataset card, with the ``dataset_info`` (features, split sizes) and ``configs`` (the data
+    file) that ``Dataset.push_to_hub`` writes, by the same ``datasets`` code: the Hub's viewer and
+    ``load_dataset(repo_id)`` read ``runs.parquet`` as the ``train`` split with its features."""
+    from datasets.info import DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
 
     card_data = DatasetCardData(
@@ -273,6 +279,13 @@ def _card(ds, preset: str, seed: int) -> str:
         tags=["metalr-hf", "meta-lr", "learning-rate-schedules", "training-runs"],
         pretty_name=f"metalr-hf runs ({preset})",
         size_categories=["1K<n<10K"] if len(ds) >= 1000 else ["n<1K"],
+    )
+    info = ds.info.copy()
+    info.splits = SplitDict({"train": SplitInfo("train", num_bytes=ds.data.nbytes, num_examples=len(ds))})
+    info.dataset_size = ds.data.nbytes
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    MetadataConfigs({"default": {"data_files": [{"split": "train", "path": "runs.parquet"}]}}).to_dataset_card_data(
+        card_data
     )
     return DatasetCard.from_template(
         card_data,
