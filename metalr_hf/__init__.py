@@ -21,7 +21,7 @@ _NAMES = {
     "MetaTrainingArguments": "trainer",
     "disable": "integration",
     "enable": "integration",
-    "get_scheduler": "scheduler",
+    "get_scheduler": "integration",
 }
 
 __all__ = [
@@ -38,10 +38,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .integration import disable, enable
+    from .integration import disable, enable, get_scheduler
     from .learner import MetaLearner
     from .options import MetaSchedulerOptions
-    from .scheduler import MetaLRScheduler, get_scheduler
+    from .scheduler import MetaLRScheduler
     from .trainer import MetaLRCallback, MetaTrainer, MetaTrainingArguments
 
 

@@ -29,17 +29,11 @@ import math
 
 import torch
 
-from .features import (
-    _SCALAR,
-    _TENSOR,
-    FEATURE_NAMES,
-    FeatureExtractor,
-    Signals,
-    finite_values,
-)
+from .features import _SCALAR, _TENSOR, FEATURE_NAMES, FeatureExtractor
 from .learner import MetaLearner
 from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
 from .schedules import prior_multiplier
+from .signals import Signals, finite_values
 
 __all__ = ["MetaController", "knows_pretrained_runs", "load_learner"]
 

@@ -44,11 +44,11 @@ that prefix of the vector, so learners trained before a feature existed run unch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 
 from .ops import ScalarOps, TensorOps
+from .signals import _SIGNAL_FLOATS, Signals, finite_values
 
 __all__ = [
     "FEATURE_CLIP",
@@ -56,7 +56,6 @@ __all__ = [
     "FEATURE_NAMES",
     "SCHEMA_VERSION",
     "FeatureExtractor",
-    "Signals",
     "feature_mask",
 ]
 
@@ -114,61 +113,6 @@ def feature_mask(disabled: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
         for n in names:
             mask[FEATURE_NAMES.index(n)] = 0.0
     return mask
-
-
-@dataclass
-class Signals:
-    """Raw per-step signals of ``B`` runs, each a float tensor of shape ``[B]``.
-
-    ``loss`` is ``nan`` where no loss was observed and ``has_loss`` is False there. The sums are over all
-    parameters (and, under data parallelism, already reduced across ranks).
-    """
-
-    loss: torch.Tensor
-    has_loss: torch.Tensor
-    grad_norm: torch.Tensor  # ‖g‖ before clipping
-    gg: torch.Tensor  # Σ g²            (after clipping: same direction as g·m)
-    gm: torch.Tensor  # Σ g·m
-    mm: torch.Tensor  # Σ m²
-    g_upd: torch.Tensor  # Σ g·Δw   (≤ 0 for a descent step)
-    upd_sq: torch.Tensor  # Σ Δw²
-    ww: torch.Tensor  # Σ w²
-    vv: torch.Tensor  # Σ v  (0 when the optimizer keeps no second moment)
-    adaptive: torch.Tensor  # 1 for Adam-family
-
-    def to_vector(self) -> torch.Tensor:
-        """``[B, S]`` float tensor (for one all-reduce across ranks)."""
-        return torch.stack([getattr(self, f.name).to(torch.float64) for f in fields(self)], dim=-1)
-
-    @classmethod
-    def from_vector(cls, vec: torch.Tensor) -> Signals:
-        cols = vec.unbind(-1)
-        values = {f.name: c for f, c in zip(fields(cls), cols)}
-        values["has_loss"] = values["has_loss"] > 0.5
-        return cls(**values)
-
-    @classmethod
-    def nonfinite(cls, batch_size: int = 1) -> Signals:
-        """Signals of a step that produced nothing usable (e.g. an optimizer step skipped on fp16 overflow)."""
-        nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
-        return cls(has_loss=torch.ones(batch_size, dtype=torch.bool), **{k: nan for k in _SIGNAL_FLOATS})
-
-    def run_values(self) -> tuple[dict[str, float], bool]:
-        """The first run's signals as Python floats (``_SIGNAL_FLOATS`` → float) and whether it has a loss."""
-        values = {k: float(torch.as_tensor(getattr(self, k)).reshape(-1)[0]) for k in _SIGNAL_FLOATS}
-        return values, bool(torch.as_tensor(self.has_loss).reshape(-1)[0])
-
-    def finite(self) -> torch.Tensor:
-        """``[B]`` bool: the loss (where observed) and every gradient and optimizer statistic are finite."""
-        ok = torch.isfinite(self.loss) | ~self.has_loss
-        rest = torch.stack([torch.as_tensor(getattr(self, n), dtype=torch.float64) for n in _SIGNAL_FLOATS[1:]], -1)
-        ok = ok & torch.isfinite(rest).all(-1)
-        return ok
-
-
-def finite_values(x: dict[str, float], has_loss: bool) -> bool:
-    """:meth:`Signals.finite` of one run given as Python floats."""
-    return all(math.isfinite(v) for k, v in x.items() if k != "loss") and (math.isfinite(x["loss"]) or not has_loss)
 
 
 _STATE_KEYS = (
@@ -471,6 +415,5 @@ _OPTIMIZER_COLS = [
     FEATURE_NAMES.index(n) for n in ("grad_momentum_cos", "update_ratio", "curvature_ratio", "grad_snr")
 ]
 _SPIKE_FLOOR = math.log(2.0)  # the least rise over the fast EMA that the loss statistics read as a spike
-_SIGNAL_FLOATS = ("loss", "grad_norm", "gg", "gm", "mm", "g_upd", "upd_sq", "ww", "vv", "adaptive")
 _LOSS_COLS = [FEATURE_NAMES.index(n) for n in FEATURE_GROUPS["loss"] + ("curvature_ratio",)]
 _LOSS_COL_SET, _OPTIMIZER_COL_SET = frozenset(_LOSS_COLS), frozenset(_OPTIMIZER_COLS)

@@ -21,8 +21,12 @@ whose internals differ from what this relies on, ``enable()`` raises instead of 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-__all__ = ["disable", "enable", "is_enabled"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["disable", "enable", "get_scheduler", "is_enabled"]
 
 # The transformers releases this integration was written against (the lower bound is the package's own).
 TESTED_TRANSFORMERS = ("4.56", "6.0")  # CI: 4.56.2 (with accelerate 1.10.1) and 5.25
@@ -149,3 +153,37 @@ def disable() -> None:
     type.__delattr__(enum, "META")
     _saved["trainer"].create_scheduler = _saved["create_scheduler"]
     _saved.clear()
+
+
+def get_scheduler(
+    name,
+    optimizer: torch.optim.Optimizer,
+    num_warmup_steps: int | None = None,
+    num_training_steps: int | None = None,
+    scheduler_specific_kwargs: dict | None = None,
+):
+    """``transformers.get_scheduler`` plus ``"meta"``.
+
+    ``"meta"`` builds a :class:`MetaLRScheduler` with ``scheduler_specific_kwargs`` as its options
+    (``meta_learner``, ``revision``, ``prior``, ...); every other name is passed to ``transformers.get_scheduler``
+    unchanged, so it returns exactly what transformers returns.
+    """
+    if str(getattr(name, "value", name)) == "meta":
+        from .scheduler import MetaLRScheduler
+
+        kwargs = dict(scheduler_specific_kwargs or {})
+        return MetaLRScheduler(
+            optimizer,
+            num_training_steps=num_training_steps,
+            num_warmup_steps=num_warmup_steps or 0,
+            **kwargs,
+        )
+    from transformers import get_scheduler as hf_get_scheduler
+
+    return hf_get_scheduler(
+        name,
+        optimizer,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        scheduler_specific_kwargs=scheduler_specific_kwargs,
+    )

@@ -2,8 +2,9 @@
 
 It reads the run's signals after each optimizer step (loss, gradient norm, optimizer statistics: ``reader.py``),
 averages them over ranks, hands them to a :class:`~metalr_hf.controller.MetaController` of one run, and sets every
-param group's LR to its base LR times the controller's scale. Its state (``state_dict``) resumes the LR trajectory
-exactly; :mod:`metalr_hf.scheduler_checks` says what it accepts.
+param group's LR to its base LR times the controller's scale. Its state (``state_dict``,
+:mod:`metalr_hf.scheduler_state`) resumes the LR trajectory exactly; :mod:`metalr_hf.scheduler_checks` says what it
+accepts; :func:`metalr_hf.integration.get_scheduler` builds it by name, as ``transformers.get_scheduler`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ._log import warn
 from .controller import MetaController, load_learner
-from .features import FEATURE_NAMES, SCHEMA_VERSION, Signals
+from .features import FEATURE_NAMES
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .layouts import check_layout, optimizer_chain
@@ -28,14 +29,14 @@ from .reader import SignalReader
 from .scheduler_checks import (
     check_group_lrs,
     check_horizon,
-    check_scheduler_state,
     is_count,
     is_number_like,
     scalar_f32,
 )
-from .signal_buffers import SignalBuffers
+from .scheduler_state import SchedulerState
+from .signals import SignalBuffers, Signals
 
-__all__ = ["MetaController", "MetaLRScheduler", "get_scheduler", "load_learner"]
+__all__ = ["MetaController", "MetaLRScheduler", "load_learner"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 META_SCHEDULER_KWARGS = MetaSchedulerOptions.names()
 
 
-class MetaLRScheduler(LRScheduler):
+class MetaLRScheduler(SchedulerState, LRScheduler):
     """Learning-rate scheduler driven by a meta-learned recurrent policy (see the module docstring for the rule).
 
     Args:
@@ -177,29 +178,6 @@ class MetaLRScheduler(LRScheduler):
         if hasattr(self, "base_lrs"):  # set after construction: the LR of the current step follows
             self._set_group_lrs(self.get_lr())
 
-    def _change_horizon(self, num_training_steps: int) -> None:
-        """A run that has taken steps gets a new horizon (a resume with another ``max_steps``, epochs over another
-        number of ranks): as a stock scheduler, the schedule follows the new ``T`` from the current step on, and the
-        learner's state, statistics, prior and guards carry over (the time constants follow ``T``). Warned."""
-        old = self.num_training_steps
-        if num_training_steps == old:
-            return
-        state, prior = self.controller.state_dict(), self.controller.prior
-        self.num_training_steps = num_training_steps
-        self.controller = self._new_controller()
-        self.controller.load_state_dict(state)
-        self.controller.set_prior(prior)
-        message = (
-            f"MetaLRScheduler: the run's horizon changed from {old} to {num_training_steps} optimizer steps at step "
-            f"{self.last_epoch} (resumed with another max_steps, epochs or number of processes?); the schedule "
-            f"follows {num_training_steps} from here on, with the learner's state carried over."
-        )
-        if self.last_epoch >= num_training_steps:
-            message += " The run is already past its new end: the LR stays at the end of the schedule."
-        self._warn_once(f"horizon_{old}_{num_training_steps}", message)
-        if self.controller.step_count > 0:
-            self._set_group_lrs(self.get_lr())
-
     def _use_learner(self, name: str) -> None:
         """Switch to the bundled learner ``name`` of the default pair, before the first step or when a checkpoint
         is loaded. A built controller is rebuilt around it; the param groups' LRs are left as they are (a fresh
@@ -279,7 +257,7 @@ class MetaLRScheduler(LRScheduler):
 
     def _collect_signals(self) -> torch.Tensor:
         """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks
-        (:class:`~metalr_hf.signal_buffers.SignalBuffers`: on an accelerator, on its way to the host)."""
+        (:class:`~metalr_hf.signals.SignalBuffers`: on an accelerator, on its way to the host)."""
         stats = self._reader._read_into(max(self.last_epoch, 0))  # Σg², g·m, …, Σv, adaptive (under no_grad)
         if self._pending_loss is None:
             hint = self.no_loss_hint or (
@@ -445,71 +423,6 @@ class MetaLRScheduler(LRScheduler):
     def features_dict(self) -> dict[str, float]:
         return dict(zip(FEATURE_NAMES, self.controller.features[0].tolist()))
 
-    # -- persistence ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Tensors and plain Python values only (loadable with ``torch.load(weights_only=True)``)."""
-        return {
-            "last_epoch": self.last_epoch,
-            "_step_count": self._step_count,
-            "base_lrs": list(self.base_lrs),
-            "_last_lr": [float(x) for x in self._last_lr],
-            "num_training_steps": self.num_training_steps,
-            "num_warmup_steps": self.num_warmup_steps,
-            "options": dict(self.options),
-            "schema_version": SCHEMA_VERSION,
-            "learner_fingerprint": self.learner.fingerprint(),
-            "learner_source": {k: v for k, v in self.learner.source.items() if v is not None},
-            "controller": self.controller.state_dict(),
-            "decision_lag": self.decision_lag,
-            "held_signals": None if self._held is None else self._held[0].cpu().clone(),
-            "held_step": None if self._held is None else self._held[1],
-            "prior": self.controller.prior,
-        }
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        check_scheduler_state(state_dict, len(self.optimizer.param_groups))
-        schema = state_dict.get("schema_version")
-        if schema != SCHEMA_VERSION:
-            raise ValueError(
-                f"This scheduler checkpoint was written for feature schema {schema}, this metalr-hf reads "
-                f"schema {SCHEMA_VERSION}: it cannot be resumed with this version."
-            )
-        source = state_dict.get("learner_source")
-        written_by = source.get("name_or_path") if isinstance(source, dict) else None
-        if self.default_pair and written_by in (DEFAULT_LEARNER, FINETUNE):
-            self._use_learner(written_by)  # the pair's learner the interrupted run used
-        mine, theirs = self.learner.fingerprint(), state_dict.get("learner_fingerprint")
-        if theirs != mine:
-            raise ValueError(
-                f"This scheduler checkpoint was written by meta-learner {written_by or 'another learner'!r} "
-                f"(fingerprint {theirs}), but this scheduler uses {self.learner.source.get('name_or_path')!r} "
-                f"(fingerprint {mine}). Resume with the same `meta_learner` (and revision) as the interrupted run."
-            )
-        # The horizon: this scheduler's own where it was built with one (a Trainer resuming with another
-        # max_steps builds it with the new one, as for stock schedulers), else the interrupted run's.
-        horizon = self.num_training_steps
-        self.num_training_steps = None
-        self.controller = None
-        self.set_num_training_steps(state_dict["num_training_steps"])
-        self.last_epoch = int(state_dict["last_epoch"])
-        self._step_count = int(state_dict["_step_count"])
-        self.base_lrs = list(state_dict["base_lrs"])
-        self._last_lr = list(state_dict["_last_lr"])
-        self.controller.load_state_dict(state_dict["controller"])
-        if "prior" not in self.options:  # the interrupted run's
-            self.opts.prior = state_dict["prior"]
-            self.controller.set_prior(self.opts.prior)
-        # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
-        # trained since (a run from scratch would now look pretrained)
-        self.pretrained_given = True
-        held = state_dict["held_signals"]
-        self._held = None if held is None else (held, int(state_dict["held_step"]))
-        # The LRs this scheduler had set for the next step, whatever the optimizer's loaded state holds (PyTorch's
-        # distributed `set_state_dict` leaves them at the 0 it initialises the state with).
-        self._set_group_lrs(self._last_lr)
-        if horizon is not None and horizon != self.num_training_steps:
-            self._change_horizon(horizon)
-
 
 _SIGNAL_NAMES = tuple(f.name for f in dataclasses.fields(Signals))
 
@@ -532,35 +445,3 @@ def _register_adopt_hook(scheduler: MetaLRScheduler):
     steps the one it wraps); ``None`` where there is none (then a new group takes the rule at the next step)."""
     target = next((o for o in optimizer_chain(scheduler.optimizer) if hasattr(o, "_optimizer_step_pre_hooks")), None)
     return None if target is None else target.register_step_pre_hook(_AdoptNewGroups(scheduler))
-
-
-def get_scheduler(
-    name,
-    optimizer: torch.optim.Optimizer,
-    num_warmup_steps: int | None = None,
-    num_training_steps: int | None = None,
-    scheduler_specific_kwargs: dict | None = None,
-):
-    """``transformers.get_scheduler`` plus ``"meta"``.
-
-    ``"meta"`` builds a :class:`MetaLRScheduler` with ``scheduler_specific_kwargs`` as its options
-    (``meta_learner``, ``revision``, ``prior``, ...); every other name is passed to ``transformers.get_scheduler``
-    unchanged, so it returns exactly what transformers returns.
-    """
-    if str(getattr(name, "value", name)) == "meta":
-        kwargs = dict(scheduler_specific_kwargs or {})
-        return MetaLRScheduler(
-            optimizer,
-            num_training_steps=num_training_steps,
-            num_warmup_steps=num_warmup_steps or 0,
-            **kwargs,
-        )
-    from transformers import get_scheduler as hf_get_scheduler
-
-    return hf_get_scheduler(
-        name,
-        optimizer,
-        num_warmup_steps=num_warmup_steps,
-        num_training_steps=num_training_steps,
-        scheduler_specific_kwargs=scheduler_specific_kwargs,
-    )

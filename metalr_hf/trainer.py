@@ -13,10 +13,11 @@ from transformers.trainer_utils import SchedulerType
 from transformers.utils.generic import ExplicitEnum
 
 from ._log import package_logger, warn
+from .integration import get_scheduler
 from .layouts import zero_optimizer
 from .options import MetaSchedulerOptions
 from .pretrained_weights import infer_pretrained
-from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, get_scheduler, scalar_f32
+from .scheduler import META_SCHEDULER_KWARGS, MetaLRScheduler, scalar_f32
 
 __all__ = ["MetaLRCallback", "MetaSchedulerType", "MetaTrainer", "MetaTrainingArguments", "VALID_SCHEDULER_NAMES"]
 

@@ -78,7 +78,7 @@ def test_single_run_path_equals_the_batched_one_on_hostile_signals(vectors):
     equal up to float32 rounding, which this deliberately scaled learner amplifies: on the example above both
     paths' δ stay within 2.2e-5 of a float64 forward (-1.418975: batched -1.418986, NumPy -1.418953)."""
     from metalr_hf.controller import MetaController
-    from metalr_hf.features import Signals
+    from metalr_hf.signals import Signals
 
     batched = MetaController(LEARNER, torch.tensor([30.0, 80.0]), batch_size=2, pretrained=torch.tensor([0.0, 1.0]))
     singles = [MetaController(LEARNER, 30.0, pretrained=False), MetaController(LEARNER, 80.0, pretrained=True)]

@@ -11,9 +11,9 @@ from transformers.trainer_utils import SchedulerType
 
 from metalr_hf import MetaLRScheduler, get_scheduler
 from metalr_hf.controller import MetaController
-from metalr_hf.features import Signals
 from metalr_hf.reader import optimizer_signals
 from metalr_hf.schedules import cosine, wsd
+from metalr_hf.signals import Signals
 
 
 def _problem(seed=0, groups=False, opt="adamw", lr=1e-2):
