@@ -78,9 +78,10 @@ class MetaController:
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
         max_boost (`float`, `"auto"`, `"peak"` or `None`): the most the learner may raise the
             LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
-            base LR (``prior · exp(δ) · b · γ ≤ 1``). ``"auto"``: 1 on the runs marked ``pretrained`` when the learner
-            was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may only lower their LR), no
-            cap otherwise. ``None``: no cap but the learner's own bound.
+            base LR, nor the warmup's ramp while it lasts (``prior · exp(δ) · b · γ ≤ warmup factor ≤ 1``: a learner
+            may hold the LR up where the prior decays, never skip the warmup). ``"auto"``: 1 on the runs marked
+            ``pretrained`` when the learner was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may
+            only lower their LR), no cap otherwise. ``None``: no cap but the learner's own bound.
     """
 
     def __init__(
@@ -199,13 +200,17 @@ class MetaController:
             return torch.tensor([self.scale_value(step)], dtype=torch.float64)
         corr = torch.exp(self.delta.double()) * self.backoff.double() * self.guard_scale.double()
         scale = self.prior_at(step) * corr
-        return scale.clamp(max=1.0) if self.boost.peak else scale
+        if self.boost.peak:  # at most the warmup's ramp (the constant prior), then 1
+            return torch.minimum(scale, prior_multiplier("constant", step, self.T, self.warmup))
+        return scale
 
     def scale_value(self, step: int) -> float:
         """:meth:`scale` of a scalar controller, as a float."""
         c = self._control
         scale = self._prior_value(step) * math.exp(c["delta"]) * c["backoff"] * c["guard_scale"]
-        return min(scale, 1.0) if self.boost.peak else scale
+        if self.boost.peak:  # at most the warmup's ramp (the constant prior), then 1
+            return min(scale, prior_multiplier("constant", int(step), self._T, self._warmup))
+        return scale
 
     @torch.no_grad()
     def update_values(self, x: dict, has_loss: bool, step: int | None = None) -> bool:

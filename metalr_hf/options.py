@@ -67,7 +67,8 @@ def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, r
 @dataclass(frozen=True)
 class BoostPolicy:
     """What ``max_boost`` allows, in one place: the bound on δ for a run (:meth:`delta_cap`) and whether the
-    product ``prior · exp(δ) · b · γ`` is capped at 1 (``peak``: the LR never above the base LR).
+    product ``prior · exp(δ) · b · γ`` is capped by the warmup's ramp, then 1 (``peak``: the LR never above the base
+    LR, and the warmup never skipped).
 
     Args:
         max_boost: the option (a number ≥ 1, ``"auto"``, ``"peak"`` or ``None``).
@@ -119,7 +120,8 @@ class MetaSchedulerOptions:
             ``Trainer`` reads it from the model, a plain loop assumes False.
         max_boost (`float`, `"auto"`, `"peak"` or `None`, defaults to `"auto"`): the most the learner may raise the
             LR above the prior; `"auto"` caps it at 1 on pretrained runs for a learner that never saw one; `"peak"`
-            lets it hold or raise the prior but never above the base LR the user chose (``lr ≤ base_lr``).
+            lets it hold or raise the prior but never above the base LR the user chose (``lr ≤ base_lr``), nor above
+            the warmup's ramp while it lasts.
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -155,7 +157,7 @@ class MetaSchedulerOptions:
         default="auto",
         metadata={
             "help": "most the LR may rise above the prior (`auto`: 1 on a pretrained run for a learner not made "
-            "for one); `peak`: never above the base LR; `null`: no cap"
+            "for one); `peak`: never above the base LR nor the warmup; `null`: no cap"
         },
     )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})

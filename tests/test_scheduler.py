@@ -483,18 +483,27 @@ def test_bad_max_boost_is_refused_naming_it(bad):
         MetaLRScheduler(optimizer, num_training_steps=10, max_boost=bad)
 
 
-def test_peak_cap_holds_the_lr_at_most_at_the_base_lr():
-    """max_boost="peak": a learner that boosts may keep the LR from decaying, never above what the user chose."""
+@pytest.mark.parametrize("warmup", [0, 6])
+def test_peak_cap_holds_the_lr_at_most_at_the_base_lr_and_never_skips_the_warmup(warmup):
+    """max_boost="peak": a learner that boosts may keep the LR from decaying, never above what the user chose, and
+    never above the warmup's ramp (before, a boosting learner jumped to the full base LR at the second step, which
+    diverged an LSTM at its right LR on the quick bench)."""
     from metalr_hf.features import FEATURE_NAMES
 
     learner = boosting_learner(FEATURE_NAMES)
     _, lrs, _, _ = _run(
-        lambda o: MetaLRScheduler(o, num_training_steps=20, meta_learner=learner, max_boost="peak", guard=False),
+        lambda o: MetaLRScheduler(
+            o, num_training_steps=20, num_warmup_steps=warmup, meta_learner=learner, max_boost="peak", guard=False,
+            prior="cosine",
+        ),
         steps=20,
-    )
-    prior = [1e-2 * float(cosine(t + 1, 20, 0)) for t in range(20)]
-    assert all(lr[0] <= 1e-2 * (1 + 1e-9) for lr in lrs)
-    assert lrs[5][0] == pytest.approx(1e-2) and lrs[5][0] > 1.2 * prior[5]  # held at the peak, above the decay
+    )  # fmt: skip
+    prior = [1e-2 * float(cosine(t + 1, 20, warmup)) for t in range(20)]
+    ramp = [1e-2 * min((t + 1) / warmup, 1.0) if warmup else 1e-2 for t in range(20)]
+    assert all(lr[0] <= r * (1 + 1e-6) for lr, r in zip(lrs, ramp))
+    assert lrs[9][0] == pytest.approx(1e-2) and lrs[9][0] > 1.05 * prior[9]  # held at the peak, above the decay
+    if warmup:
+        assert lrs[1][0] == pytest.approx(ramp[1], rel=1e-5) and lrs[1][0] < 0.5e-2  # the ramp, not the base LR
 
 
 def test_the_default_pair_resumes_with_the_learner_its_checkpoint_names():
