@@ -13,7 +13,7 @@ __version__ = "0.2.0"
 
 # public name -> the module that defines it
 _NAMES = {
-    "MetaLRCallback": "trainer",
+    "MetaLRCallback": "callback",
     "MetaLRScheduler": "scheduler",
     "MetaLearner": "learner",
     "MetaSchedulerOptions": "options",
@@ -38,11 +38,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .callback import MetaLRCallback
     from .integration import disable, enable, get_scheduler
     from .learner import MetaLearner
     from .options import MetaSchedulerOptions
     from .scheduler import MetaLRScheduler
-    from .trainer import MetaLRCallback, MetaTrainer, MetaTrainingArguments
+    from .trainer import MetaTrainer, MetaTrainingArguments
 
 
 def __getattr__(name: str):

@@ -3,7 +3,7 @@ each module, children of ``metalr_hf``), as transformers does for its own.
 
 A warning is logged once, on the main process; the other ranks log it at INFO, shown where ``log_level_replica``
 asks for it. In a Trainer run the ``metalr_hf`` logger follows ``--log_level`` / ``--log_level_replica`` when
-they are set (``trainer._follow_log_level``, when training begins); ``passive`` leaves it as it is.
+they are set (``callback._follow_log_level``, when training begins); ``passive`` leaves it as it is.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ name, and ``disable()`` takes it back:
    with ``lr_scheduler_kwargs`` as its options (checked first: an unknown key or a Hub token is refused);
 3. ``Trainer.create_scheduler`` attaches a :class:`~metalr_hf.MetaLRCallback` to a Trainer whose scheduler is a
    ``MetaLRScheduler`` (built from the name, or passed in ``optimizers``) and feeds it as ``MetaTrainer`` does
-   (:func:`~metalr_hf.trainer.feed_from_trainer`: the loss of ``training_step``, the gradient norm before clipping,
+   (:func:`~metalr_hf.callback.feed_from_trainer`: the loss of ``training_step``, the gradient norm before clipping,
    the ``meta/*`` values in the logs that ``log_history``, TensorBoard, W&B and MLflow receive). It applies to every
    subclass that keeps ``Trainer.create_scheduler`` (trl's ``SFTTrainer``).
 
@@ -113,8 +113,8 @@ def enable() -> None:
     _check_transformers()
     from transformers import Trainer, optimization, trainer_utils
 
+    from .callback import feed_from_trainer
     from .scheduler import MetaLRScheduler
-    from .trainer import feed_from_trainer
 
     enum = trainer_utils.SchedulerType
     if "meta" in enum._value2member_map_:
