@@ -83,19 +83,22 @@ class DataTrainingArguments:
             raise ValueError("Pass --dataset_name or --train_file.")
 
 
-def _sound_file(audio: dict):
-    return io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"]
-
-
-def audio_seconds(audio: dict) -> float:
-    """The length of an undecoded ``datasets.Audio`` value (``{"path", "bytes"}``) from its header alone; a clear
+def _soundfile(read, audio: dict):
+    """``read`` (a soundfile function) on an undecoded ``datasets.Audio`` value (``{"path", "bytes"}``); a clear
     error names a file that cannot be read."""
     import soundfile as sf
 
     try:
-        info = sf.info(_sound_file(audio))
+        return read(io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio["path"])
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
         raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
+
+
+def audio_seconds(audio: dict) -> float:
+    """The length of an undecoded ``datasets.Audio`` value from its header alone."""
+    import soundfile as sf
+
+    info = _soundfile(sf.info, audio)
     return info.frames / info.samplerate
 
 
@@ -105,10 +108,7 @@ def decode_audio(audio: dict) -> np.ndarray:
     import soundfile as sf
     from scipy.signal import resample_poly
 
-    try:
-        data, rate = sf.read(_sound_file(audio), dtype="float32")
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
+    data, rate = _soundfile(lambda f: sf.read(f, dtype="float32"), audio)
     data = data if data.ndim == 1 else data.mean(1)
     if rate != SAMPLING_RATE:
         g = math.gcd(int(rate), SAMPLING_RATE)

@@ -347,8 +347,9 @@ def _zoo_text(task: str):
     return build
 
 
-# LR scales put each task's best base LR inside the grid 1e-4, 1e-3, 1e-2 (× scale) at 150 steps, measured with WSD
-# (`lab/results/bench-quick-learns/`); SGD runs only where something learns with it.
+# LR scales put each task's best base LR inside (or at the edge of) the grid 1e-4, 1e-3, 1e-2 (× scale) at 150 steps,
+# as a WSD probe on seed 0 found them (where each right LR falls: `lab/results/bench-quick-wsd/report.md`); SGD runs
+# only where something learns with it.
 TASKS = {
     "bert_cls": Task("bert_cls", _bert, _cls_metrics, 60, 32, "accuracy", True, {"adam": 1.0}),
     "gpt2_lm": Task("gpt2_lm", _gpt2, None, 60, 32, "perplexity", False, {"adam": 3.0, "sgd": 100.0}),
