@@ -58,6 +58,7 @@ def setup_logging(training_args) -> None:
     )
     level = training_args.get_process_log_level()
     logger.setLevel(level)
+    logging.getLogger("__main__").setLevel(level)  # the recipe's own logger, as each HF example sets it
     import transformers
 
     transformers.utils.logging.set_verbosity(level)

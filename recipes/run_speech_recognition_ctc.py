@@ -13,10 +13,10 @@ relative to the CSV: WAV, FLAC, OGG, ...) and ``text``. A character vocabulary i
 unless ``--tokenizer_name_or_path`` is given. Multi-GPU: ``torchrun --nproc_per_node 8 ...``.
 
 Audio is decoded lazily, batch by batch as the Trainer reads it (``Dataset.with_transform``, as the image example
-does): with soundfile, resampled to 16 kHz where a file is at another rate. Only the headers are read up front (the
-clip lengths for ``--max_duration_s``; a file that cannot be read is named before anything is written).
-``datasets.Audio`` decoding through torchcodec is not used: its PyPI wheels need FFmpeg and a torch build of their
-own, and soundfile reads the same files with neither.
+does). Where torchcodec is installed and loads (it needs FFmpeg and a torch build its wheel was made for), through
+``datasets.Audio(sampling_rate=16000)``, as the transformers example does; otherwise with soundfile, resampled to
+16 kHz where a file is at another rate (``--audio_decoder`` picks one). Only the headers are read up front (the clip
+lengths for ``--max_duration_s``; a file that cannot be read is named before anything is written).
 """
 
 from __future__ import annotations
@@ -77,10 +77,39 @@ class DataTrainingArguments:
     audio_column: str = field(default="audio", metadata={"help": "The column with the audio (path or array)."})
     text_column: str = field(default="text", metadata={"help": "The column with the transcript."})
     max_duration_s: float = field(default=20.0, metadata={"help": "Longer clips are dropped."})
+    audio_decoder: str = field(
+        default="auto",
+        metadata={
+            "help": "`torchcodec` (datasets.Audio; FFmpeg reads any format), `soundfile` (WAV, FLAC, OGG, MP3), or "
+            "`auto`: torchcodec where it is installed and loads, else soundfile.",
+            "choices": ["auto", "torchcodec", "soundfile"],
+        },
+    )
 
     def __post_init__(self):
         if self.dataset_name is None and self.train_file is None:
             raise ValueError("Pass --dataset_name or --train_file.")
+
+
+def torchcodec_loads() -> bool:
+    """Whether torchcodec is installed and its libraries load: a wheel built for another torch (its PyPI wheels link
+    a CUDA build) or a machine without FFmpeg fails at import, which counts as not installed."""
+    try:
+        from torchcodec.decoders import AudioDecoder  # noqa: F401
+    except Exception:  # ImportError, or OSError/RuntimeError from the native libraries
+        return False
+    return True
+
+
+def pick_audio_decoder(choice: str) -> str:
+    if choice == "auto":
+        return "torchcodec" if torchcodec_loads() else "soundfile"
+    if choice == "torchcodec" and not torchcodec_loads():
+        raise ValueError(
+            "--audio_decoder torchcodec: torchcodec is not installed or does not load here (it needs FFmpeg and a "
+            "torch build its wheel was made for); use --audio_decoder soundfile."
+        )
+    return choice
 
 
 def _soundfile(read, audio: dict):
@@ -94,8 +123,17 @@ def _soundfile(read, audio: dict):
         raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
 
 
-def audio_seconds(audio: dict) -> float:
-    """The length of an undecoded ``datasets.Audio`` value from its header alone."""
+def audio_seconds(audio: dict, decoder: str = "soundfile") -> float:
+    """The length of an undecoded ``datasets.Audio`` value from its header alone; a clear error names a file that
+    cannot be read."""
+    if decoder == "torchcodec":
+        from torchcodec.decoders import AudioDecoder
+
+        try:
+            source = audio["bytes"] if audio.get("bytes") else audio["path"]
+            return float(AudioDecoder(source).metadata.duration_seconds_from_header)
+        except (RuntimeError, ValueError, OSError, TypeError) as e:
+            raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
     import soundfile as sf
 
     info = _soundfile(sf.info, audio)
@@ -120,7 +158,7 @@ def load_data(data_args, cache_dir):
     """Hub datasets, or local data through the `csv` builder: a CSV with a column of paths relative to it, or a
     folder in the `audiofolder` layout (its ``metadata.csv`` names each clip in ``file_name``; the `audiofolder`
     builder itself encodes through torchcodec in datasets 5, which needs FFmpeg). The audio column becomes a
-    ``datasets.Audio`` feature, read undecoded (decoded with soundfile as the Trainer reads it)."""
+    ``datasets.Audio`` feature, read undecoded (decoded as the Trainer reads it)."""
     if data_args.dataset_name is not None:
         raw = datasets.DatasetDict(
             train=datasets.load_dataset(
@@ -187,12 +225,16 @@ def main():
     raw = load_data(data_args, model_args.cache_dir)
     # Clip lengths from the headers: a file that cannot be read is named now, before a model loads or anything is
     # written; the audio is decoded on the fly, batch by batch, as the Trainer reads it (`transform` below).
+    decoder = pick_audio_decoder(data_args.audio_decoder)
+    logger.info(f"Decoding audio with {decoder}")
     with training_args.main_process_first(desc="clip lengths"):
         raw = raw.filter(
-            lambda audio: audio_seconds(audio) <= data_args.max_duration_s,
+            lambda audio: audio_seconds(audio, decoder) <= data_args.max_duration_s,
             input_columns=data_args.audio_column,
             desc="clip lengths",
         )
+    if decoder == "torchcodec":  # datasets decodes (and resamples) each clip as a batch is read
+        raw = raw.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=SAMPLING_RATE))
     metric = load_metric("wer")  # evaluate, local module (jiwer)
     hub = model_args.hub_kwargs()
     if model_args.tokenizer_name_or_path:
@@ -214,7 +256,10 @@ def main():
     )
 
     def transform(batch):
-        arrays = [decode_audio(a) for a in batch[data_args.audio_column]]
+        if decoder == "torchcodec":  # datasets' decoders: mono, at 16 kHz
+            arrays = [np.asarray(a["array"], dtype=np.float32) for a in batch[data_args.audio_column]]
+        else:
+            arrays = [decode_audio(a) for a in batch[data_args.audio_column]]
         return {
             "input_values": feature_extractor(arrays, sampling_rate=SAMPLING_RATE).input_values,
             "labels": [tokenizer(t.lower()).input_ids for t in batch[data_args.text_column]],

@@ -14,8 +14,9 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "b", "c", "d"]
 
 
-def run(script, *args, expect_ok=True, hub_offline=True):
+def run(script, *args, expect_ok=True, hub_offline=True, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(env_extra or {})
     if not hub_offline:  # no network here either way: evaluation must not wait for it
         env.pop("HF_HUB_OFFLINE")
     common = [
@@ -210,6 +211,81 @@ def test_run_speech_recognition_ctc_audiofolder(tmp_path):
         "--train_file", str(tmp_path / "clips"), "--validation_file", str(tmp_path / "clips"),
         "--do_train", "--do_eval", "--output_dir", str(out), "--ignore_mismatched_sizes")  # fmt: skip
     assert _metrics(out)["eval_wer"] >= 0
+
+
+_FAKE_TORCHCODEC = """
+import io, json, os
+from types import SimpleNamespace
+
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+
+class AudioDecoder:
+    # torchcodec's decoder at the boundary datasets uses (``datasets.features._torchcodec`` subclasses it): the
+    # file read with soundfile, resampled to ``sample_rate``; every decode is logged
+    def __init__(self, source, *, stream_index=None, sample_rate=None, num_channels=None):
+        data, rate = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32",
+                             always_2d=True)
+        self._name = os.path.basename(getattr(source, "name", source)) if not isinstance(source, bytes) else "bytes"
+        self._data, self._rate, self._out = data.T, rate, sample_rate or rate
+        self.metadata = SimpleNamespace(duration_seconds_from_header=data.shape[0] / rate, sample_rate=rate)
+
+    def get_all_samples(self):
+        data = self._data if self._out == self._rate else resample_poly(self._data, self._out, self._rate, axis=1)
+        with open(os.environ["FAKE_TORCHCODEC_LOG"], "a") as f:
+            f.write(json.dumps({"file": self._name, "rate": self._out, "samples": data.shape[1]}) + "\\n")
+        return SimpleNamespace(data=torch.as_tensor(data), sample_rate=self._out)
+
+    def get_samples_played_in_range(self, start, stop=None):
+        return SimpleNamespace(data=torch.zeros(1, 0), sample_rate=self._out)
+
+
+class VideoDecoder:  # datasets imports it beside AudioDecoder
+    pass
+"""
+
+
+def _fake_torchcodec(root: Path, broken: bool = False) -> Path:
+    """A ``torchcodec`` package on ``root``: the decoder above, or (``broken``) one whose import fails as the CUDA
+    wheels of PyPI do beside a CPU torch (``libnvrtc.so.13: cannot open shared object file``)."""
+    pkg = root / "torchcodec"
+    pkg.mkdir(parents=True)
+    if broken:
+        (pkg / "__init__.py").write_text("raise OSError('libnvrtc.so.13: cannot open shared object file')\n")
+        return root
+    (pkg / "__init__.py").write_text("from . import decoders  # noqa: F401\n")
+    (pkg / "decoders.py").write_text(_FAKE_TORCHCODEC)
+    return root
+
+
+def test_speech_decodes_through_datasets_audio_where_torchcodec_loads(tmp_path):
+    """With torchcodec present the clips go through ``datasets.Audio(sampling_rate=16000)`` (torchcodec stands in
+    at the decoder: its wheels do not load beside a CPU torch), every one decoded at 16 kHz as the Trainer reads
+    it, the 8 kHz and 22.05 kHz clips included; with a torchcodec that does not load, soundfile reads them."""
+    _wav2vec2_dir(tmp_path / "model")
+    _speech_data(tmp_path, n=8)
+    args = ["--model_name_or_path", str(tmp_path / "model"), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "dev.csv"), "--do_train", "--do_eval", "--ignore_mismatched_sizes",
+            "--log_level", "info"]  # fmt: skip
+    log = tmp_path / "decodes.jsonl"
+    env = {"PYTHONPATH": os.pathsep.join([str(_fake_torchcodec(tmp_path / "ok")), os.environ.get("PYTHONPATH", "")]),
+           "FAKE_TORCHCODEC_LOG": str(log)}  # fmt: skip
+    proc = run("run_speech_recognition_ctc.py", *args, "--output_dir", str(tmp_path / "out"), env_extra=env)
+    assert "Decoding audio with torchcodec" in proc.stdout
+    decodes = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {d["rate"] for d in decodes} == {16000}
+    by_file = {d["file"]: d["samples"] for d in decodes}
+    assert {"0.wav", "1.wav", "2.wav"} <= set(by_file) and by_file["0.wav"] == by_file["1.wav"] == by_file["2.wav"]
+    assert _metrics(tmp_path / "out")["eval_wer"] >= 0
+
+    env["PYTHONPATH"] = str(_fake_torchcodec(tmp_path / "broken", broken=True))
+    proc = run("run_speech_recognition_ctc.py", *args, "--output_dir", str(tmp_path / "out2"), env_extra=env)
+    assert "Decoding audio with soundfile" in proc.stdout and _metrics(tmp_path / "out2")["eval_wer"] >= 0
+    refused = run("run_speech_recognition_ctc.py", *args, "--output_dir", str(tmp_path / "out3"),
+                  "--audio_decoder", "torchcodec", env_extra=env, expect_ok=False)  # fmt: skip
+    assert refused.returncode != 0 and "--audio_decoder soundfile" in refused.stderr
 
 
 def test_speech_audio_at_another_rate_is_resampled_to_16_khz(tmp_path):
