@@ -16,7 +16,7 @@ _RESERVED_CARD_KEYS = {"name", "repo_id", "revision", "num_parameters", "num_fea
 def read_card_context(folder) -> dict:
     """``card.json`` beside a learner (its training notes, results table and ``eval_results``), or ``{}``."""
     from ._files import read_json
-    from .learner import MAX_CONFIG_BYTES
+    from .learner_files import MAX_CONFIG_BYTES
 
     path = Path(folder) / CARD_CONTEXT_FILE
     if not path.is_file():

@@ -115,33 +115,14 @@ def feature_mask(disabled: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
     return mask
 
 
+# The running statistics of one run (see `_step`): counters, loss EMAs and slopes, the second-order pair, gradient
+# EMAs, the divergence guard's reference, and the last features (kept where a step is not finite).
 _STATE_KEYS = (
-    "t",
-    "n_loss",
-    "log_l0",
-    "ema_f",
-    "ema_s",
-    "ema_f_prev",
-    "slope_f",
-    "slope_s",
-    "noise",
-    "n_grad",
-    "log_g0",
-    "g_f",
-    "g_s",
-    "cos",
-    "loss_change",
-    "predicted_change",
-    "prev_loss",
-    "prev_pred",
-    "gg_f",
-    "nonfinite",
-    "negative_loss",
-    "guard_prev1",
-    "guard_prev2",
-    "guard_ema",
-    "last_features",
-)
+    "t", "n_loss", "log_l0", "ema_f", "ema_s", "ema_f_prev", "slope_f", "slope_s", "noise",
+    "n_grad", "log_g0", "g_f", "g_s", "cos",
+    "loss_change", "predicted_change", "prev_loss", "prev_pred", "gg_f",
+    "nonfinite", "negative_loss", "guard_prev1", "guard_prev2", "guard_ema", "last_features",
+)  # fmt: skip
 
 
 class FeatureExtractor:

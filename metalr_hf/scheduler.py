@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import weakref
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -22,17 +21,12 @@ from .controller import MetaController, load_learner
 from .features import FEATURE_NAMES
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
-from .layouts import check_layout, optimizer_chain
+from .layouts import check_layout
 from .learner import MetaLearner
 from .options import MetaSchedulerOptions
+from .param_groups import adopt_new_groups, register_adopt_hook
 from .reader import SignalReader
-from .scheduler_checks import (
-    check_group_lrs,
-    check_horizon,
-    is_count,
-    is_number_like,
-    scalar_f32,
-)
+from .scheduler_checks import check_grad_norm, check_group_lrs, check_horizon, is_count, loss_tensor, scalar_f32
 from .scheduler_state import SchedulerState
 from .signals import SignalBuffers, Signals
 
@@ -143,7 +137,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         # Under DeepSpeed ZeRO the LRs live in its inner torch optimizer's param groups (the wrapper's are those),
         # which the reader reads (``optimizer`` itself otherwise)
         super().__init__(self._reader.optimizer, last_epoch)
-        self._hook = None if self._reader.reads_zero else _register_adopt_hook(self)
+        self._hook = None if self._reader.reads_zero else register_adopt_hook(self)
 
     def _load(self, meta_learner) -> MetaLearner:
         with torch.random.fork_rng(devices=[]):
@@ -218,29 +212,12 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
     def observe(self, loss, grad_norm=None) -> None:
         """Hand over the loss of the optimizer step about to be taken (and, optionally, the gradient norm before
         clipping). Several calls before one ``step()`` are averaged (gradient accumulation)."""
-        if grad_norm is not None and not (torch.is_tensor(grad_norm) and grad_norm.dim() == 0):
-            if isinstance(grad_norm, (str, bytes, bool)) or not is_number_like(grad_norm, scalar=True):
-                raise TypeError(
-                    "MetaLRScheduler.observe(grad_norm=...) takes one real number (a float or a one-element "
-                    f"tensor: the norm of all gradients), got {grad_norm!r:.80}"
-                )
+        if grad_norm is not None:
+            check_grad_norm(grad_norm)
         if torch.is_tensor(loss) and loss.dim() == 0 and loss.dtype == torch.float32:  # the usual case, cheaply
             self._add_pending(loss.detach(), grad_norm)
             return
-        if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
-            raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
-        try:
-            loss = torch.as_tensor(loss).detach()
-            if loss.is_complex():
-                raise TypeError("a complex loss has no order: pass its real objective (e.g. its absolute value)")
-            loss = loss.float().reshape(-1)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(
-                f"MetaLRScheduler.observe(loss) takes a real number or tensor, got {loss!r:.80} ({e})"
-            ) from None
-        if loss.numel() == 0:
-            raise ValueError("MetaLRScheduler.observe(loss) got an empty tensor: pass the loss of the step")
-        self._add_pending(loss.mean(), grad_norm)
+        self._add_pending(loss_tensor(loss), grad_norm)
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)
@@ -369,7 +346,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
 
     def get_lr(self) -> list[float]:
         if len(self.base_lrs) != len(self.optimizer.param_groups):
-            self._adopt_new_groups()
+            adopt_new_groups(self)
         if self.controller is None:  # the horizon is not known yet: the LR is set when it is
             return list(self.base_lrs)
         scale = self.controller.scale_value(self.last_epoch)  # one run: the float path
@@ -380,25 +357,6 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _adopt_new_groups(self) -> None:
-        """Param groups added since the last step (``optimizer.add_param_group``, as progressive unfreezing does)
-        get the same rule: their ``lr`` when added is their base LR (as for the groups present at construction),
-        and their parameters are read from their first gradient on. Removing a group is refused."""
-        groups = self.optimizer.param_groups
-        if len(groups) < len(self.base_lrs):
-            raise RuntimeError(
-                f"MetaLRScheduler: the optimizer has {len(groups)} param groups, fewer than the {len(self.base_lrs)} "
-                "it was built with; removing param groups mid-run is not supported (freeze their parameters instead)."
-            )
-        check_group_lrs(self.optimizer)
-        scale = None if self.controller is None else self.controller.scale_value(self.last_epoch)
-        for group in groups[len(self.base_lrs) :]:
-            group.setdefault("initial_lr", group["lr"])
-            self.base_lrs.append(group["initial_lr"])
-            if scale is not None:  # its first step already takes this step's LR
-                group["lr"] = group["initial_lr"] * scale
-                self._last_lr.append(group["lr"])
 
     # -- copies --------------------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -412,7 +370,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._reader = SignalReader(self.optimizer)
-        self._hook = _register_adopt_hook(self)  # an optimizer's copy has no hooks
+        self._hook = register_adopt_hook(self)  # an optimizer's copy has no hooks
 
     @property
     def last_scale(self) -> float:
@@ -425,23 +383,3 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
 
 
 _SIGNAL_NAMES = tuple(f.name for f in dataclasses.fields(Signals))
-
-
-class _AdoptNewGroups:
-    """An optimizer step pre-hook: a param group added since the scheduler's last step takes the rule's LR before
-    its first optimizer step (:meth:`MetaLRScheduler._adopt_new_groups`)."""
-
-    def __init__(self, scheduler: MetaLRScheduler):
-        self.scheduler = weakref.ref(scheduler)  # the optimizer must not keep a dropped scheduler alive
-
-    def __call__(self, optimizer, args, kwargs) -> None:
-        scheduler = self.scheduler()
-        if scheduler is not None and len(optimizer.param_groups) != len(scheduler.base_lrs):
-            scheduler._adopt_new_groups()
-
-
-def _register_adopt_hook(scheduler: MetaLRScheduler):
-    """:class:`_AdoptNewGroups` on the torch optimizer inside any wrappers (accelerate's ``AcceleratedOptimizer``
-    steps the one it wraps); ``None`` where there is none (then a new group takes the rule at the next step)."""
-    target = next((o for o in optimizer_chain(scheduler.optimizer) if hasattr(o, "_optimizer_step_pre_hooks")), None)
-    return None if target is None else target.register_step_pre_hook(_AdoptNewGroups(scheduler))

@@ -75,6 +75,35 @@ _STATE_KEYS = {
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
+def check_grad_norm(grad_norm) -> None:
+    """``observe(grad_norm=...)``: one real number (a float or a one-element tensor), or a ``TypeError``."""
+    if torch.is_tensor(grad_norm) and grad_norm.dim() == 0:
+        return
+    if isinstance(grad_norm, (str, bytes, bool)) or not is_number_like(grad_norm, scalar=True):
+        raise TypeError(
+            "MetaLRScheduler.observe(grad_norm=...) takes one real number (a float or a one-element "
+            f"tensor: the norm of all gradients), got {grad_norm!r:.80}"
+        )
+
+
+def loss_tensor(loss) -> torch.Tensor:
+    """``observe(loss)``: the mean of a real number or tensor as a 0-d float32 tensor, or an error naming it."""
+    if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):
+        raise TypeError(f"MetaLRScheduler.observe(loss) takes a number or a tensor, got {loss!r:.80}")
+    try:
+        loss = torch.as_tensor(loss).detach()
+        if loss.is_complex():
+            raise TypeError("a complex loss has no order: pass its real objective (e.g. its absolute value)")
+        loss = loss.float().reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(
+            f"MetaLRScheduler.observe(loss) takes a real number or tensor, got {loss!r:.80} ({e})"
+        ) from None
+    if loss.numel() == 0:
+        raise ValueError("MetaLRScheduler.observe(loss) got an empty tensor: pass the loss of the step")
+    return loss.mean()
+
+
 def check_scheduler_state(state: dict, num_groups: int) -> None:
     """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
     if not isinstance(state, dict):

@@ -229,7 +229,7 @@ def test_a_config_at_every_fields_maximum_is_refused_before_any_tensor_is_built(
 @pytest.mark.parametrize("core", ["gru", "rnn", "lstm", "transformer"])
 def test_the_parameter_count_from_a_config_is_the_built_learners(core):
     from metalr_hf.features import FEATURE_NAMES
-    from metalr_hf.learner import count_parameters
+    from metalr_hf.learner_files import count_parameters
 
     for hidden, layers in ((8, 1), (32, 2), (20, 3)):
         learner = MetaLearner(core=core, hidden_size=hidden, num_layers=layers, window=7)
