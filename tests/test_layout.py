@@ -62,7 +62,7 @@ RULE_IMPORTS = {
     "layouts.py": set(),  # where tensors live (wrappers, shards): read by the reader, which reads no scheduler
     "buckets.py": {"layouts"},
     "reader.py": {"buckets", "layouts"},
-    "cards.py": {"_files", "learner", "learner_files", "hub"},  # the card reads the learner it describes; Hub code never renders
+    "cards.py": {"_files", "learner", "learner_files", "hub"},  # the card reads its learner; Hub code never renders
     "scheduler_checks.py": {"options"},
     "scheduler_state.py": {"features", "hub", "scheduler_checks"},  # checkpoints: no reader, no Trainer
     "pretrained_weights.py": {"_log"},
