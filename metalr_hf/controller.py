@@ -82,6 +82,8 @@ class MetaController:
             may hold the LR up where the prior decays, never skip the warmup). ``"auto"``: 1 on the runs marked
             ``pretrained`` when the learner was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may
             only lower their LR), no cap otherwise. ``None``: no cap but the learner's own bound.
+        warmup_boost (`bool`): whether the learner may raise the LR above the prior during the warmup (``False``:
+            δ ≤ 0 while ``step < num_warmup_steps``).
     """
 
     def __init__(
@@ -98,9 +100,10 @@ class MetaController:
         recovery: int = _DEFAULTS.recovery,
         pretrained=False,
         max_boost=_DEFAULTS.max_boost,
+        warmup_boost: bool = _DEFAULTS.warmup_boost,
     ):
-        check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost)
-        self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner))
+        check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost)
+        self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -157,10 +160,14 @@ class MetaController:
     def features(self, value) -> None:
         self._control["features"] = [float(v) for v in value.reshape(-1)] if self.scalar else value
 
-    def boost_cap(self) -> torch.Tensor:
-        """The ``[B]`` upper bound on δ that ``max_boost`` sets (``inf``: none)."""
+    def boost_cap(self, step: int = 0) -> torch.Tensor:
+        """The ``[B]`` upper bound on δ that ``max_boost`` and ``warmup_boost`` set at ``step`` (``inf``: none)."""
         pretrained = self.extractor.pretrained > 0.5
-        return torch.where(pretrained, self.boost.delta_cap(True), self.boost.delta_cap(False)).float()
+        warm = self.warmup > step
+        caps = [[self.boost.delta_cap(p, w) for w in (False, True)] for p in (False, True)]
+        scratch = torch.where(warm, caps[0][1], caps[0][0])
+        finetune = torch.where(warm, caps[1][1], caps[1][0])
+        return torch.where(pretrained, finetune, scratch).float()
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
@@ -235,7 +242,7 @@ class MetaController:
             delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
-        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5)
+        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite
@@ -260,7 +267,7 @@ class MetaController:
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
         device = self.learner.device
         delta, state = self.learner(feats.to(device), self.learner_state.to(device))
-        delta, state = torch.minimum(delta.float().cpu(), self.boost_cap()), state.cpu()
+        delta, state = torch.minimum(delta.float().cpu(), self.boost_cap(step)), state.cpu()
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = torch.isfinite(delta) & torch.isfinite(state).all(-1)
         self.nonfinite_decisions += int((ok & ~sane).sum())

@@ -46,9 +46,13 @@ def check_prior(prior) -> None:
         raise ValueError(f"Unknown prior {prior!r}; valid priors: {['auto', *sorted(PRIORS)]}")
 
 
-def check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost) -> None:
+def check_controller_options(
+    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost=True
+) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
+    if not isinstance(warmup_boost, bool):
+        raise ValueError(f"warmup_boost must be true or false, got {warmup_boost!r}")
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
         ("decay_fraction", decay_fraction, 0.0, 1.0),
@@ -75,17 +79,22 @@ class BoostPolicy:
         learner_knows_pretrained: whether the learner was meta-trained for pretrained runs (it reads the
             ``pretrained`` feature, or its card says ``fine_tuning``: `scheduler.knows_pretrained_runs`); under
             ``"auto"`` a learner that was not may only lower the LR of a pretrained run (δ ≤ 0).
+        warmup_boost: whether the learner may raise the LR above the prior during the warmup (False: δ ≤ 0 there).
     """
 
     max_boost: Any = "auto"
     learner_knows_pretrained: bool = False
+    warmup_boost: bool = True
 
     @property
     def peak(self) -> bool:
         return self.max_boost == "peak"
 
-    def delta_cap(self, pretrained: bool) -> float:
-        """The largest δ a run may take (``inf``: only the learner's own bound)."""
+    def delta_cap(self, pretrained: bool, in_warmup: bool = False) -> float:
+        """The largest δ a run may take (``inf``: only the learner's own bound); 0 in the warmup unless
+        ``warmup_boost`` (the learner may lower the warmup's ramp, never raise it)."""
+        if in_warmup and not self.warmup_boost:  # every other cap is >= 0
+            return 0.0
         if self.max_boost == "auto":
             return 0.0 if pretrained and not self.learner_knows_pretrained else math.inf
         if self.max_boost in (None, "peak"):
@@ -122,6 +131,8 @@ class MetaSchedulerOptions:
             LR above the prior; `"auto"` caps it at 1 on pretrained runs for a learner that never saw one; `"peak"`
             lets it hold or raise the prior but never above the base LR the user chose (``lr ≤ base_lr``), nor above
             the warmup's ramp while it lasts.
+        warmup_boost (`bool`, defaults to `True`): whether the learner may raise the LR above the prior during the
+            warmup; `False` keeps the warmup's ramp as a ceiling (the learner may still lower it).
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -160,10 +171,13 @@ class MetaSchedulerOptions:
             "for one); `peak`: never above the base LR nor the warmup; `null`: no cap"
         },
     )
+    warmup_boost: bool = field(
+        default=True, metadata={"help": "the learner may raise the LR above the prior during the warmup"}
+    )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):
-        for name in ("local_files_only", "guard", "log_features"):
+        for name in ("local_files_only", "guard", "log_features", "warmup_boost"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.pretrained is not None and not isinstance(self.pretrained, bool):
@@ -175,7 +189,13 @@ class MetaSchedulerOptions:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {value!r}")
         check_controller_options(
-            self.prior, self.min_lr_ratio, self.decay_fraction, self.guard_ratio, self.recovery, self.max_boost
+            self.prior,
+            self.min_lr_ratio,
+            self.decay_fraction,
+            self.guard_ratio,
+            self.recovery,
+            self.max_boost,
+            self.warmup_boost,
         )
 
     @classmethod
@@ -196,7 +216,7 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio",
-                                              "recovery", "max_boost")}  # fmt: skip
+                                              "recovery", "max_boost", "warmup_boost")}  # fmt: skip
 
     def hub_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in HUB_OPTIONS[1:]}

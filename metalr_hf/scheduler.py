@@ -52,7 +52,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         prior (`str`, defaults to `"wsd"`): one of `constant`, `cosine`, `linear`, `wsd`, or `"auto"`: `wsd` on a
             run that fine-tunes pretrained weights (see ``pretrained``), `cosine` otherwise. A resumed run keeps
             the prior its checkpoint was written with unless ``prior`` is given.
-        min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost: see `MetaController`.
+        min_lr_ratio, decay_fraction, guard, guard_ratio, recovery, max_boost, warmup_boost: see `MetaController`.
         pretrained (`bool` or `None`, defaults to `None`): whether the model was loaded from pretrained weights
             (the learner's ``pretrained`` feature). ``None``: a ``Trainer`` with :class:`MetaLRCallback` reads it
             from the model's weights (``pretrained_weights.weights_look_pretrained``: have they left the model's own

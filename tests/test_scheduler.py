@@ -506,6 +506,42 @@ def test_peak_cap_holds_the_lr_at_most_at_the_base_lr_and_never_skips_the_warmup
         assert lrs[1][0] == pytest.approx(ramp[1], rel=1e-5) and lrs[1][0] < 0.5e-2  # the ramp, not the base LR
 
 
+@pytest.mark.parametrize("warmup_boost", [True, False])
+def test_warmup_boost_false_keeps_the_warmup_ramp_as_a_ceiling(warmup_boost):
+    """warmup_boost=False: a learner that boosts may not raise the LR above the warmup's ramp while it lasts (on the
+    Trainer bench the default learner reached 1.6-3x the base LR within the warmup at the right LR); from the end of
+    the warmup it boosts as before. The batched controller (meta-training) makes the same decisions."""
+    from metalr_hf.controller import MetaController
+    from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.signals import Signals
+
+    learner, warmup = boosting_learner(FEATURE_NAMES), 6
+    sched, lrs, _, _ = _run(
+        lambda o: MetaLRScheduler(
+            o, num_training_steps=20, num_warmup_steps=warmup, meta_learner=learner, guard=False,
+            warmup_boost=warmup_boost,
+        ),
+        steps=20,
+    )  # fmt: skip
+    prior = [1e-2 * float(wsd(t + 1, 20, warmup)) for t in range(20)]
+    ratios = [lr[0] / p for lr, p in zip(lrs[:-1], prior[:-1])]
+    in_warmup, after = ratios[: warmup - 1], ratios[warmup + 1 :]
+    if warmup_boost:
+        assert max(in_warmup) > 2.0
+    else:
+        assert max(in_warmup) <= 1.0 + 1e-6
+    assert min(after) == pytest.approx(math.exp(2.0), rel=1e-3)  # after the warmup: the learner's own bound
+
+    # the batched rule: two runs, one with each setting, step by step equal to one-run controllers
+    batched = MetaController(learner, 20, warmup, batch_size=2, guard=False, warmup_boost=warmup_boost)
+    single = MetaController(learner, 20, warmup, guard=False, warmup_boost=warmup_boost)
+    for t, v in enumerate(_signal_vectors(12)):
+        row = v.reshape(1, -1)
+        batched.update(Signals.from_vector(row.expand(2, -1).clone()), step=t)
+        single.update(Signals.from_vector(row), step=t)
+        assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+
+
 def test_the_default_pair_resumes_with_the_learner_its_checkpoint_names():
     """A default scheduler resumes with the learner of the pair its checkpoint was written by: a pretrained run of
     the previous release (the capped default learner) continues with that learner, capped, on the same LRs; a run

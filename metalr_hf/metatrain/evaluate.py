@@ -70,16 +70,21 @@ class EvalConfig:
     # The prior schedule the meta scheduler corrects (``MetaController``'s ``prior``); the baselines are each their
     # own schedule whatever it is.
     prior: str = "cosine"
+    # The scheduler's ``warmup_boost``: whether the learner may raise the LR above the prior during the warmup.
+    warmup_boost: bool = True
 
     @property
     def schedule_horizon(self) -> float:
         return self.horizon * self.horizon_factor
 
 
-def _policy(name: str, learner, pop: Population, told: float, max_boost="auto", prior="cosine"):
-    """``meta`` or a prior schedule for ``pop``, told that the runs last ``told`` steps."""
+def _policy(name: str, learner, pop: Population, told: float, cfg: EvalConfig | None = None):
+    """``meta`` (with ``cfg``'s scheduler options) or a prior schedule for ``pop``, told that the runs last ``told``
+    steps."""
     if name == "meta":
-        return meta_policy(learner, pop, horizon=told, max_boost=max_boost, prior=prior)
+        cfg = cfg or EvalConfig()
+        return meta_policy(learner, pop, horizon=told, max_boost=cfg.max_boost, prior=cfg.prior,
+                           warmup_boost=cfg.warmup_boost)  # fmt: skip
     return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
 
@@ -122,7 +127,8 @@ _BASELINE_RUNS: dict[str, list[dict]] = {}
 
 
 def _baseline_key(cfg: EvalConfig) -> str:
-    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in ("max_boost", "prior")}  # the meta runs' options
+    meta_options = ("max_boost", "prior", "warmup_boost")
+    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in meta_options}
     return json.dumps(fields_, sort_keys=True, default=list)
 
 
@@ -138,7 +144,7 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     eval_steps: list[int] = []
     for idx, pop in make_populations(specs):  # one batched population per model kind
         for name in names:
-            policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg.max_boost, cfg.prior)
+            policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg)
             res = simulate(pop, policy, seed=0, eval_every=eval_every)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
@@ -338,7 +344,7 @@ def horizon_check(learner, cfg: EvalConfig | None = None, factors=(0.5, 1.0, 2.0
         told = cfg.horizon * factor
         meta, cos = [0.0] * len(specs), [0.0] * len(specs)
         for idx, pop in make_populations(specs):
-            policy = _policy("meta", learner, pop, told, cfg.max_boost, cfg.prior)
+            policy = _policy("meta", learner, pop, told, cfg)
             m = simulate(pop, policy, seed=0).final_val_loss.tolist()
             c = simulate(pop, _policy("cosine", learner, pop, told), seed=0).final_val_loss.tolist()
             for j, i in enumerate(idx):
