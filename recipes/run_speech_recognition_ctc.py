@@ -130,8 +130,12 @@ def audio_seconds(audio: dict, decoder: str = "soundfile") -> float:
         from torchcodec.decoders import AudioDecoder
 
         try:
-            source = audio["bytes"] if audio.get("bytes") else audio["path"]
-            return float(AudioDecoder(source).metadata.duration_seconds_from_header)
+            decoder = AudioDecoder(audio["bytes"] if audio.get("bytes") else audio["path"])
+            seconds = decoder.metadata.duration_seconds_from_header  # None where the header does not say
+            if seconds is None:
+                samples = decoder.get_all_samples()
+                seconds = samples.data.shape[-1] / samples.sample_rate
+            return float(seconds)
         except (RuntimeError, ValueError, OSError, TypeError) as e:
             raise ValueError(f"Cannot decode audio file {audio.get('path')}: {e}") from None
     import soundfile as sf
