@@ -78,13 +78,16 @@ class EvalConfig:
         return self.horizon * self.horizon_factor
 
 
+# The fields of ``EvalConfig`` that are the meta scheduler's options (the baselines do not depend on them).
+_META_OPTIONS = ("max_boost", "prior", "warmup_boost")
+
+
 def _policy(name: str, learner, pop: Population, told: float, cfg: EvalConfig | None = None):
     """``meta`` (with ``cfg``'s scheduler options) or a prior schedule for ``pop``, told that the runs last ``told``
     steps."""
     if name == "meta":
         cfg = cfg or EvalConfig()
-        return meta_policy(learner, pop, horizon=told, max_boost=cfg.max_boost, prior=cfg.prior,
-                           warmup_boost=cfg.warmup_boost)  # fmt: skip
+        return meta_policy(learner, pop, horizon=told, **{k: getattr(cfg, k) for k in _META_OPTIONS})
     return PriorPolicy(name, replace(pop, horizon=torch.full_like(pop.horizon, float(told))))
 
 
@@ -127,8 +130,7 @@ _BASELINE_RUNS: dict[str, list[dict]] = {}
 
 
 def _baseline_key(cfg: EvalConfig) -> str:
-    meta_options = ("max_boost", "prior", "warmup_boost")
-    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in meta_options}
+    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in _META_OPTIONS}
     return json.dumps(fields_, sort_keys=True, default=list)
 
 
