@@ -130,10 +130,10 @@ def audio_seconds(audio: dict, decoder: str = "soundfile") -> float:
         from torchcodec.decoders import AudioDecoder
 
         try:
-            decoder = AudioDecoder(audio["bytes"] if audio.get("bytes") else audio["path"])
-            seconds = decoder.metadata.duration_seconds_from_header  # None where the header does not say
+            reader = AudioDecoder(audio["bytes"] if audio.get("bytes") else audio["path"])
+            seconds = reader.metadata.duration_seconds_from_header  # None where the header does not say
             if seconds is None:
-                samples = decoder.get_all_samples()
+                samples = reader.get_all_samples()
                 seconds = samples.data.shape[-1] / samples.sample_rate
             return float(seconds)
         except (RuntimeError, ValueError, OSError, TypeError) as e:
