@@ -14,6 +14,7 @@ from ._log import package_logger, warn
 from .layouts import zero_optimizer
 from .pretrained_weights import infer_pretrained
 from .scheduler import MetaLRScheduler, scalar_f32
+from .scheduler_checks import eval_value
 
 __all__ = ["MetaLRCallback", "feed_from_trainer"]
 
@@ -41,7 +42,9 @@ class MetaLRCallback(TrainerCallback):
     - ``‖g_t‖``, the gradient norm before clipping (``MetaTrainer``; a stock ``Trainer`` gives the scheduler only
       the clipped gradients, from which it reads the norm itself).
 
-    The scheduler reduces these over all ranks before its learner sees them, so every rank sets the same LR.
+    The scheduler reduces these over all ranks before its learner sees them, so every rank sets the same LR. After
+    each evaluation during training it hands the scheduler ``eval_loss`` (or ``metric_for_best_model``, negated
+    where ``greater_is_better``: the same on every rank) for its ``eval_patience`` option.
     It adds ``meta/lr_scale`` (``exp(δ)·b·γ``, the factor on the prior) and ``meta/delta`` (``δ``) to every training
     log, before the trackers (TensorBoard, W&B, MLflow, ``log_history``) receive it; with ``log_features`` also
     ``meta/backoff``, ``meta/guard`` and one ``meta/feature/<name>`` per feature. A scheduler built with
@@ -71,6 +74,7 @@ class MetaLRCallback(TrainerCallback):
         self._epoch_at_observe = None
         self._scheduler: MetaLRScheduler | None = None
         self._step_meta: dict[str, float] | None = None
+        self._training = False
 
     # -- signal sources ------------------------------------------------------------------------------------
     def add_loss(self, loss: torch.Tensor, scaled_for_accumulation: bool = True) -> None:
@@ -105,6 +109,7 @@ class MetaLRCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         _follow_log_level(args)
         self._scheduler = lr_scheduler if isinstance(lr_scheduler, MetaLRScheduler) else None
+        self._training = True
         if self._scheduler is None:
             logger.info("MetaLRCallback: the scheduler is not a MetaLRScheduler; the callback does nothing.")
             return
@@ -169,7 +174,20 @@ class MetaLRCallback(TrainerCallback):
             self._scheduler.skip_step()
         self._losses, self._scaled, self._grad_norm = [], [], None
 
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        # The Trainer's evaluation, for ``eval_patience``: its ``metric_for_best_model`` when set (negated where
+        # greater is better), else ``eval_loss``. Every rank gets the same metrics (the Trainer gathers them).
+        if self._scheduler is None or not metrics or not self._training:
+            return  # no meta scheduler, or an evaluation after (outside) training
+        name = args.metric_for_best_model or "loss"
+        key = name if name.startswith("eval_") else f"eval_{name}"
+        if key not in metrics:
+            return  # another eval dataset's metrics (``eval_<name>_loss``), or none: nothing to compare
+        sign = -1 if args.metric_for_best_model and args.greater_is_better else 1
+        self._scheduler.observe_eval(sign * eval_value(metrics[key]))
+
     def on_train_end(self, args, state, control, **kwargs):
+        self._training = False
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

@@ -84,6 +84,8 @@ class MetaController:
             only lower their LR), no cap otherwise. ``None``: no cap but the learner's own bound.
         warmup_boost (`bool`): whether the learner may raise the LR above the prior during the warmup (``False``:
             δ ≤ 0 while ``step < num_warmup_steps``).
+        eval_patience (`int` or `None`): from this many evaluations in a row without a new best (handed to
+            :meth:`observe_eval`), δ ≤ 0 until one brings a new best; ``None``: evaluations are ignored.
     """
 
     def __init__(
@@ -101,9 +103,13 @@ class MetaController:
         pretrained=False,
         max_boost=_DEFAULTS.max_boost,
         warmup_boost: bool = _DEFAULTS.warmup_boost,
+        eval_patience: int | None = _DEFAULTS.eval_patience,
     ):
-        check_controller_options(prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost)
+        check_controller_options(
+            prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience
+        )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
+        self.eval_patience = eval_patience
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -121,6 +127,9 @@ class MetaController:
         self.backoff = torch.ones(B)
         self.guard_scale = torch.ones(B)
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
+        self.eval_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best evaluation seen
+        self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
+        self.eval_cap = torch.full((B,), float("inf"))  # the bound on δ the evaluations set (0 while stale)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -149,6 +158,9 @@ class MetaController:
     backoff = _control_property("backoff", torch.float32)
     guard_scale = _control_property("guard_scale", torch.float32)
     best = _control_property("best", torch.float64)
+    eval_best = _control_property("eval_best", torch.float64)
+    eval_stale = _control_property("eval_stale", torch.float32)
+    eval_cap = _control_property("eval_cap", torch.float32)
     del _control_property
 
     @property
@@ -161,13 +173,35 @@ class MetaController:
         self._control["features"] = [float(v) for v in value.reshape(-1)] if self.scalar else value
 
     def boost_cap(self, step: int = 0) -> torch.Tensor:
-        """The ``[B]`` upper bound on δ that ``max_boost`` and ``warmup_boost`` set at ``step`` (``inf``: none)."""
+        """The ``[B]`` upper bound on δ that ``max_boost``, ``warmup_boost`` and the evaluations (``eval_patience``)
+        set at ``step`` (``inf``: none)."""
         pretrained = self.extractor.pretrained > 0.5
         warm = self.warmup > step
         caps = [[self.boost.delta_cap(p, w) for w in (False, True)] for p in (False, True)]
         scratch = torch.where(warm, caps[0][1], caps[0][0])
         finetune = torch.where(warm, caps[1][1], caps[1][0])
-        return torch.where(pretrained, finetune, scratch).float()
+        return torch.minimum(torch.where(pretrained, finetune, scratch).float(), self.eval_cap)
+
+    @torch.no_grad()
+    def observe_eval(self, value) -> torch.Tensor:
+        """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
+        improvement): from the ``eval_patience``-th in a row without a new best, δ ≤ 0 (this step's δ included)
+        until an evaluation brings a new best. Returns the ``[B]`` mask of the runs whose boost this evaluation
+        withdrew."""
+        B = self.extractor.batch_size
+        if self.eval_patience is None:
+            return torch.zeros(B, dtype=torch.bool)
+        value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
+        value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
+        best, capped = self.eval_best, self.eval_cap <= 0
+        improved = value < best
+        self.eval_best = torch.minimum(best, value)
+        stale = torch.where(improved, torch.zeros(B), self.eval_stale + 1)
+        self.eval_stale = stale
+        cap = torch.where(stale >= self.eval_patience, 0.0, float("inf")).float()
+        self.eval_cap = cap
+        self.delta = torch.minimum(self.delta, cap)
+        return (cap <= 0) & ~capped
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
@@ -242,7 +276,7 @@ class MetaController:
             delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
-        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
+        cap = min(self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup), c["eval_cap"])
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite
@@ -286,6 +320,9 @@ class MetaController:
             "backoff": self.backoff.clone(),
             "guard_scale": self.guard_scale.clone(),
             "best": self.best.clone(),
+            "eval_best": self.eval_best.clone(),
+            "eval_stale": self.eval_stale.clone(),
+            "eval_cap": self.eval_cap.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
         }
@@ -299,6 +336,9 @@ class MetaController:
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
+        for key in ("eval_best", "eval_stale", "eval_cap"):  # absent from checkpoints of metalr-hf < 0.3
+            if key in state:
+                setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])
 
 

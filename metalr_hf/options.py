@@ -47,12 +47,16 @@ def check_prior(prior) -> None:
 
 
 def check_controller_options(
-    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost
+    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
     if not isinstance(warmup_boost, bool):
         raise ValueError(f"warmup_boost must be true or false, got {warmup_boost!r}")
+    if eval_patience is not None and (
+        isinstance(eval_patience, bool) or not isinstance(eval_patience, numbers.Integral) or eval_patience < 1
+    ):
+        raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
         ("decay_fraction", decay_fraction, 0.0, 1.0),
@@ -133,6 +137,11 @@ class MetaSchedulerOptions:
             the warmup's ramp while it lasts.
         warmup_boost (`bool`, defaults to `True`): whether the learner may raise the LR above the prior during the
             warmup; `False` keeps the warmup's ramp as a ceiling (the learner may still lower it).
+        eval_patience (`int`, *optional*, defaults to 2): from this many evaluations in a row without a new best
+            (``eval_loss``, or ``metric_for_best_model`` in the direction of ``greater_is_better``), the learner may
+            not raise the LR above the prior (it may still lower it) until an evaluation brings a new best. The
+            Trainer's evaluations (``eval_strategy``) feed it; a run that never evaluates is not affected. `None`:
+            off.
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -174,6 +183,13 @@ class MetaSchedulerOptions:
     warmup_boost: bool = field(
         default=True, metadata={"help": "the learner may raise the LR above the prior during the warmup"}
     )
+    eval_patience: int | None = field(
+        default=2,
+        metadata={
+            "help": "evaluations in a row without a new best eval loss from which the LR may not rise above the "
+            "prior, until a new best (`null`: off)"
+        },
+    )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):
@@ -196,6 +212,7 @@ class MetaSchedulerOptions:
             self.recovery,
             self.max_boost,
             self.warmup_boost,
+            self.eval_patience,
         )
 
     @classmethod
@@ -216,7 +233,7 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio",
-                                              "recovery", "max_boost", "warmup_boost")}  # fmt: skip
+                                              "recovery", "max_boost", "warmup_boost", "eval_patience")}  # fmt: skip
 
     def hub_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in HUB_OPTIONS[1:]}

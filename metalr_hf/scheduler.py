@@ -16,6 +16,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from . import scheduler_checks
 from ._log import warn
 from .controller import MetaController, load_learner
 from .features import FEATURE_NAMES
@@ -218,6 +219,19 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
             self._add_pending(loss.detach(), grad_norm)
             return
         self._add_pending(loss_tensor(loss), grad_norm)
+
+    def observe_eval(self, value) -> None:
+        """Hand over an evaluation of the model (lower is better: ``eval_loss``, or a metric to maximise, negated);
+        ``MetaLRCallback`` does after each evaluation of a Trainer. See the ``eval_patience`` option."""
+        value = scheduler_checks.eval_value(value)
+        withdrawn = self.controller is not None and bool(self.controller.observe_eval(value)[0])
+        if withdrawn and self.last_epoch < self.num_training_steps:  # (not at the run's last step: nothing changes)
+            message = f"no new best evaluation in {self.opts.eval_patience} in a row (the last {value:.4g})"
+            message = f"MetaLRScheduler, step {self.last_epoch}: {message}: the LR stays at the prior or below"
+            if "eval_hold" in self._warned:
+                logger.info(message)
+            self._warn_once("eval_hold", message + " until a new best (logged at INFO from now on)")
+            self._set_group_lrs(self.get_lr())
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)

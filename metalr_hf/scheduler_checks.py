@@ -86,6 +86,16 @@ def check_grad_norm(grad_norm) -> None:
         )
 
 
+def eval_value(value) -> float:
+    """``observe_eval(value)``: one real number (a float or a one-element tensor) as a float, or a ``TypeError``
+    naming it; NaN and inf are kept (they count as no improvement)."""
+    if isinstance(value, (str, bytes, bool)) or value is None or not is_number_like(value, scalar=True):
+        raise TypeError(f"MetaLRScheduler.observe_eval(value) takes one real number (a metric), got {value!r:.80}")
+    if torch.is_tensor(value):
+        return float(value.reshape(()))
+    return float(torch.as_tensor(value, dtype=torch.float64).reshape(()))  # a Python float stays exact
+
+
 def loss_tensor(loss) -> torch.Tensor:
     """``observe(loss)``: the mean of a real number or tensor as a 0-d float32 tensor, or an error naming it."""
     if isinstance(loss, (str, bytes)) or loss is None or isinstance(loss, bool):

@@ -50,6 +50,9 @@ def main():
         ddp_backend="gloo",
         seed=0,
         disable_tqdm=True,
+        # evaluations feed `eval_patience` (the Trainer gathers the eval loss: every rank reads the same)
+        eval_strategy="no" if zero else "steps",
+        eval_steps=3,
     )
     local_losses = []
 
@@ -58,7 +61,8 @@ def main():
             local_losses.append(float(self.step_loss()))  # this rank's own loss, before the all-reduce
             return super().on_optimizer_step(args, state, control, **kw)
 
-    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification(n=512), callbacks=[Spy()])
+    trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification(n=512), callbacks=[Spy()],
+                          eval_dataset=None if zero else toy_classification(n=64, seed=5))  # fmt: skip
     lrs, priors, read = [], [], []
 
     class Record(MetaLRCallback.__mro__[1]):
@@ -74,7 +78,10 @@ def main():
     checkpoint = os.path.join(out_dir, "trainer", "checkpoint-6")
     trainer.train(resume_from_checkpoint=checkpoint if phase == "resume" else None)
     with open(os.path.join(out_dir, f"rank{rank}-{mode}.json"), "w") as f:
-        json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses, "gm": read}, f)
+        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+        eval_best = float(trainer.lr_scheduler.controller.eval_best[0])
+        json.dump({"lrs": lrs, "priors": priors, "local_losses": local_losses, "gm": read, "evals": evals,
+                   "eval_best": eval_best}, f)  # fmt: skip
     # a gloo rank that exits with its group alive can abort at teardown (exit -6, pytorch/pytorch#190489); it
     # happened here even after destroying the group, so this helper leaves without interpreter teardown
     torch.distributed.barrier()

@@ -243,6 +243,12 @@ def test_finished_runs_are_reused_only_under_the_same_definition(tmp_path, capsy
     assert {json.dumps(r["definition"].get("meta_kwargs")) for r in third if r["scheduler"] == "meta"} == {
         '{"prior": "linear"}'
     }
+    # every option's value is part of the definition, defaults too: a run under another default is another run
+    from metalr_hf.options import MetaSchedulerOptions
+
+    options = [r["definition"]["meta_options"] for r in third if r["scheduler"] == "meta"]
+    assert options and all(o["prior"] == "linear" for o in options)
+    assert all(o["eval_patience"] == MetaSchedulerOptions().eval_patience for o in options)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ def test_two_ranks_set_identical_lrs(tmp_path, launcher, grad_acc):
     r1 = json.loads((tmp_path / "rank1-run.json").read_text())
     assert len(r0["lrs"]) == len(r1["lrs"]) == 12
     assert r0["lrs"] == r1["lrs"]  # exactly equal, every step
+    assert len(r0["evals"]) == 4 and r0["evals"] == r1["evals"] and r0["eval_best"] == min(r0["evals"])
     assert r0["local_losses"] != r1["local_losses"]  # the ranks really saw different data
     scales = [lr / prior for lr, prior in zip(r0["lrs"][2:-1], r0["priors"][2:-1])]
     assert max(abs(s - 1.0) for s in scales) > 0.05  # the learner moved the LR off the prior

@@ -565,3 +565,78 @@ def test_the_default_pair_resumes_with_the_learner_its_checkpoint_names():
         assert resumed.controller.boost.delta_cap(True) == (0.0 if written_by == DEFAULT_LEARNER else math.inf)
         after, _ = _steps(model2, optimizer2, resumed, X, y, 5)
         assert [lr[0] for lr in after] == pytest.approx([lr[0] for lr in rest], rel=1e-6)
+
+
+def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
+    """``eval_patience=2``: a learner that boosts keeps its boost through one evaluation without a new best and
+    loses it (δ ≤ 0, the LR at the prior or below) from the second in a row, at once, until an evaluation brings a
+    new best; a NaN evaluation counts as no improvement. ``None`` ignores evaluations. A resumed run keeps the
+    withdrawal, and the batched controller (the zoo's) decides the same."""
+    import copy
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+
+    def run(patience, evals):
+        model, optimizer, X, y = _problem()
+        sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
+                                eval_patience=patience)  # fmt: skip
+        ratios, states = [], {}
+        for t in range(30):
+            _steps(model, optimizer, sched, X, y, 1)
+            if t in evals:
+                sched.observe_eval(evals[t])
+            states[t] = copy.deepcopy(sched.state_dict())
+            prior = 1e-2 * float(wsd(sched.last_epoch, 40, 0))
+            ratios.append(sched.get_last_lr()[0] / prior)
+        return ratios, states
+
+    evals = {4: 1.0, 9: 0.9, 14: 0.95, 19: float("nan"), 24: 0.5}  # best, best, stale, stale (withdrawn), best
+    ratios, states = run(2, evals)
+    boosted = math.exp(2.0)
+    assert ratios[:19] == pytest.approx([boosted] * 19, rel=1e-3)  # boosted through one stale evaluation
+    assert max(ratios[19:25]) <= 1.0 + 1e-6  # withdrawn at the second, at once, until the new best at 24
+    assert ratios[25:] == pytest.approx([boosted] * 5, rel=1e-3)
+    assert run(None, evals)[0] == pytest.approx([boosted] * 30, rel=1e-3)  # evaluations ignored
+    assert run(3, evals)[0] == pytest.approx([boosted] * 30, rel=1e-3)  # never three stale in a row
+
+    # resumed after the withdrawal: the same LRs
+    model, optimizer, X, y = _problem()
+    resumed = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, eval_patience=2)
+    resumed.load_state_dict(states[20])
+    resumed.last_epoch = states[20]["last_epoch"]
+    assert float(resumed.controller.eval_cap[0]) == 0.0 and float(resumed.controller.eval_best[0]) == 0.9
+    lrs, _ = _steps(model, optimizer, resumed, X, y, 5)
+    assert all(lr[0] <= 1e-2 * float(wsd(21 + i, 40, 0)) * (1 + 1e-6) for i, lr in enumerate(lrs))
+
+    # the batched rule: one run that evaluates as above, one that never does
+    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, eval_patience=2)
+    single = MetaController(learner, 40, 0, guard=False, eval_patience=2)
+    for t, v in enumerate(_signal_vectors(30)):
+        row = v.reshape(1, -1)
+        batched.update(Signals.from_vector(row.expand(2, -1).clone()), step=t)
+        single.update(Signals.from_vector(row), step=t)
+        if t in evals:
+            batched.observe_eval(torch.tensor([evals[t], 1.0 / (t + 1)], dtype=torch.float64))
+            single.observe_eval(evals[t])
+        assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+        assert batched.scale(t + 1)[1].item() > 2.0  # a new best at every evaluation: boosted throughout
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_eval_patience_must_be_a_positive_count(bad):
+    model, optimizer, _, _ = _problem()
+    with pytest.raises(ValueError, match="eval_patience"):
+        MetaLRScheduler(optimizer, num_training_steps=10, eval_patience=bad)
+
+
+@pytest.mark.parametrize("bad", ["0.5", None, True, [1.0, 2.0], torch.ones(2), 1j])
+def test_observe_eval_names_what_is_not_one_number(bad):
+    model, optimizer, _, _ = _problem()
+    sched = MetaLRScheduler(optimizer, num_training_steps=10)
+    with pytest.raises(TypeError, match="observe_eval"):
+        sched.observe_eval(bad)
+    sched.observe_eval(torch.tensor(0.5))  # a 0-d tensor is one number, and so is a list of one
+    sched.observe_eval([0.25])
+    assert float(sched.controller.eval_best[0]) == 0.25

@@ -559,3 +559,39 @@ def test_the_default_pair_picks_its_learner_from_the_weights_and_resumes_with_it
     resumed.train(resume_from_checkpoint=str(tmp_path / "ft" / "out" / "checkpoint-4"))
     assert resumed.lr_scheduler.learner.source["name_or_path"] == DEFAULT_FINETUNE_LEARNER
     assert _lrs(resumed)[-4:] == pytest.approx(_lrs(ft)[-4:], rel=1e-6)
+
+
+def test_the_trainer_s_evaluations_withdraw_the_boost_when_they_stop_improving(tmp_path):
+    """``eval_patience`` (default 2) reads the Trainer's evaluations, here ``metric_for_best_model`` with
+    ``greater_is_better``: while the metric improves a boosting learner keeps its boost; two evaluations in a row
+    without a new best withdraw it (here for the rest of the run: the metric never improves again). The final
+    ``evaluate()`` after training changes nothing."""
+    from conftest import boosting_learner
+
+    from metalr_hf.metatrain.presets import BASE_FEATURES
+
+    boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
+
+    def scales(improving: bool):
+        calls = []
+
+        def metrics(_):
+            calls.append(1)
+            return {"score": float(len(calls)) if improving else 0.5}
+
+        kwargs = {"meta_learner": str(tmp_path / "learner")}
+        args = _args(tmp_path, max_steps=24, eval_strategy="steps", eval_steps=4, metric_for_best_model="score",
+                     greater_is_better=True, lr_scheduler_kwargs=kwargs)  # fmt: skip
+        data = toy_classification()
+        trainer = MetaTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data.select(range(32)),
+                              compute_metrics=metrics)  # fmt: skip
+        trainer.train()
+        trainer.evaluate()
+        return [h["meta/lr_scale"] for h in trainer.state.log_history if "meta/lr_scale" in h], trainer
+
+    boosted, _ = scales(improving=True)
+    assert min(boosted[4:]) > 7.0
+    stalled, trainer = scales(improving=False)
+    assert stalled[4:12] == pytest.approx(boosted[4:12])  # evaluated at 4 (best), 8 (stale): still boosted
+    assert max(stalled[12:]) <= 1.0 + 1e-6  # at 12 (stale again): withdrawn
+    assert float(trainer.lr_scheduler.controller.eval_stale[0]) == 5  # at 8, 12, 16, 20, 24; not the final evaluate()

@@ -14,7 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -81,11 +81,16 @@ def run_definition(scheduler, steps, evals, meta_learner=None, meta_kwargs=None)
     definition = {"metalr_hf": __version__, "steps": steps, "evals": evals}
     if scheduler == "meta":
         from ..hub import DEFAULT_FINETUNE_LEARNER, DEFAULT_LEARNER
+        from ..options import HUB_OPTIONS, MetaSchedulerOptions
         from ..scheduler import load_learner
 
         names = [DEFAULT_LEARNER, DEFAULT_FINETUNE_LEARNER] if meta_learner in (None, "default") else [meta_learner]
         definition["meta_learner"] = {str(name): load_learner(name).fingerprint() for name in names}
         definition["meta_kwargs"] = json.loads(json.dumps(meta_kwargs or {}, sort_keys=True))
+        # every option's value, defaults included: a run made under another default is another run
+        options = MetaSchedulerOptions(**{k: v for k, v in (meta_kwargs or {}).items() if k not in HUB_OPTIONS})
+        values = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in HUB_OPTIONS}
+        definition["meta_options"] = json.loads(json.dumps(values, sort_keys=True, default=str))
     return definition
 
 

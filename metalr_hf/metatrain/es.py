@@ -102,11 +102,13 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
     mine = [0] + [g for g in range(1, G) if g % world == rank]
     pop = make_population([s for _g in mine for s in specs])
-    # max_boost=None, warmup_boost=True: the rule every committed learner was meta-trained under (a learner that
-    # reads `pretrained` gets no cap under "auto" either; one that does not, trained on fine-tuning runs as
-    # `scratch-ft`, reproduces)
+    # max_boost=None, warmup_boost=True, eval_patience=None: the rule every committed learner was meta-trained under
+    # (a learner that reads `pretrained` gets no cap under "auto" either; one that does not, trained on fine-tuning
+    # runs as `scratch-ft`, reproduces)
     learners = PopulationLearner(learner, thetas[mine], K)
-    policy = meta_policy(learners, pop, guard=True, max_boost=None, warmup_boost=True, prior=preset.prior)
+    policy = meta_policy(
+        learners, pop, guard=True, max_boost=None, warmup_boost=True, eval_patience=None, prior=preset.prior
+    )
     data_seed = int(rng.integers(0, 2**31 - 1))
     res = simulate(pop, policy, seed=data_seed)
     val = res.final_val_loss.view(len(mine), K)

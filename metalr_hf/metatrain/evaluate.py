@@ -72,6 +72,10 @@ class EvalConfig:
     prior: str = "cosine"
     # The scheduler's ``warmup_boost``: whether the learner may raise the LR above the prior during the warmup.
     warmup_boost: bool = True
+    # The scheduler's ``eval_patience`` (None here: off, as every learner was evaluated before it existed), and
+    # the evaluations per run it reads, as a Trainer evaluating every ``horizon // evals`` steps.
+    eval_patience: int | None = None
+    evals: int = 10
 
     @property
     def schedule_horizon(self) -> float:
@@ -79,7 +83,7 @@ class EvalConfig:
 
 
 # The fields of ``EvalConfig`` that are the meta scheduler's options (the baselines do not depend on them).
-_META_OPTIONS = ("max_boost", "prior", "warmup_boost")
+_META_OPTIONS = ("max_boost", "prior", "warmup_boost", "eval_patience")
 
 
 def _policy(name: str, learner, pop: Population, told: float, cfg: EvalConfig | None = None):
@@ -130,7 +134,7 @@ _BASELINE_RUNS: dict[str, list[dict]] = {}
 
 
 def _baseline_key(cfg: EvalConfig) -> str:
-    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in _META_OPTIONS}
+    fields_ = {k: v for k, v in cfg.__dict__.items() if k not in (*_META_OPTIONS, "evals")}  # baselines read none
     return json.dumps(fields_, sort_keys=True, default=list)
 
 
@@ -147,7 +151,7 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     for idx, pop in make_populations(specs):  # one batched population per model kind
         for name in names:
             policy = _policy(name, learner, pop, cfg.schedule_horizon, cfg)
-            res = simulate(pop, policy, seed=0, eval_every=eval_every)
+            res = simulate(pop, policy, seed=0, eval_every=eval_every, observe_every=cfg.horizon // cfg.evals)
             eval_steps = res.eval_steps
             for col, i in enumerate(idx):
                 per_spec[i][name] = (res, col)

@@ -97,9 +97,14 @@ def simulate(
     seed: int = 0,
     record_lrs: bool = False,
     eval_every: int = 0,
+    observe_every: int = 0,
     params: list[torch.Tensor] | None = None,
 ) -> SimResult:
-    """Train every run of ``pop`` for its horizon with ``policy`` (a ``MetaController`` or ``PriorPolicy``)."""
+    """Train every run of ``pop`` for its horizon with ``policy`` (a ``MetaController`` or ``PriorPolicy``).
+
+    ``eval_every``: record the validation loss every so many steps (``SimResult.val_curve``); ``observe_every``: hand
+    it to the policy's ``observe_eval`` every so many steps, as a Trainer evaluating every ``eval_steps`` hands it to
+    the scheduler (0: never)."""
     B = pop.size
     T = int(pop.horizon.max())
     params = params if params is not None else init_params(pop, torch.Generator().manual_seed(seed))
@@ -168,9 +173,15 @@ def simulate(
             loss_sum += torch.where(
                 active, loss.detach().double().nan_to_num(1e6), torch.zeros(B, dtype=torch.float64)
             )
-            if eval_every and (t + 1) % eval_every == 0:
-                val_curve.append(_losses(_forward(params, pop.x_val, pop), pop.y_val, pop).detach())
-                eval_steps.append(t + 1)
+            curve = eval_every and (t + 1) % eval_every == 0
+            observe = observe_every and (t + 1) % observe_every == 0 and hasattr(policy, "observe_eval")
+            if curve or observe:
+                val_loss = _losses(_forward(params, pop.x_val, pop), pop.y_val, pop).detach()
+                if curve:
+                    val_curve.append(val_loss)
+                    eval_steps.append(t + 1)
+                if observe:  # what ``MetaLRCallback.on_evaluate`` hands the scheduler
+                    policy.observe_eval(val_loss.double())
     with torch.no_grad():
         out = _forward(params, pop.x_val, pop)
         val = _losses(out, pop.y_val, pop)
