@@ -84,8 +84,9 @@ class MetaController:
             only lower their LR), no cap otherwise. ``None``: no cap but the learner's own bound.
         warmup_boost (`bool`): whether the learner may raise the LR above the prior during the warmup (``False``:
             δ ≤ 0 while ``step < num_warmup_steps``).
-        eval_patience (`int` or `None`): from this many evaluations in a row without a new best (handed to
-            :meth:`observe_eval`), δ ≤ 0 until one brings a new best; ``None``: evaluations are ignored.
+        eval_patience (`int` or `None`), eval_cut (`float`): from ``eval_patience`` evaluations in a row without a
+            new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
+            evaluations are ignored.
     """
 
     def __init__(
@@ -104,12 +105,21 @@ class MetaController:
         max_boost=_DEFAULTS.max_boost,
         warmup_boost: bool = _DEFAULTS.warmup_boost,
         eval_patience: int | None = _DEFAULTS.eval_patience,
+        eval_cut: float = _DEFAULTS.eval_cut,
     ):
         check_controller_options(
-            prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience
+            prior,
+            min_lr_ratio,
+            decay_fraction,
+            guard_ratio,
+            recovery,
+            max_boost,
+            warmup_boost,
+            eval_patience,
+            eval_cut,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
-        self.eval_patience = eval_patience
+        self.eval_patience, self.eval_hold_cap = eval_patience, -math.log(eval_cut)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -129,7 +139,7 @@ class MetaController:
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.eval_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best evaluation seen
         self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
-        self.eval_cap = torch.full((B,), float("inf"))  # the bound on δ the evaluations set (0 while stale)
+        self.eval_cap = torch.full((B,), float("inf"))  # the bound on δ the evaluations set (finite while stale)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -185,23 +195,23 @@ class MetaController:
     @torch.no_grad()
     def observe_eval(self, value) -> torch.Tensor:
         """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
-        improvement): from the ``eval_patience``-th in a row without a new best, δ ≤ 0 (this step's δ included)
-        until an evaluation brings a new best. Returns the ``[B]`` mask of the runs whose boost this evaluation
-        withdrew."""
+        improvement): from the ``eval_patience``-th in a row without a new best, δ ≤ -log(eval_cut) (this step's δ
+        included) until an evaluation brings a new best. Returns the ``[B]`` mask of the runs this evaluation
+        started holding."""
         B = self.extractor.batch_size
         if self.eval_patience is None:
             return torch.zeros(B, dtype=torch.bool)
         value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
         value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
-        best, capped = self.eval_best, self.eval_cap <= 0
+        best, capped = self.eval_best, torch.isfinite(self.eval_cap)
         improved = value < best
         self.eval_best = torch.minimum(best, value)
         stale = torch.where(improved, torch.zeros(B), self.eval_stale + 1)
         self.eval_stale = stale
-        cap = torch.where(stale >= self.eval_patience, 0.0, float("inf")).float()
+        cap = torch.where(stale >= self.eval_patience, self.eval_hold_cap, float("inf")).float()
         self.eval_cap = cap
         self.delta = torch.minimum(self.delta, cap)
-        return (cap <= 0) & ~capped
+        return torch.isfinite(cap) & ~capped
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""

@@ -47,7 +47,7 @@ def check_prior(prior) -> None:
 
 
 def check_controller_options(
-    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience
+    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience, eval_cut=1.0
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
@@ -57,6 +57,8 @@ def check_controller_options(
         isinstance(eval_patience, bool) or not isinstance(eval_patience, numbers.Integral) or eval_patience < 1
     ):
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
+    if isinstance(eval_cut, bool) or not isinstance(eval_cut, numbers.Real) or not 1.0 <= eval_cut < math.inf:
+        raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
         ("decay_fraction", decay_fraction, 0.0, 1.0),
@@ -142,6 +144,8 @@ class MetaSchedulerOptions:
             not raise the LR above the prior (it may still lower it) until an evaluation brings a new best. The
             Trainer's evaluations (``eval_strategy``) feed it; a run that never evaluates is not affected. `None`:
             off.
+        eval_cut (`float`, defaults to 1.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
+            this (1: at most the prior).
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -190,6 +194,9 @@ class MetaSchedulerOptions:
             "prior, until a new best (`null`: off)"
         },
     )
+    eval_cut: float = field(
+        default=1.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
+    )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):
@@ -213,6 +220,7 @@ class MetaSchedulerOptions:
             self.max_boost,
             self.warmup_boost,
             self.eval_patience,
+            self.eval_cut,
         )
 
     @classmethod
@@ -232,8 +240,9 @@ class MetaSchedulerOptions:
         return tuple(f.name for f in fields(cls))
 
     def controller_kwargs(self) -> dict:
-        return {k: getattr(self, k) for k in ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio",
-                                              "recovery", "max_boost", "warmup_boost", "eval_patience")}  # fmt: skip
+        names = ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio", "recovery", "max_boost",
+                 "warmup_boost", "eval_patience", "eval_cut")  # fmt: skip
+        return {k: getattr(self, k) for k in names}
 
     def hub_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in HUB_OPTIONS[1:]}

@@ -227,7 +227,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         withdrawn = self.controller is not None and bool(self.controller.observe_eval(value)[0])
         if withdrawn and self.last_epoch < self.num_training_steps:  # (not at the run's last step: nothing changes)
             message = f"no new best evaluation in {self.opts.eval_patience} in a row (the last {value:.4g})"
-            message = f"MetaLRScheduler, step {self.last_epoch}: {message}: the LR stays at the prior or below"
+            message = f"MetaLRScheduler, step {self.last_epoch}: {message}: LR ≤ prior / {self.opts.eval_cut:g}"
             if "eval_hold" in self._warned:
                 logger.info(message)
             self._warn_once("eval_hold", message + " until a new best (logged at INFO from now on)")

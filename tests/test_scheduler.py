@@ -578,10 +578,10 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
 
     learner = boosting_learner(FEATURE_NAMES)
 
-    def run(patience, evals):
+    def run(patience, evals, cut=1.0):
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                eval_patience=patience)  # fmt: skip
+                                eval_patience=patience, eval_cut=cut)  # fmt: skip
         ratios, states = [], {}
         for t in range(30):
             _steps(model, optimizer, sched, X, y, 1)
@@ -600,6 +600,12 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
     assert ratios[25:] == pytest.approx([boosted] * 5, rel=1e-3)
     assert run(None, evals)[0] == pytest.approx([boosted] * 30, rel=1e-3)  # evaluations ignored
     assert run(3, evals)[0] == pytest.approx([boosted] * 30, rel=1e-3)  # never three stale in a row
+    cut = run(2, evals, cut=4.0)[0]  # eval_cut: while held, the LR at most the prior / 4
+    assert (
+        cut[:19] == pytest.approx(ratios[:19])
+        and max(cut[19:25]) <= 0.25 + 1e-6
+        and cut[25:] == pytest.approx(ratios[25:])
+    )
 
     # resumed after the withdrawal: the same LRs
     model, optimizer, X, y = _problem()
@@ -624,11 +630,12 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
         assert batched.scale(t + 1)[1].item() > 2.0  # a new best at every evaluation: boosted throughout
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_eval_patience_must_be_a_positive_count(bad):
+@pytest.mark.parametrize("option, bad", [("eval_patience", v) for v in (0, -1, 1.5, True, "2")]
+                         + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")])  # fmt: skip
+def test_eval_patience_and_cut_refuse_what_they_cannot_be(option, bad):
     model, optimizer, _, _ = _problem()
-    with pytest.raises(ValueError, match="eval_patience"):
-        MetaLRScheduler(optimizer, num_training_steps=10, eval_patience=bad)
+    with pytest.raises(ValueError, match=option):
+        MetaLRScheduler(optimizer, num_training_steps=10, **{option: bad})
 
 
 @pytest.mark.parametrize("bad", ["0.5", None, True, [1.0, 2.0], torch.ones(2), 1j])

@@ -2,13 +2,14 @@
 
     python lab/experiments/eval-hold/hold.py OUT [LEARNER] [VARIANT ...]
 
-VARIANT is ``evals:patience[:factor]``: the scheduler reads ``evals`` evaluations per 300-step run (every
-``300 // evals`` steps, as a Trainer's ``eval_steps``). Without ``factor``, the product's rule (``eval_patience``):
-from the ``patience``-th evaluation in a row without a new best eval loss, δ ≤ 0 until a new best. With a
-``factor`` (a prototype, not in the package) each such stale stretch lowers the cap on the boost to the current
-boost / ``factor``, never below 1, for good, and the count starts again; ``inf``: no boost for the rest of the run
-(the first version of the rule). Default variants: 30:1 10:1 30:2 10:2. Writes ``OUT-VARIANT.md`` and prints the
-declared summary of each; the baselines are simulated once per process.
+VARIANT is ``evals:patience[:factor]``: the scheduler reads ``evals`` evaluations per 300-step run (every ``300 //
+evals`` steps, as a Trainer's ``eval_steps``). Without ``factor``, the product's rule (``eval_patience``): from the
+``patience``-th evaluation in a row without a new best eval loss, δ ≤ 0 until a new best. With a ``factor`` (a
+prototype, not in the package) each such stale stretch lowers the cap on the boost to the current boost /
+``factor``, never below 1, for good, and the count starts again; ``inf``: no boost for the rest of the run (the
+first version of the rule); ``cutN``: the product's rule with ``eval_cut`` N (while stale, the LR at most the prior
+/ N). Default variants: 30:1 10:1 30:2 10:2. Writes ``OUT-VARIANT.md`` and prints the declared summary of each; the
+baselines are simulated once per process.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str) -> None:
     original = sim.MetaController
     for variant in variants or ("30:1", "10:1", "30:2", "10:2"):
         evals, patience, *factor = variant.split(":")
-        cfg = EvalConfig(prior="wsd", evals=int(evals), eval_patience=None if factor else int(patience))
+        cut = float(factor[0][3:]) if factor and factor[0].startswith("cut") else 1.0
+        factor = factor if cut == 1.0 else []
+        cfg = EvalConfig(prior="wsd", evals=int(evals), eval_patience=None if factor else int(patience), eval_cut=cut)
         if factor:
             sim.MetaController = functools.partial(FactorHold, patience=int(patience), factor=float(factor[0]))
         t0 = time.time()
