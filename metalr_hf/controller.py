@@ -140,7 +140,6 @@ class MetaController:
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.eval_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best evaluation seen
         self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
-        self.eval_cap = torch.full((B,), float("inf"))  # the bound on δ the evaluations set (finite while stale)
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -171,7 +170,6 @@ class MetaController:
     best = _control_property("best", torch.float64)
     eval_best = _control_property("eval_best", torch.float64)
     eval_stale = _control_property("eval_stale", torch.float32)
-    eval_cap = _control_property("eval_cap", torch.float32)
     del _control_property
 
     @property
@@ -193,6 +191,13 @@ class MetaController:
         finetune = torch.where(warm, caps[1][1], caps[1][0])
         return torch.minimum(torch.where(pretrained, finetune, scratch).float(), self.eval_cap)
 
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``, else
+        ``inf``."""
+        held = self.eval_stale >= (math.inf if self.eval_patience is None else self.eval_patience)
+        return torch.where(held, self.eval_hold_cap, math.inf).float()
+
     @torch.no_grad()
     def observe_eval(self, value) -> torch.Tensor:
         """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
@@ -204,15 +209,12 @@ class MetaController:
             return torch.zeros(B, dtype=torch.bool)
         value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
         value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
-        best, capped = self.eval_best, torch.isfinite(self.eval_cap)
-        improved = value < best
+        best, held = self.eval_best, torch.isfinite(self.eval_cap)
         self.eval_best = torch.minimum(best, value)
-        stale = torch.where(improved, torch.zeros(B), self.eval_stale + 1)
-        self.eval_stale = stale
-        cap = torch.where(stale >= self.eval_patience, self.eval_hold_cap, float("inf")).float()
-        self.eval_cap = cap
+        self.eval_stale = torch.where(value < best, torch.zeros(B), self.eval_stale + 1)
+        cap = self.eval_cap
         self.delta = torch.minimum(self.delta, cap)
-        return torch.isfinite(cap) & ~capped
+        return torch.isfinite(cap) & ~held
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
@@ -287,7 +289,9 @@ class MetaController:
             delta, state = self.learner(torch.tensor([feats], device=device), self.learner_state.to(device))
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
-        cap = min(self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup), c["eval_cap"])
+        cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
+        if self.eval_patience is not None and c["eval_stale"] >= self.eval_patience:
+            cap = min(cap, self.eval_hold_cap)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite
@@ -333,7 +337,6 @@ class MetaController:
             "best": self.best.clone(),
             "eval_best": self.eval_best.clone(),
             "eval_stale": self.eval_stale.clone(),
-            "eval_cap": self.eval_cap.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
         }
@@ -347,7 +350,7 @@ class MetaController:
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
-        for key in ("eval_best", "eval_stale", "eval_cap"):  # absent from checkpoints of metalr-hf < 0.3
+        for key in ("eval_best", "eval_stale"):  # absent from checkpoints of metalr-hf < 0.3
             if key in state:
                 setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])

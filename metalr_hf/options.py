@@ -47,7 +47,7 @@ def check_prior(prior) -> None:
 
 
 def check_controller_options(
-    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience, eval_cut=1.0
+    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience, eval_cut
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
