@@ -32,7 +32,14 @@ import torch
 
 from .features import _SCALAR, _TENSOR, FEATURE_NAMES, FeatureExtractor
 from .learner import MetaLearner
-from .options import BoostPolicy, MetaSchedulerOptions, check_controller_options, check_prior, resolve_prior
+from .options import (
+    AUTO_SMOOTHING,
+    BoostPolicy,
+    MetaSchedulerOptions,
+    check_controller_options,
+    check_prior,
+    resolve_prior,
+)
 from .schedules import prior_multiplier
 from .signals import Signals, finite_values
 
@@ -88,6 +95,8 @@ class MetaController:
         eval_patience (`int` or `None`), eval_cut (`float`): from ``eval_patience`` evaluations in a row without a
             new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
             evaluations are ignored.
+        smoothing (`float` in [0, 1) or `"auto"`): δ ← smoothing · δ + (1 - smoothing) · the learner's (capped)
+            decision; ``"auto"``: per run, :data:`options.AUTO_SMOOTHING` by whether it is marked ``pretrained``.
     """
 
     def __init__(
@@ -107,20 +116,23 @@ class MetaController:
         warmup_boost: bool = _DEFAULTS.warmup_boost,
         eval_patience: int | None = _DEFAULTS.eval_patience,
         eval_cut: float = _DEFAULTS.eval_cut,
+        smoothing=_DEFAULTS.smoothing,
     ):
         check_controller_options(
-            prior,
-            min_lr_ratio,
-            decay_fraction,
-            guard_ratio,
-            recovery,
-            max_boost,
-            warmup_boost,
-            eval_patience,
-            eval_cut,
+            prior=prior,
+            min_lr_ratio=min_lr_ratio,
+            decay_fraction=decay_fraction,
+            guard_ratio=guard_ratio,
+            recovery=recovery,
+            max_boost=max_boost,
+            warmup_boost=warmup_boost,
+            eval_patience=eval_patience,
+            eval_cut=eval_cut,
+            smoothing=smoothing,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.eval_patience, self.eval_hold_cap = eval_patience, -math.log(eval_cut)
+        self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -215,6 +227,15 @@ class MetaController:
         cap = self.eval_cap
         self.delta = torch.minimum(self.delta, cap)
         return torch.isfinite(cap) & ~held
+
+    def smoothing_of_runs(self):
+        """The weight of the previous δ in each run's new δ: ``smoothing``, ``"auto"`` resolved by whether the run
+        is marked pretrained (a float for one run driven in Python floats, else ``[B]``)."""
+        if self.smoothing != "auto":
+            return self.smoothing
+        if self.scalar:
+            return AUTO_SMOOTHING[self.extractor._pretrained_value > 0.5]
+        return torch.where(self.extractor.pretrained > 0.5, AUTO_SMOOTHING[True], AUTO_SMOOTHING[False]).float()
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
@@ -361,15 +382,18 @@ def _rule(c: dict, delta, sane, ok, seen, guard_ema, opts: MetaController, o) ->
     ``best``): the one implementation, for ``B`` runs as ``[B]`` tensors (``o`` = ``features._TENSOR``) or one run
     as Python floats (``o`` = ``features._SCALAR``, the scheduler's path), as ``features._step``.
 
-    - δ: the learner's (already capped), where the step's signals were finite (``ok``) and the decision is sane;
-      0 (the prior) where it is not; unchanged on a non-finite step, which the learner never sees;
+    - δ: the learner's decision (already capped), averaged with the previous δ by ``opts.smoothing``, where the
+      step's signals were finite (``ok``) and the decision is sane; 0 (the prior) where it is not; unchanged on a
+      non-finite step, which the learner never sees. Every cap is then kept: the previous δ is within this step's
+      caps (they only loosen as the run goes on, and an evaluation that starts a hold lowers δ at once);
     - the non-finite back-off: halved at a non-finite step (down to 2⁻¹⁰), else recovering by ``recover``, up to 1;
     - the divergence guard (``opts.guard``): ``best`` is the lowest smoothed log-loss seen; while the smoothed
       log-loss sits more than ``log(guard_ratio)`` above it the guard shrinks ×0.7 a step (down to 2⁻¹⁰), else it
       recovers as the back-off on finite steps.
 
     The scales and δ are kept in float32 (``o.f32``), as the batched controller holds them."""
-    where, f32, clamp, recover = o.where, o.f32, o.clamp, opts.recover
+    where, f32, clamp, recover, keep = o.where, o.f32, o.clamp, opts.recover, opts.smoothing_of_runs()
+    delta = keep * c["delta"] + (1.0 - keep) * delta
     new = {
         "delta": where(ok, where(sane, f32(delta), 0.0), c["delta"]),
         "backoff": where(

@@ -16,12 +16,14 @@ from .schedules import DECAY_FRACTION, PRIORS
 
 __all__ = [
     "AUTO_PRIORS",
+    "AUTO_SMOOTHING",
     "DEFAULT_PRIOR",
     "HUB_OPTIONS",
     "BoostPolicy",
     "MetaSchedulerOptions",
     "check_controller_options",
     "check_prior",
+    "check_smoothing",
     "resolve_prior",
 ]
 
@@ -33,6 +35,11 @@ HUB_OPTIONS = ("meta_learner", "revision", "cache_dir", "token", "local_files_on
 # whether the run fine-tunes pretrained weights: WSD there, cosine from scratch (lab/NOTEBOOK.md, "2026-11-30").
 DEFAULT_PRIOR = "wsd"
 AUTO_PRIORS = {False: "cosine", True: "wsd"}
+# ``smoothing="auto"``: the weight of the previous δ, by whether the run fine-tunes pretrained weights. From scratch
+# the average over about ten steps won every measure of the quick suite and the held-out zoo's right-LR ratio and
+# regret; on the finetune suite's 40-60-step runs it cost the fine-tuning learner its rescue
+# (lab/results/delta-smooth/).
+AUTO_SMOOTHING = {False: 0.9, True: 0.0}
 
 
 def resolve_prior(prior: str, pretrained: bool) -> str:
@@ -46,8 +53,26 @@ def check_prior(prior) -> None:
         raise ValueError(f"Unknown prior {prior!r}; valid priors: {['auto', *sorted(PRIORS)]}")
 
 
+def check_smoothing(smoothing) -> None:
+    """A ``ValueError`` naming ``smoothing`` unless it is ``"auto"`` or a number in [0, 1)."""
+    if smoothing != "auto" and (
+        isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0
+    ):
+        raise ValueError(f'smoothing must be a number in [0, 1) or "auto", got {smoothing!r}')
+
+
 def check_controller_options(
-    prior, min_lr_ratio, decay_fraction, guard_ratio, recovery, max_boost, warmup_boost, eval_patience, eval_cut
+    *,
+    prior,
+    min_lr_ratio,
+    decay_fraction,
+    guard_ratio,
+    recovery,
+    max_boost,
+    warmup_boost,
+    eval_patience,
+    eval_cut,
+    smoothing,
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
@@ -59,6 +84,7 @@ def check_controller_options(
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
     if isinstance(eval_cut, bool) or not isinstance(eval_cut, numbers.Real) or not 1.0 <= eval_cut < math.inf:
         raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
+    check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
         ("decay_fraction", decay_fraction, 0.0, 1.0),
@@ -146,6 +172,10 @@ class MetaSchedulerOptions:
             off.
         eval_cut (`float`, defaults to 1.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
             this (1: at most the prior).
+        smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
+            ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
+            step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
+            `"auto"`: 0.9 (about ten steps) on a run from scratch, 0 on a run that fine-tunes pretrained weights.
         log_features (`bool`, defaults to `False`): also log the learner's features, the back-off and the guard
             (``meta/feature/<name>``, ``meta/backoff``, ``meta/guard``) with every training log; ``meta/lr_scale``
             and ``meta/delta`` are always logged.
@@ -197,6 +227,13 @@ class MetaSchedulerOptions:
     eval_cut: float = field(
         default=1.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
     )
+    smoothing: Any = field(
+        default="auto",
+        metadata={
+            "help": "the learner's correction averaged over steps, δ ← s·δ + (1-s)·decision (`auto`: 0.9 from "
+            "scratch, 0 on a pretrained run)"
+        },
+    )
     log_features: bool = field(default=False, metadata={"help": "also log the features, back-off and guard"})
 
     def __post_init__(self):
@@ -211,17 +248,7 @@ class MetaSchedulerOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {value!r}")
-        check_controller_options(
-            self.prior,
-            self.min_lr_ratio,
-            self.decay_fraction,
-            self.guard_ratio,
-            self.recovery,
-            self.max_boost,
-            self.warmup_boost,
-            self.eval_patience,
-            self.eval_cut,
-        )
+        check_controller_options(**{k: v for k, v in self.controller_kwargs().items() if k != "guard"})
 
     @classmethod
     def table(cls) -> str:
@@ -241,7 +268,7 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         names = ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio", "recovery", "max_boost",
-                 "warmup_boost", "eval_patience", "eval_cut")  # fmt: skip
+                 "warmup_boost", "eval_patience", "eval_cut", "smoothing")  # fmt: skip
         return {k: getattr(self, k) for k in names}
 
     def hub_kwargs(self) -> dict:

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .options import check_prior
+from .options import check_prior, check_smoothing
 
 
 def is_count(value) -> bool:
@@ -72,6 +72,7 @@ _STATE_KEYS = {
     "schema_version", "learner_fingerprint", "learner_source", "controller", "decision_lag", "held_signals",
     "held_step", "prior",
 }  # fmt: skip
+_OPTIONAL_STATE_KEYS = {"smoothing"}  # absent from checkpoints of metalr-hf < 0.3
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -118,7 +119,7 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
     if not isinstance(state, dict):
         raise ValueError(f"A MetaLRScheduler state must be a dict, got {type(state).__name__}")
-    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS)
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - _OPTIONAL_STATE_KEYS)
     if missing or extra:
         raise ValueError(
             f"Not a MetaLRScheduler state of this version: missing keys {missing}, unexpected keys {extra}. "
@@ -132,6 +133,10 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
         check_prior(state["prior"])
     except ValueError as e:
         raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
+    try:
+        check_smoothing(state.get("smoothing", 0.0))
+    except ValueError as e:
+        raise ValueError(f"The scheduler state's 'smoothing' is damaged: {e}") from None
     for key in ("base_lrs", "_last_lr"):
         if len(state[key]) != num_groups:
             raise ValueError(

@@ -62,6 +62,7 @@ class SchedulerState:
             "held_signals": None if self._held is None else self._held[0].cpu().clone(),
             "held_step": None if self._held is None else self._held[1],
             "prior": self.controller.prior,
+            "smoothing": self.controller.smoothing,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -97,6 +98,8 @@ class SchedulerState:
         if "prior" not in self.options:  # the interrupted run's
             self.opts.prior = state_dict["prior"]
             self.controller.set_prior(self.opts.prior)
+        if "smoothing" not in self.options:  # the interrupted run's; 0 for one written before the option
+            self.opts.smoothing = self.controller.smoothing = state_dict.get("smoothing", 0.0)
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

@@ -405,7 +405,7 @@ def test_divergence_guard_overrides_a_learner_that_boosts():
     for t, v in enumerate(vecs):
         v[0, 0] = 1.0 if t < 10 else 1.0 * 1.5 ** (t - 9)  # the loss blows up from step 10 on
     _, opt, _, _ = _problem()
-    sched = MetaLRScheduler(opt, num_training_steps=40, meta_learner=learner)
+    sched = MetaLRScheduler(opt, num_training_steps=40, meta_learner=learner, smoothing=0.0)
     scales = _scripted(sched, vecs)
     assert scales[5] == pytest.approx(math.e, rel=1e-6)  # the learner's boost, before the blow-up
     assert scales[-1] < 0.05  # the guard drove the LR down whatever the learner says
@@ -466,7 +466,13 @@ def test_max_boost_caps_the_correction(reads_pretrained, pretrained, max_boost, 
     learner = boosting_learner(FEATURE_NAMES if reads_pretrained else BASE_FEATURES)
     sched, lrs, _, _ = _run(
         lambda o: MetaLRScheduler(
-            o, num_training_steps=20, meta_learner=learner, pretrained=pretrained, max_boost=max_boost, guard=False
+            o,
+            num_training_steps=20,
+            meta_learner=learner,
+            pretrained=pretrained,
+            max_boost=max_boost,
+            guard=False,
+            smoothing=0.0,
         ),
         steps=20,
     )
@@ -519,7 +525,7 @@ def test_warmup_boost_false_keeps_the_warmup_ramp_as_a_ceiling(warmup_boost):
     sched, lrs, _, _ = _run(
         lambda o: MetaLRScheduler(
             o, num_training_steps=20, num_warmup_steps=warmup, meta_learner=learner, guard=False,
-            warmup_boost=warmup_boost,
+            warmup_boost=warmup_boost, smoothing=0.0,
         ),
         steps=20,
     )  # fmt: skip
@@ -533,8 +539,8 @@ def test_warmup_boost_false_keeps_the_warmup_ramp_as_a_ceiling(warmup_boost):
     assert min(after) == pytest.approx(math.exp(2.0), rel=1e-3)  # after the warmup: the learner's own bound
 
     # the batched rule: two runs, one with each setting, step by step equal to one-run controllers
-    batched = MetaController(learner, 20, warmup, batch_size=2, guard=False, warmup_boost=warmup_boost)
-    single = MetaController(learner, 20, warmup, guard=False, warmup_boost=warmup_boost)
+    batched = MetaController(learner, 20, warmup, batch_size=2, guard=False, warmup_boost=warmup_boost, smoothing=0.0)
+    single = MetaController(learner, 20, warmup, guard=False, warmup_boost=warmup_boost, smoothing=0.0)
     for t, v in enumerate(_signal_vectors(12)):
         row = v.reshape(1, -1)
         batched.update(Signals.from_vector(row.expand(2, -1).clone()), step=t)
@@ -581,7 +587,7 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
     def run(patience, evals, cut=1.0):
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                eval_patience=patience, eval_cut=cut)  # fmt: skip
+                                eval_patience=patience, eval_cut=cut, smoothing=0.0)  # fmt: skip
         ratios, states = [], {}
         for t in range(30):
             _steps(model, optimizer, sched, X, y, 1)
@@ -609,7 +615,9 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
 
     # resumed after the withdrawal: the same LRs
     model, optimizer, X, y = _problem()
-    resumed = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, eval_patience=2)
+    resumed = MetaLRScheduler(
+        optimizer, num_training_steps=40, meta_learner=learner, guard=False, eval_patience=2, smoothing=0.0
+    )
     resumed.load_state_dict(states[20])
     resumed.last_epoch = states[20]["last_epoch"]
     assert float(resumed.controller.eval_cap[0]) == 0.0 and float(resumed.controller.eval_best[0]) == 0.9
@@ -617,8 +625,8 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
     assert all(lr[0] <= 1e-2 * float(wsd(21 + i, 40, 0)) * (1 + 1e-6) for i, lr in enumerate(lrs))
 
     # the batched rule: one run that evaluates as above, one that never does
-    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, eval_patience=2)
-    single = MetaController(learner, 40, 0, guard=False, eval_patience=2)
+    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, eval_patience=2, smoothing=0.0)
+    single = MetaController(learner, 40, 0, guard=False, eval_patience=2, smoothing=0.0)
     for t, v in enumerate(_signal_vectors(30)):
         row = v.reshape(1, -1)
         batched.update(Signals.from_vector(row.expand(2, -1).clone()), step=t)
@@ -630,9 +638,51 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
         assert batched.scale(t + 1)[1].item() > 2.0  # a new best at every evaluation: boosted throughout
 
 
+def test_smoothing_averages_the_learners_decisions_over_steps():
+    """``smoothing=s``: δ_t = s·δ_{t-1} + (1-s)·decision_t, so a learner that asks for its largest boost from the
+    first step reaches it as 1 - s^t; a withdrawal by the evaluations is at once, and the boost then comes back at
+    the same rate; the batched controller (the zoo's) decides the same; 0 is the decision as it comes; ``"auto"`` (the
+    default) is 0.9 from scratch and 0 on a run marked pretrained."""
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+    bound = learner.max_delta * math.tanh(5.0)  # its head: bias 5, weights 0
+
+    def ratios(smoothing, evals=None, pretrained=None):
+        model, optimizer, X, y = _problem()
+        sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
+                                smoothing=smoothing, pretrained=pretrained)  # fmt: skip
+        out = []
+        for t in range(20):
+            _steps(model, optimizer, sched, X, y, 1)
+            if evals and t in evals:
+                sched.observe_eval(evals[t])
+            out.append(sched.get_last_lr()[0] / (1e-2 * float(wsd(sched.last_epoch, 40, 0))))
+        return out
+
+    assert ratios(0.0) == pytest.approx([math.exp(bound)] * 20, rel=1e-4)
+    smooth = ratios(0.9)
+    assert smooth == pytest.approx([math.exp(bound * (1 - 0.9 ** (t + 1))) for t in range(20)], rel=1e-4)
+    assert ratios("auto") == pytest.approx(smooth, rel=1e-6)  # the default, from scratch: 0.9
+    assert ratios("auto", pretrained=True) == pytest.approx([math.exp(bound)] * 20, rel=1e-4)  # fine-tuning: 0
+    held = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5})  # stale at 5 and 6: held; a new best at 9
+    assert held[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(held[6:10]) <= 1.0 + 1e-6
+    assert held[10] == pytest.approx(math.exp(bound * 0.1), rel=1e-4)  # from δ = 0, at the same rate
+
+    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, pretrained=torch.tensor([False, True]))
+    singles = [MetaController(learner, 40, 0, guard=False, pretrained=flag) for flag in (False, True)]
+    for t, v in enumerate(_signal_vectors(10)):
+        batched.update(Signals.from_vector(v.reshape(1, -1).expand(2, -1).clone()), step=t)
+        for i, single in enumerate(singles):
+            single.update(Signals.from_vector(v.reshape(1, -1)), step=t)
+            assert batched.scale(t + 1)[i].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+    assert batched.scale(10)[0].item() < 0.9 * batched.scale(10)[1].item()  # from scratch: still on its way up
+
+
 @pytest.mark.parametrize("option, bad", [("eval_patience", v) for v in (0, -1, 1.5, True, "2")]
-                         + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")])  # fmt: skip
-def test_eval_patience_and_cut_refuse_what_they_cannot_be(option, bad):
+                         + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")]
+                         + [("smoothing", v) for v in (-0.1, 1.0, 2, float("nan"), True, "0.5")])  # fmt: skip
+def test_eval_patience_cut_and_smoothing_refuse_what_they_cannot_be(option, bad):
     model, optimizer, _, _ = _problem()
     with pytest.raises(ValueError, match=option):
         MetaLRScheduler(optimizer, num_training_steps=10, **{option: bad})
@@ -647,3 +697,33 @@ def test_observe_eval_names_what_is_not_one_number(bad):
     sched.observe_eval(torch.tensor(0.5))  # a 0-d tensor is one number, and so is a list of one
     sched.observe_eval([0.25])
     assert float(sched.controller.eval_best[0]) == 0.25
+
+
+def test_a_checkpoint_from_before_smoothing_resumes_as_it_ran_and_a_damaged_value_is_refused():
+    """A run interrupted under metalr-hf < 0.3 (no ``smoothing`` in its state: its δ was never averaged) continues
+    as it was going, not under today's default; one that names ``smoothing`` on resume gets what it names; a damaged
+    value is refused naming it."""
+    import copy
+
+    model, optimizer, X, y = _problem()
+    sched = MetaLRScheduler(optimizer, num_training_steps=20, smoothing=0.0)
+    _steps(model, optimizer, sched, X, y, 5)
+    states = copy.deepcopy([sched.state_dict(), optimizer.state_dict(), model.state_dict()])
+    rest, _ = _steps(model, optimizer, sched, X, y, 5)
+    old = {k: v for k, v in states[0].items() if k != "smoothing"}
+
+    def resume(**options):
+        model2, optimizer2, _, _ = _problem(seed=123)
+        resumed = MetaLRScheduler(optimizer2, num_training_steps=20, **options)
+        model2.load_state_dict(states[2])
+        optimizer2.load_state_dict(states[1])
+        resumed.load_state_dict(copy.deepcopy(old))
+        return [lr[0] for lr in _steps(model2, optimizer2, resumed, X, y, 5)[0]], resumed
+
+    after, resumed = resume()  # today's default is "auto"
+    assert resumed.controller.smoothing == 0.0
+    assert after == pytest.approx([lr[0] for lr in rest], rel=1e-6)
+    assert resume(smoothing="auto")[0] != pytest.approx(after, rel=1e-3)  # named: the new rule, another LR
+    bad = {**copy.deepcopy(states[0]), "smoothing": 1.5}
+    with pytest.raises(ValueError, match="smoothing"):
+        MetaLRScheduler(_problem()[1], num_training_steps=20).load_state_dict(bad)

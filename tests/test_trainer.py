@@ -367,7 +367,7 @@ def test_default_learner_may_only_lower_the_lr_of_a_pretrained_model(tmp_path):
     pretrained_like(tiny_bert()).save_pretrained(tmp_path / "pretrained")
 
     def scales(model, **kwargs):
-        kwargs["meta_learner"] = str(tmp_path / "learner")
+        kwargs.update(meta_learner=str(tmp_path / "learner"), smoothing=0.0)  # the decisions as they come
         args = _args(tmp_path, max_steps=6, lr_scheduler_kwargs=kwargs)
         trainer = MetaTrainer(model=model, args=args, train_dataset=toy_classification())
         trainer.train()
@@ -579,7 +579,7 @@ def test_the_trainer_s_evaluations_withdraw_the_boost_when_they_stop_improving(t
             calls.append(1)
             return {"score": float(len(calls)) if improving else 0.5}
 
-        kwargs = {"meta_learner": str(tmp_path / "learner")}
+        kwargs = {"meta_learner": str(tmp_path / "learner"), "smoothing": 0.0}
         args = _args(tmp_path, max_steps=24, eval_strategy="steps", eval_steps=4, metric_for_best_model="score",
                      greater_is_better=True, lr_scheduler_kwargs=kwargs)  # fmt: skip
         data = toy_classification()

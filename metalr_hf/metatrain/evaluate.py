@@ -77,6 +77,9 @@ class EvalConfig:
     eval_patience: int | None = None
     eval_cut: float = 1.0
     evals: int = 10
+    # The scheduler's ``smoothing`` of the learner's correction over steps (0 here: off, as every learner was
+    # evaluated before it existed; the product's default is "auto").
+    smoothing: object = 0.0
 
     @property
     def schedule_horizon(self) -> float:
@@ -84,7 +87,7 @@ class EvalConfig:
 
 
 # The fields of ``EvalConfig`` that are the meta scheduler's options (the baselines do not depend on them).
-_META_OPTIONS = ("max_boost", "prior", "warmup_boost", "eval_patience", "eval_cut")
+_META_OPTIONS = ("max_boost", "prior", "warmup_boost", "eval_patience", "eval_cut", "smoothing")
 
 
 def _policy(name: str, learner, pop: Population, told: float, cfg: EvalConfig | None = None):

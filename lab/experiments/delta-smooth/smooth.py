@@ -1,0 +1,69 @@
+"""The learner's correction averaged over steps (the option ``smoothing``), and a prototype early hold, on the
+held-out zoo around WSD (the package's defaults otherwise: ``eval_patience`` 2, 10 evaluations a run):
+
+    python lab/experiments/delta-smooth/smooth.py OUT [LEARNER] [VARIANT ...]
+
+Through the Trainer the learner's correction jitters from step to step (the LR over the base LR of a ViT at its
+right LR: 0.58 0.97 0.72 1.21 1.37 0.81 1.64 ...), and its first decision, after one observed step, is often its
+largest boost (×3 to ×7 the prior at step 1). VARIANT:
+
+- ``emaB``: the package's ``smoothing`` B: δ ← B·δ + (1-B)·the learner's (capped) decision (its ``prev_delta``
+  feature reads the averaged δ);
+- ``earlyF``: (a prototype, not in the package) δ ≤ 0 for the first fraction F of the run;
+- ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
+
+Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
+each variant's declared summary; the baselines are simulated once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+
+import torch
+
+from metalr_hf import MetaLearner
+from metalr_hf.controller import MetaController
+from metalr_hf.metatrain import simulate as sim
+from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, results_text
+
+
+class EarlyHold(MetaController):
+    """No boost (δ ≤ 0) before ``early`` of the run."""
+
+    def __init__(self, *args, early=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.early = early
+
+    def update(self, signals, step=None):
+        ok = super().update(signals, step)
+        step = self.step_count - 1 if step is None else step
+        early = torch.as_tensor(step, dtype=torch.float64) < self.early * self.T
+        self.delta = torch.where(early & (self.delta > 0), torch.zeros_like(self.delta), self.delta)
+        return ok
+
+
+def main(out: str, name: str = "metalr-default-v3", *variants: str) -> None:
+    learner = MetaLearner.from_pretrained(name)
+    original = sim.MetaController
+    for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
+        parts = dict((p[:3], float(p.lstrip("aelmry"))) for p in variant.split("+") if p != "none")
+        cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0))
+        if "ear" in parts:
+            sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
+        t0 = time.time()
+        result = evaluate(learner, cfg)
+        sim.MetaController = original
+        with open(f"{out}-{variant}.md", "w") as f:
+            f.write(results_text(cfg, result["summary"], None) + f"\n\n`python {' '.join(sys.argv)}` ({variant}): "
+                    f"{time.time() - t0:.0f} s\n")  # fmt: skip
+        with open(f"{out}-{variant}.json", "w") as f:
+            json.dump(result["summary"]["declared"], f, default=str, indent=1)
+        print(variant, json.dumps(result["summary"]["declared"]["summary"], default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
