@@ -321,7 +321,7 @@ class MetaController:
         if ok and sane:
             self.learner_state = state
         v = self.extractor.values
-        c.update(_rule(c, delta, sane, ok, v["n_loss"] > 0, v["guard_ema"], self, _SCALAR))
+        c.update(_rule(c, delta, cap, sane, ok, v["n_loss"] > 0, v["guard_ema"], self, _SCALAR))
         c["features"] = feats
         self.step_count += 1
         return ok
@@ -337,13 +337,15 @@ class MetaController:
         feats = self.extractor.update(signals, prior=self.prior_at(step), prev_delta=self.delta)
         device = self.learner.device
         delta, state = self.learner(feats.to(device), self.learner_state.to(device))
-        delta, state = torch.minimum(delta.float().cpu(), self.boost_cap(step)), state.cpu()
+        cap = self.boost_cap(step)
+        delta, state = torch.minimum(delta.float().cpu(), cap), state.cpu()
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = torch.isfinite(delta) & torch.isfinite(state).all(-1)
         self.nonfinite_decisions += int((ok & ~sane).sum())
         self.learner_state = torch.where((ok & sane)[:, None], state, self.learner_state)
         s = self.extractor.state
-        self._control.update(_rule(self._control, delta, sane, ok, s["n_loss"] > 0, s["guard_ema"], self, _TENSOR))
+        seen = s["n_loss"] > 0
+        self._control.update(_rule(self._control, delta, cap, sane, ok, seen, s["guard_ema"], self, _TENSOR))
         self.features = feats
         self.step_count += 1
         return ok
@@ -377,15 +379,16 @@ class MetaController:
         self.step_count = int(state["step_count"])
 
 
-def _rule(c: dict, delta, sane, ok, seen, guard_ema, opts: MetaController, o) -> dict:
+def _rule(c: dict, delta, cap, sane, ok, seen, guard_ema, opts: MetaController, o) -> dict:
     """The control values after one step, from the old ones ``c`` (``delta``, ``backoff``, ``guard_scale``,
     ``best``): the one implementation, for ``B`` runs as ``[B]`` tensors (``o`` = ``features._TENSOR``) or one run
     as Python floats (``o`` = ``features._SCALAR``, the scheduler's path), as ``features._step``.
 
-    - δ: the learner's decision (already capped), averaged with the previous δ by ``opts.smoothing``, where the
-      step's signals were finite (``ok``) and the decision is sane; 0 (the prior) where it is not; unchanged on a
-      non-finite step, which the learner never sees. Every cap is then kept: the previous δ is within this step's
-      caps (they only loosen as the run goes on, and an evaluation that starts a hold lowers δ at once);
+    - δ: the learner's decision (already capped at ``cap``), averaged with the previous δ by ``opts.smoothing``
+      and capped again (the previous δ is within this step's caps unless a resumed run named tighter ones: the caps
+      only loosen as a run goes on, and an evaluation that starts a hold lowers δ at once), where the step's signals
+      were finite (``ok``) and the decision is sane; 0 (the prior) where it is not; unchanged on a non-finite step,
+      which the learner never sees;
     - the non-finite back-off: halved at a non-finite step (down to 2⁻¹⁰), else recovering by ``recover``, up to 1;
     - the divergence guard (``opts.guard``): ``best`` is the lowest smoothed log-loss seen; while the smoothed
       log-loss sits more than ``log(guard_ratio)`` above it the guard shrinks ×0.7 a step (down to 2⁻¹⁰), else it
@@ -393,7 +396,7 @@ def _rule(c: dict, delta, sane, ok, seen, guard_ema, opts: MetaController, o) ->
 
     The scales and δ are kept in float32 (``o.f32``), as the batched controller holds them."""
     where, f32, clamp, recover, keep = o.where, o.f32, o.clamp, opts.recover, opts.smoothing_of_runs()
-    delta = keep * c["delta"] + (1.0 - keep) * delta
+    delta = o.minimum(keep * c["delta"] + (1.0 - keep) * delta, cap)
     new = {
         "delta": where(ok, where(sane, f32(delta), 0.0), c["delta"]),
         "backoff": where(

@@ -669,6 +669,18 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
     assert held[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(held[6:10]) <= 1.0 + 1e-6
     assert held[10] == pytest.approx(math.exp(bound * 0.1), rel=1e-4)  # from δ = 0, at the same rate
 
+    # resumed naming a tighter cap than its averaged δ: the cap holds from the first step
+    model, optimizer, X, y = _problem()
+    first = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, smoothing=0.9)
+    _steps(model, optimizer, first, X, y, 10)
+    assert first.last_scale > 3.0 * float(wsd(10, 40, 0))
+    tight = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, smoothing=0.9,
+                            max_boost=2.0)  # fmt: skip
+    tight.load_state_dict(first.state_dict())
+    for t in range(3):
+        _steps(model, optimizer, tight, X, y, 1)
+        assert tight.last_scale <= 2.0 * float(wsd(11 + t, 40, 0)) * (1 + 1e-6)
+
     batched = MetaController(learner, 40, 0, batch_size=2, guard=False, pretrained=torch.tensor([False, True]))
     singles = [MetaController(learner, 40, 0, guard=False, pretrained=flag) for flag in (False, True)]
     for t, v in enumerate(_signal_vectors(10)):
