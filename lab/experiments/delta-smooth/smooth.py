@@ -1,7 +1,7 @@
 """The learner's correction averaged over steps (the option ``smoothing``), and a prototype early hold, on the
 held-out zoo around WSD (the package's defaults otherwise: ``eval_patience`` 2, 10 evaluations a run):
 
-    python lab/experiments/delta-smooth/smooth.py OUT [LEARNER] [VARIANT ...]
+    python lab/experiments/delta-smooth/smooth.py OUT [LEARNER] [VARIANT ...] [--horizon=300] [--seeds=0,1,2]
 
 Through the Trainer the learner's correction jitters from step to step (the LR over the base LR of a ViT at its
 right LR: 0.58 0.97 0.72 1.21 1.37 0.81 1.64 ...), and its first decision, after one observed step, is often its
@@ -46,12 +46,13 @@ class EarlyHold(MetaController):
         return ok
 
 
-def main(out: str, name: str = "metalr-default-v3", *variants: str) -> None:
+def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
         parts = dict((p[:3], float(p.lstrip("aelmry"))) for p in variant.split("+") if p != "none")
-        cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0))
+        cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
+                         seeds=tuple(seeds))  # fmt: skip
         if "ear" in parts:
             sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
         t0 = time.time()
@@ -66,4 +67,6 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))  # --horizon=1000 --seeds=0,1
+    main(*args, horizon=int(opts.get("horizon", 300)), seeds=[int(x) for x in opts.get("seeds", "0,1,2").split(",")])
