@@ -10,6 +10,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``emaB``: the package's ``smoothing`` B: δ ← B·δ + (1-B)·the learner's (capped) decision (its ``prev_delta``
   feature reads the averaged δ);
 - ``earlyF``: (a prototype, not in the package) δ ≤ 0 for the first fraction F of the run;
+- ``linB``: (a prototype) the LR multiplier ``exp(δ)`` averaged with weight B instead of δ;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -46,15 +47,33 @@ class EarlyHold(MetaController):
         return ok
 
 
+class LinearAverage(MetaController):
+    """(A prototype) the LR multiplier averaged instead of δ: ``exp(δ) ← B·exp(δ) + (1-B)·exp(decision)``, which keeps
+    the mean LR a jittering learner asks for (an average of δ lowers it by about ``exp(σ²/2)``)."""
+
+    def __init__(self, *args, keep=0.9, **kwargs):
+        super().__init__(*args, **{**kwargs, "smoothing": 0.0})
+        self.keep = keep
+
+    def update(self, signals, step=None):
+        previous = self.delta.clone()
+        ok = super().update(signals, step)
+        mixed = self.keep * previous.double().exp() + (1 - self.keep) * self.delta.double().exp()
+        self.delta = torch.where(ok, mixed.log().float(), self.delta)
+        return ok
+
+
 def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("aelmry"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("aeilmnry"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds))  # fmt: skip
         if "ear" in parts:
             sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
+        if "lin" in parts:
+            sim.MetaController = functools.partial(LinearAverage, keep=parts["lin"])
         t0 = time.time()
         result = evaluate(learner, cfg)
         sim.MetaController = original
