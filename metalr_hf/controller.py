@@ -4,10 +4,11 @@
 
 - ``prior`` is a schedule from `schedules.py`, with warmup (by default WSD on every run; ``prior="auto"``, with
   which the lab's learners were meta-trained: WSD on a run marked ``pretrained``, cosine otherwise);
-- ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1``, and at
-  most ``log(max_boost)``: by default 0 (it may only lower the LR) on a run marked ``pretrained`` when the learner
-  was not meta-trained for such runs (:func:`knows_pretrained_runs`), and at most ``-log(eval_cut)`` (0 by default)
-  from the ``eval_patience``-th evaluation in a row without a new best until one brings it (:meth:`observe_eval`);
+- ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1`` and
+  averaged over steps by ``smoothing`` (0.9 from scratch by default), and at most ``log(max_boost)``: by default 0
+  (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
+  (:func:`knows_pretrained_runs`), and at most ``-log(eval_cut)`` (0 by default) from the ``eval_patience``-th
+  evaluation in a row without a new best until one brings it (:meth:`observe_eval`);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -33,17 +34,17 @@ import torch
 from .features import _SCALAR, _TENSOR, FEATURE_NAMES, FeatureExtractor
 from .learner import MetaLearner
 from .options import (
-    AUTO_SMOOTHING,
     BoostPolicy,
     MetaSchedulerOptions,
     check_controller_options,
     check_prior,
     resolve_prior,
+    resolve_smoothing,
 )
 from .schedules import prior_multiplier
 from .signals import Signals, finite_values
 
-__all__ = ["MetaController", "knows_pretrained_runs", "load_learner"]
+__all__ = ["MetaController", "knows_pretrained_runs"]
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = MetaSchedulerOptions()  # the options' one declaration of each default
@@ -55,21 +56,6 @@ def knows_pretrained_runs(learner) -> bool:
     learner may raise the LR of a pretrained run."""
     reads = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
     return reads or getattr(learner, "card_context", {}).get("fine_tuning") is True
-
-
-def load_learner(meta_learner=None, **hub_kwargs) -> MetaLearner:
-    """A ``MetaLearner`` from an instance, a folder, a Hub repo id, or ``None`` (the bundled default)."""
-    if isinstance(meta_learner, MetaLearner):
-        return meta_learner
-    if (
-        meta_learner is not None
-        and not isinstance(meta_learner, (str, bytes))
-        and not hasattr(meta_learner, "__fspath__")
-    ):
-        raise TypeError(
-            f"meta_learner must be a MetaLearner, a folder, a Hub repo id or None, got {type(meta_learner).__name__}"
-        )
-    return MetaLearner.from_pretrained(meta_learner, **{k: v for k, v in hub_kwargs.items() if v is not None})
 
 
 class MetaController:
@@ -95,8 +81,7 @@ class MetaController:
         eval_patience (`int` or `None`), eval_cut (`float`): from ``eval_patience`` evaluations in a row without a
             new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
             evaluations are ignored.
-        smoothing (`float` in [0, 1) or `"auto"`): δ ← smoothing · δ + (1 - smoothing) · the learner's (capped)
-            decision; ``"auto"``: per run, :data:`options.AUTO_SMOOTHING` by whether it is marked ``pretrained``.
+        smoothing (`float` in [0, 1) or `"auto"`): δ ← s·δ + (1 - s)·the decision (`options.resolve_smoothing`).
     """
 
     def __init__(
@@ -229,13 +214,9 @@ class MetaController:
         return torch.isfinite(cap) & ~held
 
     def smoothing_of_runs(self):
-        """The weight of the previous δ in each run's new δ: ``smoothing``, ``"auto"`` resolved by whether the run
-        is marked pretrained (a float for one run driven in Python floats, else ``[B]``)."""
-        if self.smoothing != "auto":
-            return self.smoothing
-        if self.scalar:
-            return AUTO_SMOOTHING[self.extractor._pretrained_value > 0.5]
-        return torch.where(self.extractor.pretrained > 0.5, AUTO_SMOOTHING[True], AUTO_SMOOTHING[False]).float()
+        """The weight of the previous δ in each run's new δ (a float for one run driven in Python floats, else [B])."""
+        x = self.extractor
+        return resolve_smoothing(self.smoothing, x._pretrained_value > 0.5 if self.scalar else x.pretrained > 0.5)
 
     def prior_at(self, step) -> torch.Tensor:
         """The ``[B]`` prior multipliers at ``step`` (``"auto"``: each run's by whether it is marked pretrained)."""
@@ -384,11 +365,9 @@ def _rule(c: dict, delta, cap, sane, ok, seen, guard_ema, opts: MetaController, 
     ``best``): the one implementation, for ``B`` runs as ``[B]`` tensors (``o`` = ``features._TENSOR``) or one run
     as Python floats (``o`` = ``features._SCALAR``, the scheduler's path), as ``features._step``.
 
-    - δ: the learner's decision (already capped at ``cap``), averaged with the previous δ by ``opts.smoothing``
-      and capped again (the previous δ is within this step's caps unless a resumed run named tighter ones: the caps
-      only loosen as a run goes on, and an evaluation that starts a hold lowers δ at once), where the step's signals
-      were finite (``ok``) and the decision is sane; 0 (the prior) where it is not; unchanged on a non-finite step,
-      which the learner never sees;
+    - δ: the learner's decision (capped at ``cap``), averaged with the previous δ by ``opts.smoothing`` and capped
+      again (for a resumed run that named tighter caps), where the step's signals were finite (``ok``) and the
+      decision is sane; 0 (the prior) where it is not; unchanged on a non-finite step, which the learner never sees;
     - the non-finite back-off: halved at a non-finite step (down to 2⁻¹⁰), else recovering by ``recover``, up to 1;
     - the divergence guard (``opts.guard``): ``best`` is the lowest smoothed log-loss seen; while the smoothed
       log-loss sits more than ``log(guard_ratio)`` above it the guard shrinks ×0.7 a step (down to 2⁻¹⁰), else it

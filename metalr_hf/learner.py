@@ -33,7 +33,7 @@ from torch import nn
 from .features import FEATURE_NAMES, SCHEMA_VERSION, feature_mask
 from .learner_files import CORES, load_files, package_version, read_config, validate_config
 
-__all__ = ["CORES", "MetaLearner", "OneRunStep"]
+__all__ = ["CORES", "MetaLearner", "OneRunStep", "load_learner"]
 
 
 class MetaLearner(
@@ -377,3 +377,18 @@ class OneRunStep:
         delta = self.max_delta * math.tanh(float(self.head_w.dot(x)) + float(self.head_b[0]))
         self.state_finite = math.isfinite(float(new.dot(self.ones)))  # a NaN or inf anywhere shows in the sum
         return delta, self.out[self.turn]
+
+
+def load_learner(meta_learner=None, **hub_kwargs) -> MetaLearner:
+    """A ``MetaLearner`` from an instance, a folder, a Hub repo id, or ``None`` (the bundled default)."""
+    if isinstance(meta_learner, MetaLearner):
+        return meta_learner
+    if (
+        meta_learner is not None
+        and not isinstance(meta_learner, (str, bytes))
+        and not hasattr(meta_learner, "__fspath__")
+    ):
+        raise TypeError(
+            f"meta_learner must be a MetaLearner, a folder, a Hub repo id or None, got {type(meta_learner).__name__}"
+        )
+    return MetaLearner.from_pretrained(meta_learner, **{k: v for k, v in hub_kwargs.items() if v is not None})

@@ -25,6 +25,7 @@ __all__ = [
     "check_prior",
     "check_smoothing",
     "resolve_prior",
+    "resolve_smoothing",
 ]
 
 # Where the learner comes from (handed to `MetaLearner.from_pretrained`, not to the controller).
@@ -40,6 +41,16 @@ AUTO_PRIORS = {False: "cosine", True: "wsd"}
 # regret; on the finetune suite's 40-60-step runs it cost the fine-tuning learner its rescue
 # (lab/results/delta-smooth/).
 AUTO_SMOOTHING = {False: 0.9, True: 0.0}
+
+
+def resolve_smoothing(smoothing, pretrained):
+    """The weight of the previous δ in a run's new δ: ``smoothing``, or for ``"auto"`` :data:`AUTO_SMOOTHING` by
+    ``pretrained`` (a bool; a ``[B]`` bool tensor gives a ``[B]`` float tensor)."""
+    if smoothing != "auto":
+        return smoothing
+    if isinstance(pretrained, bool):
+        return AUTO_SMOOTHING[pretrained]
+    return AUTO_SMOOTHING[False] + (AUTO_SMOOTHING[True] - AUTO_SMOOTHING[False]) * pretrained.float()
 
 
 def resolve_prior(prior: str, pretrained: bool) -> str:

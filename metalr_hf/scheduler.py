@@ -18,12 +18,12 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from . import scheduler_checks
 from ._log import warn
-from .controller import MetaController, load_learner
+from .controller import MetaController
 from .features import FEATURE_NAMES
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
 from .layouts import check_layout
-from .learner import MetaLearner
+from .learner import MetaLearner, load_learner
 from .options import MetaSchedulerOptions
 from .param_groups import adopt_new_groups, register_adopt_hook
 from .reader import SignalReader
