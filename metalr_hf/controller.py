@@ -117,6 +117,7 @@ class MetaController:
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.eval_patience, self.eval_hold_cap = eval_patience, -math.log(eval_cut)
+        self.eval_hold_from = math.inf if eval_patience is None else eval_patience  # stale evaluations that hold
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
@@ -192,7 +193,7 @@ class MetaController:
     def eval_cap(self) -> torch.Tensor:
         """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``, else
         ``inf``."""
-        held = self.eval_stale >= (math.inf if self.eval_patience is None else self.eval_patience)
+        held = self.eval_stale >= self.eval_hold_from
         return torch.where(held, self.eval_hold_cap, math.inf).float()
 
     @torch.no_grad()
@@ -292,7 +293,7 @@ class MetaController:
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
         cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
-        if self.eval_patience is not None and c["eval_stale"] >= self.eval_patience:
+        if c["eval_stale"] >= self.eval_hold_from:  # the scalar form of `eval_cap`
             cap = min(cap, self.eval_hold_cap)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
