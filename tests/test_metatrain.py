@@ -640,3 +640,32 @@ def test_meta_training_around_another_prior_still_scores_against_cosine():
     assert fitness["wsd"][1] == pytest.approx(float(want), abs=1e-6) and abs(float(want)) > 1e-4
     with pytest.raises(ValueError, match="unknown prior"):
         replace(base, prior="exponential")
+
+
+def test_meta_training_runs_the_presets_smoothing_not_the_products_default(monkeypatch):
+    """A preset reproduces its learner whatever the scheduler's default: meta-training averages the learner's
+    decisions only by ``Preset.smoothing`` (0 unless a preset asks), never by the product's ``"auto"``."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain import es
+    from metalr_hf.metatrain.population import flat
+    from metalr_hf.metatrain.presets import PRESETS
+
+    seen, original = [], es.meta_policy
+
+    def recording(*args, **kwargs):
+        policy = original(*args, **kwargs)
+        seen.append(policy.smoothing_of_runs())
+        return policy
+
+    monkeypatch.setattr(es, "meta_policy", recording)
+    base = replace(PRESETS["smoke"], tasks=2, horizon=(40, 40))
+    learner = perturbed_learner(seed=3, scale=0.2)
+    fitness = {}
+    for s in (0.0, 0.9):
+        rng, gen = np.random.default_rng(5), torch.Generator().manual_seed(5)
+        _, fitness[s], _ = es.es_iteration(learner, flat(learner), replace(base, smoothing=s), rng, gen)
+    assert [float(x.max()) if torch.is_tensor(x) else x for x in seen] == pytest.approx([0.0, 0.9])
+    assert not torch.allclose(fitness[0.0][1:], fitness[0.9][1:])  # the rule trained under is not a no-op
+    with pytest.raises(ValueError, match="smoothing"):
+        replace(base, smoothing=1.0)

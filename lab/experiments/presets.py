@@ -213,3 +213,11 @@ EXPERIMENTS["tuned-wsd-judge"] = replace(
 EXPERIMENTS["tuned-wsd-overfit"] = replace(
     EXPERIMENTS["tuned-wsd"], name="tuned-wsd-overfit", families=META_TRAIN + META_TRAIN_OVERFIT * 3,
 )  # fmt: skip
+# `tuned-smooth`: `tuned-wsd` with the shipped controller in the loop. Every learner was meta-trained with each
+# decision reaching the LR whole; since 2026-12-06 the product averages them (`smoothing` 0.9 from scratch), which
+# damps a first-step boost and a one-step spike alike. Trained under the averaging, can the learner keep a right LR
+# and still rescue a small one? The evaluation at the end runs the product's rule (smoothing 0.9, eval_patience 2).
+EXPERIMENTS["tuned-smooth"] = replace(
+    EXPERIMENTS["tuned-wsd"], name="tuned-smooth", iterations=40, smoothing=0.9,
+    eval=EvalConfig(prior="wsd", smoothing=0.9, eval_patience=2),
+)  # fmt: skip

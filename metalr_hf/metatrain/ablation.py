@@ -45,7 +45,7 @@ def _score(learner, seeds=(0,), horizon=200) -> dict:
     specs = _specs(EvalConfig(seeds=tuple(seeds), horizon=horizon), with_grid=False)
     meta, cos = [], []
     for _, pop in make_populations(specs):
-        meta += simulate(pop, meta_policy(learner, pop, prior="auto")).final_val_loss.tolist()
+        meta += simulate(pop, meta_policy(learner, pop, prior="auto", smoothing=0.0)).final_val_loss.tolist()
         cos += simulate(pop, PriorPolicy("cosine", pop)).final_val_loss.tolist()
     ratios = [log_ratio(a, b) for a, b in zip(meta, cos)]
     return {

@@ -102,13 +102,14 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     # groups of this rank (the prior group 0 is simulated by every rank: all fitnesses are relative to it)
     mine = [0] + [g for g in range(1, G) if g % world == rank]
     pop = make_population([s for _g in mine for s in specs])
-    # max_boost=None, warmup_boost=True, eval_patience=None: the rule every committed learner was meta-trained under
-    # (a learner that reads `pretrained` gets no cap under "auto" either; one that does not, trained on fine-tuning
-    # runs as `scratch-ft`, reproduces)
+    # max_boost=None, warmup_boost=True, eval_patience=None, smoothing 0: the rule every committed learner was
+    # meta-trained under (a learner that reads `pretrained` gets no cap under "auto" either; one that does not,
+    # trained on fine-tuning runs as `scratch-ft`, reproduces); a preset may average the decisions (`smoothing`)
     learners = PopulationLearner(learner, thetas[mine], K)
     policy = meta_policy(
-        learners, pop, guard=True, max_boost=None, warmup_boost=True, eval_patience=None, prior=preset.prior
-    )
+        learners, pop, guard=True, max_boost=None, warmup_boost=True, eval_patience=None, prior=preset.prior,
+        smoothing=preset.smoothing,
+    )  # fmt: skip
     data_seed = int(rng.integers(0, 2**31 - 1))
     res = simulate(pop, policy, seed=data_seed)
     val = res.final_val_loss.view(len(mine), K)
@@ -146,6 +147,8 @@ def _stage_text(preset: Preset) -> str:
             f"; each task runs at base LRs × {list(preset.lr_factors)} and every run is scored against the best stock "
             f"schedule ({', '.join(STOCK)}) at its base LR, the task's right LR weighted ×{preset.right_lr_weight:g}"
         )
+    if preset.smoothing:
+        extra += f"; the learner's decisions averaged over steps (`smoothing` {preset.smoothing:g})"
     if preset.lr_ranges:
         extra += f"; base LRs log-uniform over {preset.lr_ranges}"
     if preset.max_delta != Preset.max_delta:

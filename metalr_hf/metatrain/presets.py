@@ -58,6 +58,9 @@ class Preset:
     # every shipped learner: cosine). Another prior keeps the scores relative to cosine on the same task, the
     # schedule users compare with, not to the learner's own prior.
     prior: str = "cosine"
+    # The controller's ``smoothing`` during meta-training: 0 (off), the rule every committed learner was trained
+    # under; not the scheduler's ``"auto"``, so that a preset reproduces its learner whatever the product's default.
+    smoothing: float = 0.0
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
     init_from: str | None = None
     # Or start from a learner already made: a name or folder for `MetaLearner.from_pretrained` (a shipped one).
@@ -78,6 +81,8 @@ class Preset:
             )
         if (self.reference == "best_stock") != bool(self.lr_factors):
             raise ValueError(f"Preset {self.name!r}: lr_factors go with reference='best_stock' (and it needs them)")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"Preset {self.name!r}: smoothing must be in [0, 1), got {self.smoothing!r}")
         if any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors) or self.right_lr_weight < 1:
             raise ValueError(f"Preset {self.name!r}: lr_factors must be positive, right_lr_weight at least 1")
 
