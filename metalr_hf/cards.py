@@ -30,7 +30,7 @@ def read_card_context(folder) -> dict:
     if reserved:
         raise ValueError(
             f"{str(path)!r} holds {reserved}, which the card takes from the learner itself; remove them (it may "
-            "hold texts such as 'training' and 'results_table', and 'eval_results')"
+            "hold texts such as 'training', 'declared_table' and 'results_table', and 'eval_results')"
         )
     return context
 
@@ -72,7 +72,7 @@ scheduler.step()
 ## Training
 
 {training}
-
+{declared_table}
 ## Held-out results
 
 {results_table}
@@ -138,6 +138,9 @@ def learner_card(learner, repo_id: str | None = None, revision: str | None = Non
         if config["disabled_features"]
         else "",
         training=context.get("training") or "Not recorded.",
+        declared_table=f"\n## Against the best tuned stock schedule\n\n{context['declared_table']}\n"
+        if context.get("declared_table")
+        else "",
         results_table=context.get("results_table") or "No held-out evaluation was recorded for this learner.",
         ablation_table=context.get("ablation_table") or "No ablation table was recorded for this learner.",
         limitations=context.get("limitations") or _DEFAULT_LIMITATIONS,

@@ -204,13 +204,31 @@ def test_pushed_card_carries_the_meta_training_tables(tmp_path, hub_cache):
     perturbed_learner().save_pretrained(folder)
     results = "| family | meta | cosine |\n|---|---|---|\n| wine | 0.044 | 0.220 |"
     ablation = "| variant | meta ≤ cosine |\n|---|---|\n| no loss features | 40% |"
-    (folder / CARD_CONTEXT_FILE).write_text(
-        json.dumps({"training": "ES, 3 iterations", "results_table": results, "ablation_table": ablation})
-    )
+    declared = "| suite | (a) right LR |\n|---|---|\n| quick | 1.03 |"
+    context = {"training": "ES, 3 iterations", "results_table": results, "ablation_table": ablation}
+    (folder / CARD_CONTEXT_FILE).write_text(json.dumps({**context, "declared_table": declared}))
     sha = push_learner(folder, "org/carded", api=FakeHubApi(cache=hub_cache)).oid
     card = (hub_cache / "models--org--carded" / "snapshots" / sha / "README.md").read_text()
     assert results in card and ablation in card and "ES, 3 iterations" in card
     assert "## Limitations" in card and "@software{metalr_hf" in card
+    assert f"## Against the best tuned stock schedule\n\n{declared}\n" in card
+    assert card.index(declared) < card.index("## Held-out results")
+    (folder / CARD_CONTEXT_FILE).write_text(json.dumps(context))  # a card without it has no such section
+    sha = push_learner(folder, "org/carded", api=FakeHubApi(cache=hub_cache)).oid
+    card = (hub_cache / "models--org--carded" / "snapshots" / sha / "README.md").read_text()
+    assert results in card and "## Against the best tuned stock schedule" not in card
+
+
+@pytest.mark.parametrize("name", ["metalr-default-v3", "metalr-finetune-v1"])
+def test_the_default_pairs_cards_carry_the_declared_table(name):
+    """The learners a user gets by default say how they stand against the best tuned stock schedule, targets and
+    all, in the card rendered from their own files."""
+    from metalr_hf.hub import bundled_learner_dir
+
+    card = (bundled_learner_dir(name) / "README.md").read_text()
+    assert card == str(MetaLearner.from_pretrained(name).generate_model_card())
+    section = card.split("## Against the best tuned stock schedule")[1].split("\n## ")[0]
+    assert "| target | ≤ 1.02 on every task | ≤ +5 % / ≤ +50 % | ≥ 80 % | ≥ 60 % on every task |" in section
 
 
 @pytest.mark.parametrize("name", ["metalr-default-v1", "metalr-default-v2", "metalr-default-v3", "metalr-scratch-v1"])
