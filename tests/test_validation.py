@@ -78,3 +78,21 @@ def test_meeting_every_target():
     s = declared_table(_runs(meta))["summary"]
     assert s["right_lr_pass"] == 1 and s["losses"] == 0 and s["median_regret"] <= 0.05 and s["rescue_min"] >= 0.6
     assert s["meets_targets"]
+
+
+def test_a_right_lr_at_the_grids_edge_is_marked_as_not_bracketed():
+    """A stock loss still falling at the grid's largest LR: its right LR is the top, which the report says, since a
+    tuned user would have gone further; a right LR inside the grid is not marked."""
+    inside = declared_table(_runs(lambda lr, seed: _stock(lr, seed)["wsd"]))
+    assert inside["tasks"][0]["right_lr_edge"] is None
+    assert "not bracketed" not in format_declared_table(inside)
+
+    runs = [
+        Run("task", "adam", lr, seed, name, 1.0 / lr + seed)
+        for lr in LRS for seed in SEEDS for name in ("cosine", "meta")
+    ]  # fmt: skip
+    table = declared_table(runs)
+    (task,) = table["tasks"]
+    assert task["right_lr"] == LRS[-1] and task["right_lr_edge"] == "top"
+    text = format_declared_table(table)
+    assert "| task | adam | 0.01 (the grid's top) |" in text and "not bracketed" in text

@@ -18,6 +18,7 @@ is infinite.
   otherwise. The share of cells that are wins or ties. Target ≥ 80 %.
 - (d) **rescue**: at the base LR nearest to 0.1× the right LR (within ×2 of it), the share of the gap from the best
   stock schedule at that LR to the tuned run that meta closes. Target ≥ 60 % on every (task, optimizer).
+- A right LR at the top or the bottom of the grid is marked: it is not bracketed, the tuned run may lie beyond.
 
 The intervals of (a) and (d) come from the same bootstrap; a ratio whose interval holds 1.02 is reported as a tie
 with the target, not as a pass or a failure.
@@ -115,6 +116,7 @@ def declared_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> dict:
             "right_lr_ratio": ratio, "right_lr_interval": ratio_interval,
             "rescue_lr": small if rescue is not None else None, "rescue": rescue,
             "rescue_interval": rescue_interval, "seeds": len(seeds),
+            "right_lr_edge": "top" if right == lrs[-1] else "bottom" if right == lrs[0] else None,
         })  # fmt: skip
     near = np.array([c["regret"] for c in cells if c["near_right_lr"]])
     rescues = [t["rescue"] for t in tasks if t["rescue"] is not None]
@@ -182,8 +184,12 @@ def format_declared_table(table: dict, title: str = "") -> str:
     for t in table["tasks"]:
         lo, hi = t["right_lr_interval"]
         rescue = "–" if t["rescue"] is None else f"{t['rescue']:.0%} at {t['rescue_lr']:g}"
+        edge = f" (the grid's {t['right_lr_edge']})" if t.get("right_lr_edge") else ""
         rows.append(
-            f"| {t['task']} | {t['optimizer']} | {t['right_lr']:g} | {t['tuned']:.4g} ({t['tuned_schedule']}) | "
+            f"| {t['task']} | {t['optimizer']} | {t['right_lr']:g}{edge} | {t['tuned']:.4g} ({t['tuned_schedule']}) | "
             f"{t['right_lr_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | {rescue} |"
         )
+    if any(t.get("right_lr_edge") for t in table["tasks"]):
+        rows += ["", "A right LR at the grid's edge is not bracketed: the tuned run may lie beyond the grid, and a "
+                 "ratio there compares with a stock schedule that was not tuned to its best."]  # fmt: skip
     return "\n".join(rows)
