@@ -11,6 +11,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
   feature reads the averaged δ);
 - ``earlyF``: (a prototype, not in the package) δ ≤ 0 for the first fraction F of the run;
 - ``linB``: (a prototype) the LR multiplier ``exp(δ)`` averaged with weight B instead of δ;
+- ``riseB``: (a prototype) only a rise of δ averaged with weight B, a fall taken whole;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -63,17 +64,36 @@ class LinearAverage(MetaController):
         return ok
 
 
+class RiseAverage(MetaController):
+    """(A prototype) only a rise of δ averaged, with weight B; a fall reaches the LR whole: a boost builds up over
+    about ``1/(1-B)`` steps, a cut acts at once (on the zoo the right-LR losses are boosts, the rescue of a
+    too-large LR a cut)."""
+
+    def __init__(self, *args, keep=0.9, **kwargs):
+        super().__init__(*args, **{**kwargs, "smoothing": 0.0})
+        self.keep = keep
+
+    def update(self, signals, step=None):
+        previous = self.delta.clone()
+        ok = super().update(signals, step)
+        rise = self.keep * previous + (1 - self.keep) * self.delta
+        self.delta = torch.where(ok & (self.delta > previous), rise, self.delta)
+        return ok
+
+
 def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("aeilmnry"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("aeilmnrsy"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds))  # fmt: skip
         if "ear" in parts:
             sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
         if "lin" in parts:
             sim.MetaController = functools.partial(LinearAverage, keep=parts["lin"])
+        if "ris" in parts:
+            sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()
         result = evaluate(learner, cfg)
         sim.MetaController = original
