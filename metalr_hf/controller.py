@@ -7,7 +7,7 @@
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1`` and
   averaged over steps by ``smoothing`` (0.9 from scratch by default), and at most ``log(max_boost)``: by default 0
   (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
-  (:func:`knows_pretrained_runs`), and at most ``-log(eval_cut)`` (0 by default) from the ``eval_patience``-th
+  (:func:`knows_pretrained_runs`), and at most ``-log(eval_cut)`` (-log 2 by default) from the ``eval_patience``-th
   evaluation in a row without a new best until one brings it (:meth:`observe_eval`);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;

@@ -23,6 +23,7 @@ __all__ = [
     "MetaSchedulerOptions",
     "check_controller_options",
     "check_prior",
+    "check_eval_cut",
     "check_smoothing",
     "resolve_prior",
     "resolve_smoothing",
@@ -64,6 +65,12 @@ def check_prior(prior) -> None:
         raise ValueError(f"Unknown prior {prior!r}; valid priors: {['auto', *sorted(PRIORS)]}")
 
 
+def check_eval_cut(eval_cut) -> None:
+    """A ``ValueError`` naming ``eval_cut`` unless it is a finite number ≥ 1."""
+    if isinstance(eval_cut, bool) or not isinstance(eval_cut, numbers.Real) or not 1.0 <= eval_cut < math.inf:
+        raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
+
+
 def check_smoothing(smoothing) -> None:
     """A ``ValueError`` naming ``smoothing`` unless it is ``"auto"`` or a number in [0, 1)."""
     if smoothing != "auto" and (
@@ -93,8 +100,7 @@ def check_controller_options(
         isinstance(eval_patience, bool) or not isinstance(eval_patience, numbers.Integral) or eval_patience < 1
     ):
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
-    if isinstance(eval_cut, bool) or not isinstance(eval_cut, numbers.Real) or not 1.0 <= eval_cut < math.inf:
-        raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
+    check_eval_cut(eval_cut)
     check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
@@ -181,8 +187,8 @@ class MetaSchedulerOptions:
             not raise the LR above the prior (it may still lower it) until an evaluation brings a new best. The
             Trainer's evaluations (``eval_strategy``) feed it; a run that never evaluates is not affected. `None`:
             off.
-        eval_cut (`float`, defaults to 1.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
-            this (1: at most the prior).
+        eval_cut (`float`, defaults to 2.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
+            this (2: half the prior, as ``ReduceLROnPlateau``'s default factor; 1: at most the prior).
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
@@ -236,7 +242,7 @@ class MetaSchedulerOptions:
         },
     )
     eval_cut: float = field(
-        default=1.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
+        default=2.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
     )
     smoothing: Any = field(
         default="auto",

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .options import check_prior, check_smoothing
+from .options import check_eval_cut, check_prior, check_smoothing
 
 
 def is_count(value) -> bool:
@@ -72,7 +72,7 @@ _STATE_KEYS = {
     "schema_version", "learner_fingerprint", "learner_source", "controller", "decision_lag", "held_signals",
     "held_step", "prior",
 }  # fmt: skip
-_OPTIONAL_STATE_KEYS = {"smoothing"}  # absent from checkpoints of metalr-hf < 0.3
+_OPTIONAL_STATE_KEYS = {"smoothing", "eval_cut"}  # absent from checkpoints of metalr-hf < 0.3
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -137,6 +137,10 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
         check_smoothing(state.get("smoothing", 0.0))
     except ValueError as e:
         raise ValueError(f"The scheduler state's 'smoothing' is damaged: {e}") from None
+    try:
+        check_eval_cut(state.get("eval_cut", 1.0))
+    except ValueError as e:
+        raise ValueError(f"The scheduler state's 'eval_cut' is damaged: {e}") from None
     for key in ("base_lrs", "_last_lr"):
         if len(state[key]) != num_groups:
             raise ValueError(

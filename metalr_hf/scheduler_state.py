@@ -9,6 +9,8 @@ current step on (:meth:`SchedulerState._change_horizon`).
 
 from __future__ import annotations
 
+import math
+
 from .features import SCHEMA_VERSION
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
@@ -63,6 +65,7 @@ class SchedulerState:
             "held_step": None if self._held is None else self._held[1],
             "prior": self.controller.prior,
             "smoothing": self.controller.smoothing,
+            "eval_cut": self.opts.eval_cut,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -100,6 +103,9 @@ class SchedulerState:
             self.controller.set_prior(self.opts.prior)
         if "smoothing" not in self.options:  # the interrupted run's; 0 for one written before the option
             self.opts.smoothing = self.controller.smoothing = state_dict.get("smoothing", 0.0)
+        if "eval_cut" not in self.options:  # the interrupted run's; 1 for one written before it was saved
+            self.opts.eval_cut = float(state_dict.get("eval_cut", 1.0))
+            self.controller.eval_hold_cap = -math.log(self.opts.eval_cut)
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

@@ -648,10 +648,10 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
     learner = boosting_learner(FEATURE_NAMES)
     bound = learner.max_delta * math.tanh(5.0)  # its head: bias 5, weights 0
 
-    def ratios(smoothing, evals=None, pretrained=None):
+    def ratios(smoothing, evals=None, pretrained=None, eval_cut=1.0):
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                smoothing=smoothing, pretrained=pretrained)  # fmt: skip
+                                smoothing=smoothing, pretrained=pretrained, eval_cut=eval_cut)  # fmt: skip
         out = []
         for t in range(20):
             _steps(model, optimizer, sched, X, y, 1)
@@ -668,6 +668,9 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
     held = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5})  # stale at 5 and 6: held; a new best at 9
     assert held[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(held[6:10]) <= 1.0 + 1e-6
     assert held[10] == pytest.approx(math.exp(bound * 0.1), rel=1e-4)  # from δ = 0, at the same rate
+    cut = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5}, eval_cut=2.0)  # the default cut: held at half the prior
+    assert cut[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(cut[6:10]) <= 0.5 * (1 + 1e-6)
+    assert cut[10] == pytest.approx(math.exp(-0.9 * math.log(2.0) + 0.1 * bound), rel=1e-4)  # and back from there
 
     # resumed naming a tighter cap than its averaged δ: the cap holds from the first step
     model, optimizer, X, y = _problem()
@@ -739,3 +742,42 @@ def test_a_checkpoint_from_before_smoothing_resumes_as_it_ran_and_a_damaged_valu
     bad = {**copy.deepcopy(states[0]), "smoothing": 1.5}
     with pytest.raises(ValueError, match="smoothing"):
         MetaLRScheduler(_problem()[1], num_training_steps=20).load_state_dict(bad)
+
+
+def test_a_checkpoint_keeps_its_eval_cut_and_one_from_before_it_was_saved_resumes_at_1():
+    """``eval_cut`` (2 by default since metalr-hf 0.3) travels in the scheduler's state: a resumed run that does not
+    name it holds a stale run's LR where the interrupted run did (the checkpoint's value; 1, at the prior, for a
+    checkpoint written before it was saved); one that names it gets what it names; a damaged value is refused."""
+    import copy
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+
+    def held_ratio(**options):  # the LR over the prior after two stale evaluations
+        model, optimizer, X, y = _problem()
+        sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, smoothing=0.0)
+        _steps(model, optimizer, sched, X, y, 3)
+        state = copy.deepcopy(sched.state_dict())
+        if options.pop("written_before", False):
+            del state["eval_cut"]
+        model2, optimizer2, _, _ = _problem(seed=123)
+        resumed = MetaLRScheduler(optimizer2, num_training_steps=40, meta_learner=learner, guard=False, **options)
+        resumed.load_state_dict(state)
+        for value in (1.0, 2.0, 3.0):
+            resumed.observe_eval(value)
+        lrs, _ = _steps(model2, optimizer2, resumed, X, y, 1)
+        return lrs[0][0] / (1e-2 * float(wsd(resumed.last_epoch, 40, 0)))
+
+    assert MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict()["eval_cut"] == 2.0
+    assert held_ratio() == pytest.approx(0.5, rel=1e-4)  # the checkpoint's (today's default)
+    assert held_ratio(written_before=True) == pytest.approx(1.0, rel=1e-4)  # as that run was going
+    assert held_ratio(written_before=True, eval_cut=4.0) == pytest.approx(0.25, rel=1e-4)  # named on resume
+    model, optimizer, X, y = _problem()
+    sched = MetaLRScheduler(optimizer, num_training_steps=20)
+    _steps(model, optimizer, sched, X, y, 2)
+    for bad in (0.5, float("nan"), "2"):
+        with pytest.raises(ValueError, match="'eval_cut' is damaged"):
+            MetaLRScheduler(_problem()[1], num_training_steps=20).load_state_dict(
+                {**sched.state_dict(), "eval_cut": bad}
+            )

@@ -3,7 +3,7 @@ the zoo's 300 steps, not the finetune suite's 40-60): the declared table for the
 (``metalr-finetune-v1``), around WSD, ``eval_patience`` 2, 10 evaluations a run. Is ``"auto"``'s 0 on pretrained
 runs about fine-tuning, or about short runs?
 
-    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING ...]
+    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:EVAL_CUT] ...]
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from metalr_hf.metatrain.families import FINETUNE
 def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     learner = MetaLearner.from_pretrained(name)
     for value in values or ("0", "0.5", "0.9"):
-        cfg = EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=float(value))
+        smoothing, cut = (value.split(":") + ["1"])[:2]
+        cfg = EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=float(smoothing),
+                         eval_cut=float(cut))  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
-        print(f"smoothing={value}", json.dumps(summary), flush=True)
+        print(f"smoothing={smoothing} eval_cut={cut}", json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

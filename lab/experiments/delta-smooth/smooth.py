@@ -12,6 +12,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``earlyF``: (a prototype, not in the package) δ ≤ 0 for the first fraction F of the run;
 - ``linB``: (a prototype) the LR multiplier ``exp(δ)`` averaged with weight B instead of δ;
 - ``riseB``: (a prototype) only a rise of δ averaged with weight B, a fall taken whole;
+- ``cutC``: the package's ``eval_cut`` C (with ``emaB``: both options);
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -85,9 +86,9 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("aeilmnrsy"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("aceilmnrstuy"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
-                         seeds=tuple(seeds))  # fmt: skip
+                         seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0))  # fmt: skip
         if "ear" in parts:
             sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
         if "lin" in parts:
