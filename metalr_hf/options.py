@@ -188,7 +188,7 @@ class MetaSchedulerOptions:
             Trainer's evaluations (``eval_strategy``) feed it; a run that never evaluates is not affected. `None`:
             off.
         eval_cut (`float`, defaults to 2.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
-            this (2: half the prior, as ``ReduceLROnPlateau``'s default factor; 1: at most the prior).
+            this (2: half the prior, as ``ReduceLROnPlateau(factor=0.5)`` would cut it; 1: at most the prior).
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
