@@ -72,7 +72,8 @@ _STATE_KEYS = {
     "schema_version", "learner_fingerprint", "learner_source", "controller", "decision_lag", "held_signals",
     "held_step", "prior",
 }  # fmt: skip
-_OPTIONAL_STATE_KEYS = {"smoothing", "eval_cut"}  # absent from checkpoints of metalr-hf < 0.3
+# Keys absent from checkpoints of metalr-hf < 0.3, with the value such a run ran with.
+PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0}
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -119,7 +120,7 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     """A scheduler state that is whole and fits this optimizer, or a ``ValueError`` that says what is wrong."""
     if not isinstance(state, dict):
         raise ValueError(f"A MetaLRScheduler state must be a dict, got {type(state).__name__}")
-    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - _OPTIONAL_STATE_KEYS)
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - set(PRE_OPTION_STATE))
     if missing or extra:
         raise ValueError(
             f"Not a MetaLRScheduler state of this version: missing keys {missing}, unexpected keys {extra}. "
@@ -129,18 +130,11 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
-    try:
-        check_prior(state["prior"])
-    except ValueError as e:
-        raise ValueError(f"The scheduler state's 'prior' is damaged: {e}") from None
-    try:
-        check_smoothing(state.get("smoothing", 0.0))
-    except ValueError as e:
-        raise ValueError(f"The scheduler state's 'smoothing' is damaged: {e}") from None
-    try:
-        check_eval_cut(state.get("eval_cut", 1.0))
-    except ValueError as e:
-        raise ValueError(f"The scheduler state's 'eval_cut' is damaged: {e}") from None
+    for key, check in (("prior", check_prior), ("smoothing", check_smoothing), ("eval_cut", check_eval_cut)):
+        try:
+            check(state.get(key, PRE_OPTION_STATE.get(key)))
+        except ValueError as e:
+            raise ValueError(f"The scheduler state's {key!r} is damaged: {e}") from None
     for key in ("base_lrs", "_last_lr"):
         if len(state[key]) != num_groups:
             raise ValueError(

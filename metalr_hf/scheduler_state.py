@@ -14,7 +14,7 @@ import math
 from .features import SCHEMA_VERSION
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
-from .scheduler_checks import check_scheduler_state
+from .scheduler_checks import PRE_OPTION_STATE, check_scheduler_state
 
 __all__ = ["SchedulerState"]
 
@@ -101,10 +101,12 @@ class SchedulerState:
         if "prior" not in self.options:  # the interrupted run's
             self.opts.prior = state_dict["prior"]
             self.controller.set_prior(self.opts.prior)
-        if "smoothing" not in self.options:  # the interrupted run's; 0 for one written before the option
-            self.opts.smoothing = self.controller.smoothing = state_dict.get("smoothing", 0.0)
-        if "eval_cut" not in self.options:  # the interrupted run's; 1 for one written before it was saved
-            self.opts.eval_cut = float(state_dict.get("eval_cut", 1.0))
+        # the interrupted run's, or for a checkpoint written before the key what that run ran with
+        ran = {key: state_dict.get(key, before) for key, before in PRE_OPTION_STATE.items()}
+        if "smoothing" not in self.options:
+            self.opts.smoothing = self.controller.smoothing = ran["smoothing"]
+        if "eval_cut" not in self.options:
+            self.opts.eval_cut = float(ran["eval_cut"])
             self.controller.eval_hold_cap = -math.log(self.opts.eval_cut)
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)

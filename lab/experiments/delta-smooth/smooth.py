@@ -49,37 +49,39 @@ class EarlyHold(MetaController):
         return ok
 
 
-class LinearAverage(MetaController):
-    """(A prototype) the LR multiplier averaged instead of δ: ``exp(δ) ← B·exp(δ) + (1-B)·exp(decision)``, which keeps
-    the mean LR a jittering learner asks for (an average of δ lowers it by about ``exp(σ²/2)``)."""
+class _Averaged(MetaController):
+    """A prototype average of the learner's decisions in place of the package's ``smoothing`` (kept at 0): δ ←
+    ``mix(previous δ, decision)`` where the step's signals were finite, with weight ``keep`` on the past."""
 
     def __init__(self, *args, keep=0.9, **kwargs):
         super().__init__(*args, **{**kwargs, "smoothing": 0.0})
         self.keep = keep
 
+    def mix(self, previous, decision):
+        raise NotImplementedError
+
     def update(self, signals, step=None):
         previous = self.delta.clone()
         ok = super().update(signals, step)
-        mixed = self.keep * previous.double().exp() + (1 - self.keep) * self.delta.double().exp()
-        self.delta = torch.where(ok, mixed.log().float(), self.delta)
+        self.delta = torch.where(ok, self.mix(previous, self.delta), self.delta)
         return ok
 
 
-class RiseAverage(MetaController):
+class LinearAverage(_Averaged):
+    """(A prototype) the LR multiplier averaged instead of δ: ``exp(δ) ← B·exp(δ) + (1-B)·exp(decision)``, which keeps
+    the mean LR a jittering learner asks for (an average of δ lowers it by about ``exp(σ²/2)``)."""
+
+    def mix(self, previous, decision):
+        return (self.keep * previous.double().exp() + (1 - self.keep) * decision.double().exp()).log().float()
+
+
+class RiseAverage(_Averaged):
     """(A prototype) only a rise of δ averaged, with weight B; a fall reaches the LR whole: a boost builds up over
     about ``1/(1-B)`` steps, a cut acts at once (on the zoo the right-LR losses are boosts, the rescue of a
     too-large LR a cut)."""
 
-    def __init__(self, *args, keep=0.9, **kwargs):
-        super().__init__(*args, **{**kwargs, "smoothing": 0.0})
-        self.keep = keep
-
-    def update(self, signals, step=None):
-        previous = self.delta.clone()
-        ok = super().update(signals, step)
-        rise = self.keep * previous + (1 - self.keep) * self.delta
-        self.delta = torch.where(ok & (self.delta > previous), rise, self.delta)
-        return ok
+    def mix(self, previous, decision):
+        return torch.where(decision > previous, self.keep * previous + (1 - self.keep) * decision, decision)
 
 
 def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
