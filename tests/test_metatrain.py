@@ -498,28 +498,49 @@ def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
     assert widen(learner, 2.0) is learner
 
 
-def test_evaluation_simulates_the_baselines_once_per_config(monkeypatch):
+def test_evaluation_simulates_the_baselines_once_per_config(tmp_path, monkeypatch):
     """The baselines do not depend on the learner: a second evaluation with the same config simulates only meta,
-    and gets the very numbers a fresh evaluation gets."""
+    in this process (memory) and in another (the cache folder), and gets the very numbers a fresh evaluation gets.
+    A damaged cache file is named and simulated again; another config or other code is another file."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain import cache
     from metalr_hf.metatrain import evaluate as ev
     from metalr_hf.metatrain.presets import PRESETS
 
     cfg = PRESETS["smoke"].eval
-    monkeypatch.setattr(ev, "_BASELINE_RUNS", {})
+    monkeypatch.setenv("METALR_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "_BASELINE_RUNS", {})
     calls = []
     real = ev.simulate
     monkeypatch.setattr(ev, "simulate", lambda pop, policy, **kw: calls.append(policy) or real(pop, policy, **kw))
-    first = ev.evaluate(perturbed_learner(seed=1), cfg)
-    n_first = len(calls)
-    second = ev.evaluate(perturbed_learner(seed=2), cfg)
-    assert n_first == (1 + len(ev.BASELINES)) * (len(calls) - n_first)  # only meta the second time
-    ev._BASELINE_RUNS.clear()
-    fresh = ev.evaluate(perturbed_learner(seed=2), cfg)
-    assert second["summary"] == fresh["summary"]
-    base = sorted((r["schedule"], r["base_lr"], r["final_val_loss"]) for r in first["runs"] if r["schedule"] != "meta")
-    assert base == sorted(
-        (r["schedule"], r["base_lr"], r["final_val_loss"]) for r in fresh["runs"] if r["schedule"] != "meta"
-    )
+
+    def simulated(cfg, seed):
+        n = len(calls)
+        return ev.evaluate(perturbed_learner(seed=seed), cfg), len(calls) - n
+
+    def baselines(result):
+        return sorted((r["schedule"], r["base_lr"], r["seed"], r["final_val_loss"], tuple(r["val_curve"]))
+                      for r in result["runs"] if r["schedule"] != "meta")  # fmt: skip
+
+    first, n_first = simulated(cfg, 1)
+    second, n_meta = simulated(cfg, 2)
+    assert n_first == (1 + len(ev.BASELINES)) * n_meta  # only meta the second time
+    (path,) = (tmp_path / "zoo-baselines").glob("*.json")
+    cache._BASELINE_RUNS.clear()  # another process: the file
+    from_disk, n = simulated(cfg, 2)
+    assert n == n_meta and from_disk["summary"] == second["summary"] and baselines(from_disk) == baselines(first)
+    path.write_text(path.read_text()[:100])  # a damaged file: named, simulated again, rewritten
+    cache._BASELINE_RUNS.clear()
+    with pytest.warns(UserWarning, match="damaged cached baseline runs"):
+        fresh, n = simulated(cfg, 2)
+    assert n == n_first and fresh["summary"] == second["summary"] and baselines(fresh) == baselines(first)
+    assert json.loads(path.read_text())["key"] == ev._baseline_key(cfg)
+    simulated(replace(cfg, seeds=(1,)), 2)  # another config: another file
+    monkeypatch.setattr(cache, "_FINGERPRINT", ["other code"])
+    simulated(cfg, 2)  # other code: another file
+    assert len(list((tmp_path / "zoo-baselines").glob("*.json"))) == 3
+    assert not list((tmp_path / "zoo-baselines").glob(".*"))  # no temporary file left behind
 
 
 @pytest.mark.parametrize("prior", ["cosine", "wsd"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from .cache import load_baselines, save_baselines
 from .families import HELD_OUT, TaskSpec
 from .simulate import PriorPolicy, meta_policy, simulate
 from .validation import Run, declared_table, format_declared_table
@@ -132,11 +133,6 @@ def _specs(cfg: EvalConfig, with_grid: bool = True) -> list[TaskSpec]:
     return specs
 
 
-# The baseline runs of an evaluation config, simulated once per process: they do not depend on the learner, and
-# the simulation is deterministic (seed 0, the same populations), so every learner is compared with the same runs.
-_BASELINE_RUNS: dict[str, list[dict]] = {}
-
-
 def _baseline_key(cfg: EvalConfig) -> str:
     fields_ = {k: v for k, v in cfg.__dict__.items() if k not in (*_META_OPTIONS, "evals")}  # baselines read none
     return json.dumps(fields_, sort_keys=True, default=list)
@@ -144,11 +140,13 @@ def _baseline_key(cfg: EvalConfig) -> str:
 
 def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
     """Run the held-out comparison; returns a JSON-serialisable dict (per-run results and the aggregates). The
-    baselines of an evaluation config are simulated once per process and reused for every learner."""
+    baselines of an evaluation config are simulated once and reused for every learner, in this process and in
+    the cache folder (:mod:`.cache`)."""
     cfg = cfg or EvalConfig()
     specs = _specs(cfg)
     eval_every = max(1, cfg.horizon // 30)
-    cached = _BASELINE_RUNS.get(_baseline_key(cfg))
+    key = _baseline_key(cfg)
+    cached = load_baselines(key, len(specs) * len(BASELINES))
     names = ("meta",) if cached is not None else ("meta",) + BASELINES
     per_spec: list[dict] = [{} for _ in specs]  # schedule -> (result, column)
     eval_steps: list[int] = []
@@ -177,7 +175,7 @@ def evaluate(learner, cfg: EvalConfig | None = None, progress=None) -> dict:
                 }
             )
     if cached is None:
-        _BASELINE_RUNS[_baseline_key(cfg)] = [r for r in runs if r["schedule"] != "meta"]
+        save_baselines(key, [r for r in runs if r["schedule"] != "meta"])
     else:
         runs += copy.deepcopy(cached)
     summary = summarise(runs, cfg, eval_steps)

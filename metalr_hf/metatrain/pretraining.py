@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .cache import cache_dir
 from .families import FINETUNE, N_VAL, TF_FINETUNE, TaskSpec
 from .models import C_MAX, D_MAX, H_MAX, SEQ_LEN, width
 from .task_data import (
@@ -113,7 +113,7 @@ def _tf_finetune_data(family: str, seed: int):
 
 
 def _tf_cache_dir() -> Path:
-    return Path(os.environ.get("METALR_HF_CACHE") or Path.home() / ".cache" / "metalr-hf") / "zoo-transformers"
+    return cache_dir("zoo-transformers")
 
 
 _TF_PRETRAINED: dict[tuple, list[torch.Tensor]] = {}
