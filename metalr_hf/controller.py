@@ -7,8 +7,8 @@
 - ``δ_t ∈ [-δ_max, δ_max]`` is the learner's correction, computed from the features of steps ``≤ t-1`` and
   averaged over steps by ``smoothing`` (0.9 from scratch by default), and at most ``log(max_boost)``: by default 0
   (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
-  (:func:`knows_pretrained_runs`), and at most ``-log(eval_cut)`` (-log 2 by default) from the ``eval_patience``-th
-  evaluation in a row without a new best until one brings it (:meth:`observe_eval`);
+  (`options.knows_pretrained_runs`), and at most ``-log(eval_cut)`` from the ``eval_patience``-th evaluation in a
+  row without a new best, or one that reads as overfitting (``eval_overfit``), until one brings it (`observe_eval`);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -38,6 +38,7 @@ from .options import (
     MetaSchedulerOptions,
     check_controller_options,
     check_prior,
+    knows_pretrained_runs,
     resolve_prior,
     resolve_smoothing,
 )
@@ -48,14 +49,6 @@ __all__ = ["MetaController", "knows_pretrained_runs"]
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = MetaSchedulerOptions()  # the options' one declaration of each default
-
-
-def knows_pretrained_runs(learner) -> bool:
-    """Whether ``learner`` was meta-trained for runs that fine-tune pretrained weights: it reads the ``pretrained``
-    feature, or its card (``card.json``) says ``"fine_tuning": true``. Under ``max_boost="auto"`` only such a
-    learner may raise the LR of a pretrained run."""
-    reads = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
-    return reads or getattr(learner, "card_context", {}).get("fine_tuning") is True
 
 
 class MetaController:
@@ -80,7 +73,8 @@ class MetaController:
             δ ≤ 0 while ``step < num_warmup_steps``).
         eval_patience (`int` or `None`), eval_cut (`float`): from ``eval_patience`` evaluations in a row without a
             new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
-            evaluations are ignored.
+            evaluations are ignored. ``eval_overfit`` (`float` or `None`): an evaluation more than this fraction above
+            the best while the training loss (smoothed) fell since that best starts the hold at once; `None`: off.
         smoothing (`float` in [0, 1) or `"auto"`): δ ← s·δ + (1 - s)·the decision (`options.resolve_smoothing`).
     """
 
@@ -102,6 +96,7 @@ class MetaController:
         eval_patience: int | None = _DEFAULTS.eval_patience,
         eval_cut: float = _DEFAULTS.eval_cut,
         smoothing=_DEFAULTS.smoothing,
+        eval_overfit: float | None = _DEFAULTS.eval_overfit,
     ):
         check_controller_options(
             prior=prior,
@@ -114,11 +109,13 @@ class MetaController:
             eval_patience=eval_patience,
             eval_cut=eval_cut,
             smoothing=smoothing,
+            eval_overfit=eval_overfit,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.eval_patience, self.eval_hold_cap = eval_patience, -math.log(eval_cut)
         self.eval_hold_from = math.inf if eval_patience is None else eval_patience  # stale evaluations that hold
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
+        self.eval_overfit = None if eval_overfit is None else float(eval_overfit)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -138,6 +135,7 @@ class MetaController:
         self.best = torch.full((B,), float("inf"), dtype=torch.float64)
         self.eval_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best evaluation seen
         self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
+        self.eval_train_best = torch.full((B,), -math.inf, dtype=torch.float64)  # smoothed log-loss at the best
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -168,6 +166,7 @@ class MetaController:
     best = _control_property("best", torch.float64)
     eval_best = _control_property("eval_best", torch.float64)
     eval_stale = _control_property("eval_stale", torch.float32)
+    eval_train_best = _control_property("eval_train_best", torch.float64)
     del _control_property
 
     @property
@@ -191,25 +190,33 @@ class MetaController:
 
     @property
     def eval_cap(self) -> torch.Tensor:
-        """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``, else
-        ``inf``."""
+        """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``."""
         held = self.eval_stale >= self.eval_hold_from
         return torch.where(held, self.eval_hold_cap, math.inf).float()
 
     @torch.no_grad()
     def observe_eval(self, value) -> torch.Tensor:
         """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
-        improvement): from the ``eval_patience``-th in a row without a new best, δ ≤ -log(eval_cut) (this step's δ
-        included) until an evaluation brings a new best. Returns the ``[B]`` mask of the runs this evaluation
-        started holding."""
+        improvement): from the ``eval_patience``-th in a row without a new best — or at once where it is more than
+        ``eval_overfit`` above the best while the smoothed training loss fell since that best (overfitting) —
+        δ ≤ -log(eval_cut) (this step's δ included) until an evaluation brings a new best. Returns the ``[B]``
+        mask of the runs this evaluation started holding."""
         B = self.extractor.batch_size
         if self.eval_patience is None:
             return torch.zeros(B, dtype=torch.bool)
         value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
         value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
-        best, held = self.eval_best, torch.isfinite(self.eval_cap)
+        best, held, better = self.eval_best, torch.isfinite(self.eval_cap), value < self.eval_best
+        s = self.extractor.state  # the training loss's level: the guard's smoothed log-loss, once a loss was seen
+        seen, level = s["n_loss"] > 0, s["guard_ema"]
+        stale, tol = self.eval_stale + 1, math.inf if self.eval_overfit is None else self.eval_overfit
+        # overfitting (not read from a non-finite evaluation, nor without a loss now or at the best); for the log
+        rose = (best + tol * best.abs() < value) & (value < math.inf)
+        self.overfitting = rose & seen & (level < self.eval_train_best)
+        stale = torch.where(self.overfitting, torch.clamp(stale, min=float(self.eval_hold_from)), stale)
+        self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
         self.eval_best = torch.minimum(best, value)
-        self.eval_stale = torch.where(value < best, torch.zeros(B), self.eval_stale + 1)
+        self.eval_stale = torch.where(better, torch.zeros(B), stale)
         cap = self.eval_cap
         self.delta = torch.minimum(self.delta, cap)
         return torch.isfinite(cap) & ~held
@@ -342,6 +349,7 @@ class MetaController:
             "best": self.best.clone(),
             "eval_best": self.eval_best.clone(),
             "eval_stale": self.eval_stale.clone(),
+            "eval_train_best": self.eval_train_best.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
         }
@@ -355,7 +363,7 @@ class MetaController:
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
-        for key in ("eval_best", "eval_stale"):  # absent from checkpoints of metalr-hf < 0.3
+        for key in ("eval_best", "eval_stale", "eval_train_best"):  # absent from older checkpoints: as initialised
             if key in state:
                 setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])

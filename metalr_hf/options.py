@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .features import FEATURE_NAMES
 from .schedules import DECAY_FRACTION, PRIORS
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "check_controller_options",
     "check_prior",
     "check_eval_cut",
+    "check_eval_overfit",
     "check_smoothing",
+    "knows_pretrained_runs",
     "resolve_prior",
     "resolve_smoothing",
 ]
@@ -71,6 +74,13 @@ def check_eval_cut(eval_cut) -> None:
         raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
 
 
+def check_eval_overfit(eval_overfit) -> None:
+    """A ``ValueError`` naming ``eval_overfit`` unless it is None or a finite number ≥ 0."""
+    number = isinstance(eval_overfit, numbers.Real) and not isinstance(eval_overfit, bool)
+    if eval_overfit is not None and not (number and 0 <= eval_overfit < math.inf):
+        raise ValueError(f"eval_overfit must be a finite number >= 0 or None (off), got {eval_overfit!r}")
+
+
 def check_smoothing(smoothing) -> None:
     """A ``ValueError`` naming ``smoothing`` unless it is ``"auto"`` or a number in [0, 1)."""
     if smoothing != "auto" and (
@@ -91,6 +101,7 @@ def check_controller_options(
     eval_patience,
     eval_cut,
     smoothing,
+    eval_overfit=None,
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
@@ -101,6 +112,7 @@ def check_controller_options(
     ):
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
     check_eval_cut(eval_cut)
+    check_eval_overfit(eval_overfit)
     check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
@@ -117,6 +129,14 @@ def check_controller_options(
             raise ValueError(f'max_boost must be a number >= 1, "auto", "peak" or None, got {max_boost!r}')
 
 
+def knows_pretrained_runs(learner) -> bool:
+    """Whether ``learner`` was meta-trained for runs that fine-tune pretrained weights: it reads the ``pretrained``
+    feature, or its card (``card.json``) says ``"fine_tuning": true``. Under ``max_boost="auto"`` only such a
+    learner may raise the LR of a pretrained run."""
+    reads = "pretrained" in getattr(learner, "config", {}).get("feature_names", FEATURE_NAMES)
+    return reads or getattr(learner, "card_context", {}).get("fine_tuning") is True
+
+
 @dataclass(frozen=True)
 class BoostPolicy:
     """What ``max_boost`` allows, in one place: the bound on δ for a run (:meth:`delta_cap`) and whether the
@@ -126,7 +146,7 @@ class BoostPolicy:
     Args:
         max_boost: the option (a number ≥ 1, ``"auto"``, ``"peak"`` or ``None``).
         learner_knows_pretrained: whether the learner was meta-trained for pretrained runs (it reads the
-            ``pretrained`` feature, or its card says ``fine_tuning``: `scheduler.knows_pretrained_runs`); under
+            ``pretrained`` feature, or its card says ``fine_tuning``: `options.knows_pretrained_runs`); under
             ``"auto"`` a learner that was not may only lower the LR of a pretrained run (δ ≤ 0).
         warmup_boost: whether the learner may raise the LR above the prior during the warmup (False: δ ≤ 0 there).
     """
@@ -189,6 +209,9 @@ class MetaSchedulerOptions:
             off.
         eval_cut (`float`, defaults to 2.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
             this (2: half the prior, as ``ReduceLROnPlateau(factor=0.5)`` would cut it; 1: at most the prior).
+        eval_overfit (`float`, *optional*, defaults to `None`): an evaluation more than this fraction above the best
+            one, while the training loss (smoothed) has gone on falling since that best — the run overfits — starts
+            ``eval_patience``'s hold at once. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
@@ -244,6 +267,13 @@ class MetaSchedulerOptions:
     eval_cut: float = field(
         default=2.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
     )
+    eval_overfit: float | None = field(
+        default=None,
+        metadata={
+            "help": "an eval loss this fraction above the best while the training loss fell since then starts the "
+            "hold at once (`null`: off)"
+        },
+    )
     smoothing: Any = field(
         default="auto",
         metadata={
@@ -285,7 +315,7 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         names = ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio", "recovery", "max_boost",
-                 "warmup_boost", "eval_patience", "eval_cut", "smoothing")  # fmt: skip
+                 "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "smoothing")  # fmt: skip
         return {k: getattr(self, k) for k in names}
 
     def hub_kwargs(self) -> dict:

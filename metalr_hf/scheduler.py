@@ -226,11 +226,8 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         value = scheduler_checks.eval_value(value)
         withdrawn = self.controller is not None and bool(self.controller.observe_eval(value)[0])
         if withdrawn and self.last_epoch < self.num_training_steps:  # (not at the run's last step: nothing changes)
-            message = f"no new best evaluation in {self.opts.eval_patience} in a row (the last {value:.4g})"
-            message = f"MetaLRScheduler, step {self.last_epoch}: {message}: LR ≤ prior / {self.opts.eval_cut:g}"
-            if "eval_hold" in self._warned:
-                logger.info(message)
-            self._warn_once("eval_hold", message + " until a new best (logged at INFO from now on)")
+            message = scheduler_checks.eval_hold_message(self.last_epoch, value, self.opts, self.controller)
+            self._warn_once("eval_hold", message + " until a new best (logged at INFO from now on)", message)
             self._set_group_lrs(self.get_lr())
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
@@ -241,10 +238,12 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
                 grad_norm = grad_norm.full_tensor()
             self._pending_grad_norm = scalar_f32(torch.as_tensor(grad_norm))
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key: str, message: str, again: str | None = None) -> None:
         if key not in self._warned:
             self._warned.add(key)
             warn(logger, message)
+        elif again is not None:
+            logger.info(again)
 
     def _collect_signals(self) -> torch.Tensor:
         """The ``[S]`` float64 signal vector of this step (the fields of :class:`Signals`), reduced over ranks

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .options import check_eval_cut, check_prior, check_smoothing
+from .options import check_eval_cut, check_eval_overfit, check_prior, check_smoothing
 
 
 def is_count(value) -> bool:
@@ -72,8 +72,8 @@ _STATE_KEYS = {
     "schema_version", "learner_fingerprint", "learner_source", "controller", "decision_lag", "held_signals",
     "held_step", "prior",
 }  # fmt: skip
-# Keys absent from checkpoints of metalr-hf < 0.3, with the value such a run ran with.
-PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0}
+# Keys absent from checkpoints written before they existed, with the value such a run ran with.
+PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0, "eval_overfit": None}
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -96,6 +96,17 @@ def eval_value(value) -> float:
     if torch.is_tensor(value):
         return float(value.reshape(()))
     return float(torch.as_tensor(value, dtype=torch.float64).reshape(()))  # a Python float stays exact
+
+
+def eval_hold_message(step: int, value: float, opts, controller) -> str:
+    """What the scheduler logs when an evaluation starts ``eval_patience``'s hold (``controller``: one run)."""
+    why = f"no new best evaluation in {opts.eval_patience} in a row (the last {value:.4g})"
+    if bool(controller.overfitting[0]):
+        why = (
+            f"the evaluation {value:.4g} lies over {opts.eval_overfit:g} (relative) above the best "
+            f"({float(controller.eval_best[0]):.4g}) while the training loss fell since: overfitting"
+        )
+    return f"MetaLRScheduler, step {step}: {why}: LR ≤ prior / {opts.eval_cut:g}"
 
 
 def loss_tensor(loss) -> torch.Tensor:
@@ -130,7 +141,9 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
     if not isinstance(controller, dict) or _CONTROLLER_KEYS - set(controller):
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
-    for key, check in (("prior", check_prior), ("smoothing", check_smoothing), ("eval_cut", check_eval_cut)):
+    checks = {"prior": check_prior, "smoothing": check_smoothing, "eval_cut": check_eval_cut,
+              "eval_overfit": check_eval_overfit}  # fmt: skip
+    for key, check in checks.items():
         try:
             check(state.get(key, PRE_OPTION_STATE.get(key)))
         except ValueError as e:

@@ -66,6 +66,7 @@ class SchedulerState:
             "prior": self.controller.prior,
             "smoothing": self.controller.smoothing,
             "eval_cut": self.opts.eval_cut,
+            "eval_overfit": self.opts.eval_overfit,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -108,6 +109,8 @@ class SchedulerState:
         if "eval_cut" not in self.options:
             self.opts.eval_cut = float(ran["eval_cut"])
             self.controller.eval_hold_cap = -math.log(self.opts.eval_cut)
+        if "eval_overfit" not in self.options:
+            self.opts.eval_overfit = self.controller.eval_overfit = ran["eval_overfit"]
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

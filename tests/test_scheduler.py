@@ -638,6 +638,74 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
         assert batched.scale(t + 1)[1].item() > 2.0  # a new best at every evaluation: boosted throughout
 
 
+def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training_loss_falls():
+    """``eval_overfit=x``: an evaluation more than ``x`` above the best one, while the (smoothed) training loss has
+    gone on falling since that best, starts ``eval_patience``'s hold at once (LR ≤ prior / ``eval_cut``) until a new
+    best; within ``x`` of the best, or on a plateau of the training loss, one stale evaluation does not hold; ``None``
+    (the option off) waits for ``eval_patience``. The batched controller (the zoo's) decides as the scalar one; the
+    option travels in the checkpoint (one written before it resumes with it off) and a damaged value is refused."""
+    import copy
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+
+    def ratios(evals, overfit=0.03, state=None, **resume_options):
+        model, optimizer, X, y = _problem()
+        sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, eval_patience=2,
+                                eval_cut=4.0, smoothing=0.0, eval_overfit=overfit)  # fmt: skip
+        out = []
+        for t in range(20):
+            if t == 7 and state is not None:  # resumed from `state(sched)` here, naming `resume_options`
+                written, sched = state(sched), MetaLRScheduler(
+                    optimizer, num_training_steps=40, meta_learner=learner, guard=False, **resume_options
+                )
+                sched.load_state_dict(written)
+            _steps(model, optimizer, sched, X, y, 1)
+            if t in evals:
+                sched.observe_eval(evals[t])
+            out.append(sched.get_last_lr()[0] / (1e-2 * float(wsd(sched.last_epoch, 40, 0))))
+        return out
+
+    boosted = math.exp(learner.max_delta * math.tanh(5.0))
+    rising = {4: 1.0, 9: 1.2, 14: 0.9}  # the training loss falls throughout (full-batch regression)
+    held = ratios(rising)
+    assert held[:9] == pytest.approx([boosted] * 9, rel=1e-4)
+    assert max(held[9:15]) <= 0.25 * (1 + 1e-6)  # held at once, at the prior / eval_cut, until the new best
+    assert held[15:] == pytest.approx([boosted] * 5, rel=1e-4)
+    assert ratios(rising, overfit=None) == pytest.approx([boosted] * 20, rel=1e-4)  # off: one stale is not two
+    assert ratios({4: 1.0, 9: 1.02, 14: 0.9}) == pytest.approx([boosted] * 20, rel=1e-4)  # within 3 %
+    assert ratios(rising, overfit=0.5) == pytest.approx([boosted] * 20, rel=1e-4)  # within 50 %
+    assert ratios({4: 1.0, 9: math.nan, 14: 0.9}) == pytest.approx([boosted] * 20, rel=1e-4)  # a NaN: one stale
+
+    # the checkpoint: keeps the option; one written before it resumes with it off; named on resume, it acts
+    keep = ratios(rising, state=lambda s: copy.deepcopy(s.state_dict()))
+    assert keep == pytest.approx(held, rel=1e-6)
+    before = lambda s: {k: v for k, v in copy.deepcopy(s.state_dict()).items() if k != "eval_overfit"}  # noqa: E731
+    assert ratios(rising, state=before) == pytest.approx([boosted] * 20, rel=1e-4)
+    assert ratios(rising, state=before, eval_overfit=0.03) == pytest.approx(held, rel=1e-6)
+    for bad in (-0.1, float("nan"), "0.03", True):
+        with pytest.raises(ValueError, match="'eval_overfit' is damaged"):
+            MetaLRScheduler(_problem()[1], num_training_steps=40).load_state_dict(
+                {**MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict(), "eval_overfit": bad}
+            )
+
+    # batched: run 0's training loss falls, run 1's stays on a plateau; both evaluate 1.0 then 1.2
+    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, eval_patience=2, eval_overfit=0.03,
+                             smoothing=0.0)  # fmt: skip
+    single = MetaController(learner, 40, 0, guard=False, eval_patience=2, eval_overfit=0.03, smoothing=0.0)
+    for t, v in enumerate(_signal_vectors(12)):
+        rows = v.reshape(1, -1).expand(2, -1).clone()
+        rows[1, 0] = 1.0  # a flat training loss
+        batched.update(Signals.from_vector(rows), step=t)
+        single.update(Signals.from_vector(rows[:1].clone()), step=t)
+        if t in (4, 9):
+            batched.observe_eval(torch.tensor([1.0 if t == 4 else 1.2] * 2, dtype=torch.float64))
+            single.observe_eval(1.0 if t == 4 else 1.2)
+        assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+    assert batched.eval_cap.tolist() == [pytest.approx(-math.log(2.0)), math.inf]  # the plateau is not held
+
+
 def test_smoothing_averages_the_learners_decisions_over_steps():
     """``smoothing=s``: δ_t = s·δ_{t-1} + (1-s)·decision_t, so a learner that asks for its largest boost from the
     first step reaches it as 1 - s^t; a withdrawal by the evaluations is at once, and the boost then comes back at
@@ -696,7 +764,8 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
 
 @pytest.mark.parametrize("option, bad", [("eval_patience", v) for v in (0, -1, 1.5, True, "2")]
                          + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")]
-                         + [("smoothing", v) for v in (-0.1, 1.0, 2, float("nan"), True, "0.5")])  # fmt: skip
+                         + [("smoothing", v) for v in (-0.1, 1.0, 2, float("nan"), True, "0.5")]
+                         + [("eval_overfit", v) for v in (-0.1, math.inf, math.nan, True, "0.03")])  # fmt: skip
 def test_eval_patience_cut_and_smoothing_refuse_what_they_cannot_be(option, bad):
     model, optimizer, _, _ = _problem()
     with pytest.raises(ValueError, match=option):
