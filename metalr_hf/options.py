@@ -207,9 +207,9 @@ class MetaSchedulerOptions:
             not raise the LR above the prior (it may still lower it) until an evaluation brings a new best. The
             Trainer's evaluations (``eval_strategy``) feed it; a run that never evaluates is not affected. `None`:
             off.
-        eval_cut (`float`, defaults to 2.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
-            this (2: half the prior, as ``ReduceLROnPlateau(factor=0.5)`` would cut it; 1: at most the prior).
-        eval_overfit (`float`, *optional*, defaults to `None`): an evaluation more than this fraction above the best
+        eval_cut (`float`, defaults to 4.0): while ``eval_patience`` holds the LR, it is at most the prior divided by
+            this (4: a quarter of the prior, as ``ReduceLROnPlateau(factor=0.25)`` would cut it; 1: at most the prior).
+        eval_overfit (`float`, *optional*, defaults to 0.1): an evaluation more than this fraction above the best
             one, while the training loss (smoothed) has gone on falling since that best — the run overfits — starts
             ``eval_patience``'s hold at once. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
@@ -265,10 +265,10 @@ class MetaSchedulerOptions:
         },
     )
     eval_cut: float = field(
-        default=2.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
+        default=4.0, metadata={"help": "while `eval_patience` holds, the LR is at most the prior / this"}
     )
     eval_overfit: float | None = field(
-        default=None,
+        default=0.1,
         metadata={
             "help": "an eval loss this fraction above the best while the training loss fell since then starts the "
             "hold at once (`null`: off)"

@@ -657,9 +657,9 @@ def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training
         out = []
         for t in range(20):
             if t == 7 and state is not None:  # resumed from `state(sched)` here, naming `resume_options`
-                written, sched = state(sched), MetaLRScheduler(
-                    optimizer, num_training_steps=40, meta_learner=learner, guard=False, **resume_options
-                )
+                written = state(sched)
+                sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
+                                        **resume_options)  # fmt: skip
                 sched.load_state_dict(written)
             _steps(model, optimizer, sched, X, y, 1)
             if t in evals:
@@ -691,9 +691,9 @@ def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training
             )
 
     # batched: run 0's training loss falls, run 1's stays on a plateau; both evaluate 1.0 then 1.2
-    batched = MetaController(learner, 40, 0, batch_size=2, guard=False, eval_patience=2, eval_overfit=0.03,
-                             smoothing=0.0)  # fmt: skip
-    single = MetaController(learner, 40, 0, guard=False, eval_patience=2, eval_overfit=0.03, smoothing=0.0)
+    options = dict(guard=False, eval_patience=2, eval_cut=4.0, eval_overfit=0.03, smoothing=0.0)
+    batched = MetaController(learner, 40, 0, batch_size=2, **options)
+    single = MetaController(learner, 40, 0, **options)
     for t, v in enumerate(_signal_vectors(12)):
         rows = v.reshape(1, -1).expand(2, -1).clone()
         rows[1, 0] = 1.0  # a flat training loss
@@ -703,7 +703,7 @@ def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training
             batched.observe_eval(torch.tensor([1.0 if t == 4 else 1.2] * 2, dtype=torch.float64))
             single.observe_eval(1.0 if t == 4 else 1.2)
         assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
-    assert batched.eval_cap.tolist() == [pytest.approx(-math.log(2.0)), math.inf]  # the plateau is not held
+    assert batched.eval_cap.tolist() == [pytest.approx(-math.log(4.0)), math.inf]  # the plateau is not held
 
 
 def test_smoothing_averages_the_learners_decisions_over_steps():
@@ -719,7 +719,8 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
     def ratios(smoothing, evals=None, pretrained=None, eval_cut=1.0):
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                smoothing=smoothing, pretrained=pretrained, eval_cut=eval_cut)  # fmt: skip
+                                smoothing=smoothing, pretrained=pretrained, eval_cut=eval_cut,
+                                eval_overfit=None)  # fmt: skip
         out = []
         for t in range(20):
             _steps(model, optimizer, sched, X, y, 1)
@@ -736,7 +737,7 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
     held = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5})  # stale at 5 and 6: held; a new best at 9
     assert held[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(held[6:10]) <= 1.0 + 1e-6
     assert held[10] == pytest.approx(math.exp(bound * 0.1), rel=1e-4)  # from δ = 0, at the same rate
-    cut = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5}, eval_cut=2.0)  # the default cut: held at half the prior
+    cut = ratios(0.9, {4: 1.0, 5: 2.0, 6: 2.0, 9: 0.5}, eval_cut=2.0)  # a cut: held at half the prior
     assert cut[:6] == pytest.approx(smooth[:6], rel=1e-4) and max(cut[6:10]) <= 0.5 * (1 + 1e-6)
     assert cut[10] == pytest.approx(math.exp(-0.9 * math.log(2.0) + 0.1 * bound), rel=1e-4)  # and back from there
 
@@ -814,9 +815,9 @@ def test_a_checkpoint_from_before_smoothing_resumes_as_it_ran_and_a_damaged_valu
 
 
 def test_a_checkpoint_keeps_its_eval_cut_and_one_from_before_it_was_saved_resumes_at_1():
-    """``eval_cut`` (2 by default since metalr-hf 0.3) travels in the scheduler's state: a resumed run that does not
-    name it holds a stale run's LR where the interrupted run did (the checkpoint's value; 1, at the prior, for a
-    checkpoint written before it was saved); one that names it gets what it names; a damaged value is refused."""
+    """``eval_cut`` (4 by default) travels in the scheduler's state: a resumed run that does not name it holds a
+    stale run's LR where the interrupted run did (the checkpoint's value; 1, at the prior, for a checkpoint written
+    before it was saved); one that names it gets what it names; a damaged value is refused."""
     import copy
 
     from metalr_hf.features import FEATURE_NAMES
@@ -838,10 +839,10 @@ def test_a_checkpoint_keeps_its_eval_cut_and_one_from_before_it_was_saved_resume
         lrs, _ = _steps(model2, optimizer2, resumed, X, y, 1)
         return lrs[0][0] / (1e-2 * float(wsd(resumed.last_epoch, 40, 0)))
 
-    assert MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict()["eval_cut"] == 2.0
-    assert held_ratio() == pytest.approx(0.5, rel=1e-4)  # the checkpoint's (today's default)
+    assert MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict()["eval_cut"] == 4.0
+    assert held_ratio() == pytest.approx(0.25, rel=1e-4)  # the checkpoint's (today's default)
     assert held_ratio(written_before=True) == pytest.approx(1.0, rel=1e-4)  # as that run was going
-    assert held_ratio(written_before=True, eval_cut=4.0) == pytest.approx(0.25, rel=1e-4)  # named on resume
+    assert held_ratio(written_before=True, eval_cut=8.0) == pytest.approx(0.125, rel=1e-4)  # named on resume
     model, optimizer, X, y = _problem()
     sched = MetaLRScheduler(optimizer, num_training_steps=20)
     _steps(model, optimizer, sched, X, y, 2)

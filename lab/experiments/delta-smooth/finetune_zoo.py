@@ -3,7 +3,7 @@ the zoo's 300 steps, not the finetune suite's 40-60): the declared table for the
 (``metalr-finetune-v1``), around WSD, ``eval_patience`` 2, 10 evaluations a run. Is ``"auto"``'s 0 on pretrained
 runs about fine-tuning, or about short runs?
 
-    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:EVAL_CUT] ...]
+    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:EVAL_CUT[:EVAL_OVERFIT]] ...]
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from metalr_hf.metatrain.families import FINETUNE
 def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     learner = MetaLearner.from_pretrained(name)
     for value in values or ("0", "0.5", "0.9"):
-        smoothing, cut = (value.split(":") + ["1"])[:2]
+        smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
+        overfit = None if overfit == "none" else float(overfit)
         cfg = EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=float(smoothing),
-                         eval_cut=float(cut))  # fmt: skip
+                         eval_cut=float(cut), eval_overfit=overfit)  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
-        print(f"smoothing={smoothing} eval_cut={cut}", json.dumps(summary), flush=True)
+        print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit}", json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

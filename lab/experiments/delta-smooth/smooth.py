@@ -12,7 +12,13 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``earlyF``: (a prototype, not in the package) δ ≤ 0 for the first fraction F of the run;
 - ``linB``: (a prototype) the LR multiplier ``exp(δ)`` averaged with weight B instead of δ;
 - ``riseB``: (a prototype) only a rise of δ averaged with weight B, a fall taken whole;
-- ``cutC``: the package's ``eval_cut`` C (with ``emaB``: both options);
+- ``cutC``: the package's ``eval_cut`` C (with ``emaB``: both options); ``fitX``: the package's ``eval_overfit`` X;
+- ``holdK``: (a prototype) a boost needs the evaluations to keep bringing new bests: δ ≤ 0 from the K-th stale
+  evaluation in a row (before ``eval_patience``'s cut);
+- ``overK``: (a prototype) as ``holdK``, only where the training loss went on falling since the best evaluation
+  (``+tolX``: and the evaluation is more than a fraction X above the best); ``ocutK``: cut there to the prior /
+  ``eval_cut`` at once;
+- ``floorF``: (a prototype) no cut (δ ≥ 0) for the first fraction F of the run;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import time
 
@@ -30,23 +37,75 @@ import torch
 
 from metalr_hf import MetaLearner
 from metalr_hf.controller import MetaController
+from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain import simulate as sim
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, results_text
 
 
 class EarlyHold(MetaController):
-    """No boost (δ ≤ 0) before ``early`` of the run."""
+    """No boost (δ ≤ 0) before ``early`` of the run; with ``floor``, no cut (δ ≥ 0) instead (a prototype: the
+    learner's early cuts at a too-small LR, the forecaster's first quarter at 0.3×, do not reach the LR; the guards
+    still act, the evaluations' holds do not)."""
 
-    def __init__(self, *args, early=0.0, **kwargs):
+    def __init__(self, *args, early=0.0, floor=False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.early = early
+        self.early, self.floor = early, floor
 
     def update(self, signals, step=None):
         ok = super().update(signals, step)
         step = self.step_count - 1 if step is None else step
         early = torch.as_tensor(step, dtype=torch.float64) < self.early * self.T
-        self.delta = torch.where(early & (self.delta > 0), torch.zeros_like(self.delta), self.delta)
+        wrong_way = self.delta < 0 if self.floor else self.delta > 0
+        self.delta = torch.where(early & wrong_way, torch.zeros_like(self.delta), self.delta)
         return ok
+
+
+class StagedHold(MetaController):
+    """(A prototype) δ ≤ 0 from the ``boost_from``-th evaluation in a row without a new best; the package's
+    ``eval_patience`` / ``eval_cut`` bound still holds (the tensor path only: the zoo's)."""
+
+    def __init__(self, *args, boost_from=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.boost_from = boost_from
+
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        held = torch.where(self.eval_stale >= self.boost_from, 0.0, math.inf).float()
+        return torch.minimum(super().eval_cap, held)
+
+
+class OverfitHold(StagedHold):
+    """(A prototype) as :class:`StagedHold`, but a stale evaluation holds only where the training loss has gone on
+    falling since the best evaluation (the generalisation gap widens: overfitting), not on a plateau of both."""
+
+    def __init__(self, *args, tol=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tol = tol
+        self.train_at_best = torch.full((self.extractor.batch_size,), math.inf)
+        self.overfit = torch.zeros(self.extractor.batch_size, dtype=torch.bool)
+
+    def observe_eval(self, value):
+        level = self.features[:, FEATURE_NAMES.index("log_loss_rel")].float()
+        value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
+        better = torch.isfinite(value) & (value < self.eval_best)
+        self.train_at_best = torch.where(better, level, self.train_at_best)
+        self.overfit = ~better & (level < self.train_at_best) & (value > self.eval_best * (1 + self.tol))
+        return super().observe_eval(value)
+
+    held_at = 0.0  # the bound on δ while overfitting
+
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        held = torch.where((self.eval_stale >= self.boost_from) & self.overfit, self.held_at, math.inf).float()
+        return torch.minimum(MetaController.eval_cap.fget(self), held)
+
+
+class OverfitCut(OverfitHold):
+    """(A prototype) as :class:`OverfitHold`, the overfitting run cut at once to the prior / ``eval_cut``."""
+
+    @property
+    def held_at(self) -> float:
+        return self.eval_hold_cap
 
 
 class _Averaged(MetaController):
@@ -88,13 +147,22 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("aceilmnrstuy"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("acdefhilmnorstuvy"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
-                         seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0))  # fmt: skip
+                         seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
+                         eval_overfit=parts.get("fit"))  # fmt: skip
         if "ear" in parts:
             sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
         if "lin" in parts:
             sim.MetaController = functools.partial(LinearAverage, keep=parts["lin"])
+        if "ove" in parts:
+            sim.MetaController = functools.partial(OverfitHold, boost_from=parts["ove"], tol=parts.get("tol", 0.0))
+        if "flo" in parts:
+            sim.MetaController = functools.partial(EarlyHold, early=parts["flo"], floor=True)
+        if "ocu" in parts:
+            sim.MetaController = functools.partial(OverfitCut, boost_from=parts["ocu"], tol=parts.get("tol", 0.0))
+        if "hol" in parts:
+            sim.MetaController = functools.partial(StagedHold, boost_from=parts["hol"])
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()
