@@ -101,7 +101,7 @@ def check_controller_options(
     eval_patience,
     eval_cut,
     smoothing,
-    eval_overfit=None,
+    eval_overfit,
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)

@@ -537,7 +537,7 @@ def test_evaluation_simulates_the_baselines_once_per_config(tmp_path, monkeypatc
     assert n == n_first and fresh["summary"] == second["summary"] and baselines(fresh) == baselines(first)
     assert json.loads(path.read_text())["key"] == ev._baseline_key(cfg)
     simulated(replace(cfg, seeds=(1,)), 2)  # another config: another file
-    monkeypatch.setattr(cache, "_FINGERPRINT", ["other code"])
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     simulated(cfg, 2)  # other code: another file
     assert len(list((tmp_path / "zoo-baselines").glob("*.json"))) == 3
     assert not list((tmp_path / "zoo-baselines").glob(".*"))  # no temporary file left behind

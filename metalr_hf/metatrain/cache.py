@@ -11,6 +11,7 @@ named in a warning and simulated again; files are written atomically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,7 +27,6 @@ __all__ = ["baseline_path", "cache_dir", "code_fingerprint", "load_baselines", "
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _BASELINE_RUNS: dict[str, list[dict]] = {}  # per process: path -> runs
-_FINGERPRINT: list[str] = []
 
 
 def cache_dir(name: str) -> Path:
@@ -34,14 +34,13 @@ def cache_dir(name: str) -> Path:
     return Path(os.environ.get("METALR_HF_CACHE") or Path.home() / ".cache" / "metalr-hf") / name
 
 
+@functools.cache
 def code_fingerprint() -> str:
     """A hash of the package's sources and of the torch and numpy versions (computed once per process)."""
-    if not _FINGERPRINT:
-        h = hashlib.sha256(f"torch {torch.__version__} numpy {np.__version__}".encode())
-        for path in sorted(_PACKAGE.rglob("*.py")):
-            h.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-        _FINGERPRINT.append(h.hexdigest())
-    return _FINGERPRINT[0]
+    h = hashlib.sha256(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def baseline_path(key: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -112,10 +111,6 @@ def _tf_finetune_data(family: str, seed: int):
     return x, y, n_ft
 
 
-def _tf_cache_dir() -> Path:
-    return cache_dir("zoo-transformers")
-
-
 _TF_PRETRAINED: dict[tuple, list[torch.Tensor]] = {}
 
 
@@ -135,7 +130,7 @@ def pretrained_transformer(family: str, base: int, hidden: int) -> list[torch.Te
     key = (family, base, hidden)
     if key in _TF_PRETRAINED:
         return _TF_PRETRAINED[key]
-    path = _tf_cache_dir() / f"{family}-base{base}-h{hidden}-v{_TF_CACHE_VERSION}.safetensors"
+    path = cache_dir("zoo-transformers") / f"{family}-base{base}-h{hidden}-v{_TF_CACHE_VERSION}.safetensors"
     weights = None
     if path.is_file():
         try:
