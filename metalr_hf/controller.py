@@ -60,17 +60,11 @@ class MetaController:
         batch_size (`int`, defaults to 1).
         prior, min_lr_ratio, decay_fraction: the prior schedule (see `schedules.py`); ``"auto"``: per run, `wsd` on
             the runs marked ``pretrained``, `cosine` on the others (:data:`options.AUTO_PRIORS`).
-        guard, guard_ratio, recovery: see module docstring.
-            Every option's default is :class:`~metalr_hf.options.MetaSchedulerOptions`'s (``prior="wsd"``).
+        guard, guard_ratio, recovery: see module docstring. Every option's default is `MetaSchedulerOptions`'s.
         pretrained (`bool` or `Tensor[B]`, defaults to `False`): the runs fine-tune pretrained weights (a feature).
-        max_boost (`float`, `"auto"`, `"peak"` or `None`): the most the learner may raise the
-            LR above the prior, ``exp(δ) ≤ max_boost`` (≥ 1). ``"peak"``: no cap on δ, but the LR never exceeds the
-            base LR, nor the warmup's ramp while it lasts (``prior · exp(δ) · b · γ ≤ warmup factor ≤ 1``: a learner
-            may hold the LR up where the prior decays, never skip the warmup). ``"auto"``: 1 on the runs marked
-            ``pretrained`` when the learner was not meta-trained for such runs (:func:`knows_pretrained_runs`: it may
-            only lower their LR), no cap otherwise. ``None``: no cap but the learner's own bound.
-        warmup_boost (`bool`): whether the learner may raise the LR above the prior during the warmup (``False``:
-            δ ≤ 0 while ``step < num_warmup_steps``).
+        max_boost (`float`, `"auto"`, `"peak"` or `None`), warmup_boost (`bool`): the most the learner may raise
+            the LR above the prior, in the warmup too or not (:class:`~metalr_hf.options.BoostPolicy`; ``"peak"``:
+            ``prior · exp(δ) · b · γ`` at most the warmup's ramp, then 1).
         eval_patience (`int` or `None`), eval_cut (`float`): from ``eval_patience`` evaluations in a row without a
             new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
             evaluations are ignored. ``eval_overfit`` (`float` or `None`): an evaluation more than this fraction above
@@ -112,7 +106,7 @@ class MetaController:
             eval_overfit=eval_overfit,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
-        self.eval_patience, self.eval_hold_cap = eval_patience, -math.log(eval_cut)
+        self.eval_patience, self.eval_cut = eval_patience, float(eval_cut)
         self.eval_hold_from = math.inf if eval_patience is None else eval_patience  # stale evaluations that hold
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.eval_overfit = None if eval_overfit is None else float(eval_overfit)
@@ -136,6 +130,7 @@ class MetaController:
         self.eval_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best evaluation seen
         self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
         self.eval_train_best = torch.full((B,), -math.inf, dtype=torch.float64)  # smoothed log-loss at the best
+        self.overfitting = torch.zeros(B, dtype=torch.bool)  # the last evaluation read as overfitting
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -187,6 +182,11 @@ class MetaController:
         scratch = torch.where(warm, caps[0][1], caps[0][0])
         finetune = torch.where(warm, caps[1][1], caps[1][0])
         return torch.minimum(torch.where(pretrained, finetune, scratch).float(), self.eval_cap)
+
+    @property
+    def eval_hold_cap(self) -> float:
+        """The bound on δ while the evaluations hold: ``-log(eval_cut)``."""
+        return -math.log(self.eval_cut)
 
     @property
     def eval_cap(self) -> torch.Tensor:

@@ -9,8 +9,6 @@ current step on (:meth:`SchedulerState._change_horizon`).
 
 from __future__ import annotations
 
-import math
-
 from .features import SCHEMA_VERSION
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
@@ -107,8 +105,7 @@ class SchedulerState:
         if "smoothing" not in self.options:
             self.opts.smoothing = self.controller.smoothing = ran["smoothing"]
         if "eval_cut" not in self.options:
-            self.opts.eval_cut = float(ran["eval_cut"])
-            self.controller.eval_hold_cap = -math.log(self.opts.eval_cut)
+            self.opts.eval_cut = self.controller.eval_cut = float(ran["eval_cut"])
         if "eval_overfit" not in self.options:
             self.opts.eval_overfit = self.controller.eval_overfit = ran["eval_overfit"]
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been

@@ -47,8 +47,11 @@ lines = [
     "Which schedule ends lowest (share of tasks), and the median log(L / L_cosine) of each schedule, by optimizer "
     "family and base-LR decade (base LR `1e-k`: from 1e-k up to 10× that):",
     "",
-    "| kind | optimizer | base LR | tasks | " + " | ".join(f"best: {s}" for s in loss.columns) + " | "
-    + " | ".join(f"median log-ratio {s}" for s in loss.columns if s != "cosine") + " |",
+    "| kind | optimizer | base LR | tasks | "
+    + " | ".join(f"best: {s}" for s in loss.columns)
+    + " | "
+    + " | ".join(f"median log-ratio {s}" for s in loss.columns if s != "cosine")
+    + " |",
     "|---|---|---|---|" + "---|" * (2 * loss.shape[1] - 1),
 ]
 groups = info.assign(opt=info["optimizer"].replace({"adamw": "adam"})).groupby(["kind", "opt", "decade"])

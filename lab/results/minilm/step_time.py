@@ -20,5 +20,7 @@ print("| run | train_runtime (s) | steps | s per step |\n|---|---|---|---|")
 for name, t, steps, s in rows:
     print(f"| {name} | {t:.1f} | {steps} | {s:.3f} |")
 per_step = [s for *_, s in rows]
-print(f"\n{len(rows)} runs on 2 CPU cores: median {statistics.median(per_step):.3f} s per step, "
-      f"range {min(per_step):.3f}–{max(per_step):.3f}.")
+print(
+    f"\n{len(rows)} runs on 2 CPU cores: median {statistics.median(per_step):.3f} s per step, "
+    f"range {min(per_step):.3f}–{max(per_step):.3f}."
+)
