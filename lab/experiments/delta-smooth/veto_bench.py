@@ -1,0 +1,38 @@
+"""The ``vetoS`` prototype of ``smooth.py`` (no cut while the training loss falls faster than S per tenth of the
+run; the evaluations' holds and the guards still act) through the real Trainer: a bench run with the scheduler's
+one-run path patched, on pretrained runs only (``--all``: every run):
+
+    python lab/experiments/delta-smooth/veto_bench.py S [--all] -- BENCH-ARGS...
+    python lab/experiments/delta-smooth/veto_bench.py 0.3 -- --suite finetune --schedulers meta --output-dir DIR
+"""
+
+from __future__ import annotations
+
+import sys
+
+from metalr_hf.cli import main as cli_main
+from metalr_hf.controller import MetaController
+from metalr_hf.features import FEATURE_NAMES
+
+SLOPE = FEATURE_NAMES.index("loss_slope_slow")
+
+
+def patch(fall: float, every_run: bool = False) -> None:
+    original = MetaController._update_values
+
+    def _update_values(self, x, has_loss, step):
+        ok = original(self, x, has_loss, step)
+        c = self._control
+        if (every_run or self.extractor._pretrained_value > 0.5) and c["features"][SLOPE] < -fall:
+            held = c["eval_stale"] >= self.eval_hold_from
+            c["delta"] = max(c["delta"], min(0.0, self.eval_hold_cap if held else 0.0))
+        return ok
+
+    MetaController._update_values = _update_values
+
+
+if __name__ == "__main__":
+    ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
+    ours = ours.split()
+    patch(float(ours[0]), "--all" in ours)
+    sys.exit(cli_main(["bench", *bench.split()]))
