@@ -262,7 +262,7 @@ def test_every_quick_cell_learns_at_the_middle_of_its_grid(task, optimizer):
 
     suite = SUITES["quick"]
     lrs = sorted({lr for t, s, o, lr, _ in plan(suite) if (t, s, o) == (task, "cosine", optimizer)})
-    assert len(lrs) == 3
+    assert len(lrs) == len(suite.task_lrs(task)) >= 3
     r = run_one(task, "warmup_stable_decay", optimizer, lrs[1], 0, steps=suite.steps, evals=2)
     assert not r["diverged"]
     if task in ("bert_cls", "vit_digits"):  # well above chance (0.5, 0.1), not only a lower loss
@@ -281,6 +281,22 @@ def test_the_quick_suite_runs_transformers_with_adam_only_and_every_stock_schedu
     }  # fmt: skip
     for suite in ("quick", "finetune"):
         assert set(STOCK) <= {s for _t, s, *_ in plan(SUITES[suite])}
+
+
+def test_the_quick_suite_measures_a_decade_above_a_right_lr_at_the_grids_top():
+    """GPT-2 and the forecaster are tuned at the top of the suite's grid: every stock schedule and meta also run a
+    decade above it there, so the declared table sees base LRs on both sides of their right LRs; the other tasks
+    keep the suite's three LRs (the suite's time)."""
+    from metalr_hf.bench.runner import STOCK, SUITES, plan
+    from metalr_hf.bench.tasks import TASKS
+
+    suite = SUITES["quick"]
+    top = {}
+    for t, s, o, lr, _seed in plan(suite):
+        if s in ("meta", *STOCK):
+            top.setdefault((t, o, s), []).append(lr / TASKS[t].scale(o))
+    for (t, o, s), lrs in top.items():
+        assert max(lrs) == pytest.approx(suite.lrs[-1] * (10 if t in ("gpt2_lm", "forecaster") else 1)), (t, o, s)
 
 
 def test_the_noisy_fine_tuning_set_can_be_memorised():

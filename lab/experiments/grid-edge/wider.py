@@ -6,6 +6,7 @@ above its top (1e-1 × each task's LR scale), beside the runs of a folder that h
 
 Only meta and the four stock schedules of the declared table run at the new LR (the LR-free optimizers stand apart);
 the runs already in OUT are reused. Prints the declared table with and without the new LR and writes OUT/report.md.
+Since 2026-12-06 the quick suite itself runs GPT-2 and the forecaster a decade above its top (`Suite.above`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(out: str, *args: str) -> None:
         i = args.index("--meta-kwargs")
         meta_kwargs, args = json.loads(args[i + 1]), args[:i] + args[i + 2 :]
     suite = SUITES["quick"]
-    wider = replace(suite, lrs=(*suite.lrs, suite.lrs[-1] * 10))
+    wider = replace(suite, lrs=(*suite.lrs, suite.lrs[-1] * 10), above=())  # every task a decade up
     seeds = [int(s) for s in args] or None
     results = run_suite(wider, out, schedulers=("meta", *STOCK), meta_kwargs=meta_kwargs, seeds=seeds, progress=False)
     top = wider.lrs[-1]
