@@ -595,3 +595,41 @@ def test_the_trainer_s_evaluations_withdraw_the_boost_when_they_stop_improving(t
     assert stalled[4:12] == pytest.approx(boosted[4:12])  # evaluated at 4 (best), 8 (stale): still boosted
     assert max(stalled[12:]) <= 1.0 + 1e-6  # at 12 (stale again): withdrawn
     assert float(trainer.lr_scheduler.controller.eval_stale[0]) == 5  # at 8, 12, 16, 20, 24; not the final evaluate()
+
+
+def test_a_run_resumed_while_the_evaluations_hold_its_lr_continues_the_same_trajectory(tmp_path):
+    """Checkpointed at step 14, after two evaluations without a new best (8, 12) withdrew a boosting learner's
+    boost: the resumed run keeps the hold (the evaluation state is in the checkpoint) and sets the LRs of the
+    uninterrupted run, evaluated at the same steps."""
+    from conftest import boosting_learner
+
+    from metalr_hf.metatrain.presets import BASE_FEATURES
+
+    boosting_learner(BASE_FEATURES).save_pretrained(tmp_path / "learner")
+    kwargs = {"meta_learner": str(tmp_path / "learner"), "smoothing": 0.0}
+
+    def trainer(folder, **kw):
+        args = _args(folder, max_steps=24, eval_strategy="steps", eval_steps=4, metric_for_best_model="score",
+                     greater_is_better=True, lr_scheduler_kwargs=kwargs, **kw)  # fmt: skip
+        data = toy_classification()
+        return MetaTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data.select(range(32)),
+                           compute_metrics=lambda _: {"score": 0.5})  # fmt: skip
+
+    full = trainer(tmp_path / "a")
+    full.train()
+    first = trainer(tmp_path / "b", save_strategy="steps", save_steps=14)
+
+    class Kill(MetaLRCallback.__mro__[1]):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 16:
+                control.should_training_stop = True
+
+    first.add_callback(Kill())
+    first.train()
+    resumed = trainer(tmp_path / "b", save_strategy="steps", save_steps=14)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-14"))
+    scales = [h["meta/lr_scale"] for h in full.state.log_history if "meta/lr_scale" in h]
+    assert min(scales[4:12]) > 7.0 and max(scales[12:]) <= 1.0 + 1e-6  # boosted, then held: the state matters
+    b = [h["learning_rate"] for h in resumed.state.log_history if "learning_rate" in h and h["step"] > 14]
+    assert len(b) == 10 and b == pytest.approx(_lrs(full)[14:], rel=1e-6)
+    assert float(resumed.lr_scheduler.controller.eval_stale[0]) == float(full.lr_scheduler.controller.eval_stale[0])
