@@ -20,6 +20,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
   ``eval_cut`` at once;
 - ``floorF``: (a prototype) no cut (δ ≥ 0) for the first fraction F of the run;
 - ``vetoS``: (a prototype) no cut while the training loss falls faster than S per tenth of the run;
+- ``ratchetK``: (a prototype) a cut not relaxed while the training loss is flat (|slope| < K per tenth of the run);
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -127,6 +128,23 @@ class FallVeto(MetaController):
         return ok
 
 
+class PlateauRatchet(MetaController):
+    """(A prototype) a cut not relaxed on a plateau: while δ < 0 and the training loss is flat (``|loss_slope_slow|``
+    below ``flat``), δ may not rise above its previous value (GPT-2 10× too hot: the learner cuts to 0.19× by step 26,
+    then relaxes to 0.4× while the loss sits at 3.1, against 1.38 tuned)."""
+
+    def __init__(self, *args, flat=0.05, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.flat = flat
+
+    def update(self, signals, step=None):
+        previous = self.delta.clone()
+        ok = super().update(signals, step)
+        flat = self.features[:, FEATURE_NAMES.index("loss_slope_slow")].abs() < self.flat
+        self.delta = torch.where(flat & (previous < 0), torch.minimum(self.delta, previous), self.delta)
+        return ok
+
+
 class _Averaged(MetaController):
     """A prototype average of the learner's decisions in place of the package's ``smoothing`` (kept at 0): δ ←
     ``mix(previous δ, decision)`` where the step's signals were finite, with weight ``keep`` on the past."""
@@ -184,6 +202,8 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
             sim.MetaController = functools.partial(StagedHold, boost_from=parts["hol"])
         if "vet" in parts:
             sim.MetaController = functools.partial(FallVeto, fall=parts["vet"])
+        if "rat" in parts:
+            sim.MetaController = functools.partial(PlateauRatchet, flat=parts["rat"])
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()

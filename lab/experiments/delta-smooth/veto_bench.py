@@ -4,6 +4,9 @@ one-run path patched, on pretrained runs only (``--all``: every run):
 
     python lab/experiments/delta-smooth/veto_bench.py S [--all] -- BENCH-ARGS...
     python lab/experiments/delta-smooth/veto_bench.py 0.3 -- --suite finetune --schedulers meta --output-dir DIR
+
+``ratchetK`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is flat), on every
+run.
 """
 
 from __future__ import annotations
@@ -31,8 +34,25 @@ def patch(fall: float, every_run: bool = False) -> None:
     MetaController._update_values = _update_values
 
 
+def patch_ratchet(flat: float) -> None:
+    original = MetaController._update_values
+
+    def _update_values(self, x, has_loss, step):
+        previous = self._control.get("delta", 0.0)
+        ok = original(self, x, has_loss, step)
+        c = self._control
+        if previous < 0 and abs(c["features"][SLOPE]) < flat:
+            c["delta"] = min(c["delta"], previous)
+        return ok
+
+    MetaController._update_values = _update_values
+
+
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     ours = ours.split()
-    patch(float(ours[0]), "--all" in ours)
+    if ours[0].startswith("ratchet"):
+        patch_ratchet(float(ours[0][len("ratchet") :]))
+    else:
+        patch(float(ours[0]), "--all" in ours)
     sys.exit(cli_main(["bench", *bench.split()]))
