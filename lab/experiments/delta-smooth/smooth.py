@@ -21,6 +21,8 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``floorF``: (a prototype) no cut (δ ≥ 0) for the first fraction F of the run;
 - ``vetoS``: (a prototype) no cut while the training loss falls faster than S per tenth of the run;
 - ``ratchetK``: (a prototype) a cut not relaxed while the training loss is flat (|slope| < K per tenth of the run);
+- ``rangeM``: (a prototype) the warmup as an LR range test: a fall then a rise of the smoothed loss by more than M
+  (log) caps the LR multiplier for the rest of the run at the one behind the lowest loss;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -145,6 +147,41 @@ class PlateauRatchet(MetaController):
         return ok
 
 
+class RangeCeiling(MetaController):
+    """(A prototype) the warmup read as an LR range test: once the smoothed training loss (the guard's) has fallen
+    more than ``margin`` (log) below its first value and then risen more than ``margin`` above its lowest, during the
+    warmup, the LR multiplier ``prior · exp(δ)`` is capped for the rest of the run at the one that reached the lowest
+    (GPT-2 10× too hot: the loss falls to 4.0 at a twentieth of the base LR, jumps to 5.3 by the end of the warmup)."""
+
+    def __init__(self, *args, margin=0.1, **kwargs):
+        super().__init__(*args, **kwargs)
+        B = self.extractor.batch_size
+        self.margin = margin
+        self.range_first = torch.full((B,), math.nan, dtype=torch.float64)
+        self.range_best = torch.full((B,), math.inf, dtype=torch.float64)
+        self.range_scale = torch.ones(B, dtype=torch.float64)  # the LR multiplier behind the lowest loss
+        self.ceiling = torch.full((B,), math.inf, dtype=torch.float64)  # log of the cap on the multiplier
+        self.used = torch.zeros(B, dtype=torch.float64)  # the multiplier of the last step taken
+
+    def update(self, signals, step=None):
+        step_ = self.step_count if step is None else step
+        behind = self.used.clone()  # the loss of this step was made by the update before it
+        self.used = self.scale(step_)
+        ok = super().update(signals, step)
+        s = self.extractor.state
+        level, seen, warm = s["guard_ema"], s["n_loss"] > 0, self.warmup > step_
+        self.range_first = torch.where(seen & torch.isnan(self.range_first), level, self.range_first)
+        better = seen & warm & (level < self.range_best)
+        self.range_best = torch.where(better, level, self.range_best)
+        self.range_scale = torch.where(better, behind, self.range_scale)
+        fell = self.range_best < self.range_first - self.margin
+        rose = seen & warm & fell & (level > self.range_best + self.margin) & torch.isinf(self.ceiling)
+        self.ceiling = torch.where(rose, self.range_scale.clamp_min(1e-12).log(), self.ceiling)
+        cap = self.ceiling - self.prior_at(step_ + 1).clamp_min(1e-12).log()
+        self.delta = torch.minimum(self.delta, cap.float())
+        return ok
+
+
 class _Averaged(MetaController):
     """A prototype average of the learner's decisions in place of the package's ``smoothing`` (kept at 0): δ ←
     ``mix(previous δ, decision)`` where the step's signals were finite, with weight ``keep`` on the past."""
@@ -184,7 +221,7 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("acdefhilmnorstuvy"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("acdefghilmnorstuvy"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
                          eval_overfit=parts.get("fit"))  # fmt: skip
@@ -204,6 +241,8 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
             sim.MetaController = functools.partial(FallVeto, fall=parts["vet"])
         if "rat" in parts:
             sim.MetaController = functools.partial(PlateauRatchet, flat=parts["rat"])
+        if "ran" in parts:
+            sim.MetaController = functools.partial(RangeCeiling, margin=parts["ran"])
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()

@@ -5,8 +5,8 @@ one-run path patched, on pretrained runs only (``--all``: every run):
     python lab/experiments/delta-smooth/veto_bench.py S [--all] -- BENCH-ARGS...
     python lab/experiments/delta-smooth/veto_bench.py 0.3 -- --suite finetune --schedulers meta --output-dir DIR
 
-``ratchetK`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is flat), on every
-run.
+``ratchetK`` / ``rangeM`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is
+flat) / the ``rangeM`` one (the warmup as an LR range test), on every run.
 """
 
 from __future__ import annotations
@@ -48,10 +48,41 @@ def patch_ratchet(flat: float) -> None:
     MetaController._update_values = _update_values
 
 
+def patch_range(margin: float) -> None:
+    """``smooth.RangeCeiling`` on the one-run path."""
+    import math
+
+    original = MetaController._update_values
+
+    def _update_values(self, x, has_loss, step):
+        r = self.__dict__.setdefault("_range", {"first": None, "best": math.inf, "scale": 1.0, "ceiling": None,
+                                                "used": 0.0})  # fmt: skip
+        step = self.step_count if step is None else step
+        behind, r["used"] = r["used"], self.scale_value(step)
+        ok = original(self, x, has_loss, step)
+        v = self.extractor.values
+        if v["n_loss"] > 0 and step < self._warmup:
+            level = v["guard_ema"]
+            r["first"] = level if r["first"] is None else r["first"]
+            if level < r["best"]:
+                r["best"], r["scale"] = level, behind
+            fell = r["best"] < r["first"] - margin
+            if fell and level > r["best"] + margin and r["ceiling"] is None:
+                r["ceiling"] = math.log(max(r["scale"], 1e-12))
+        if r["ceiling"] is not None:
+            cap = r["ceiling"] - math.log(max(self._prior_value(step + 1), 1e-12))
+            self._control["delta"] = min(self._control["delta"], cap)
+        return ok
+
+    MetaController._update_values = _update_values
+
+
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     ours = ours.split()
-    if ours[0].startswith("ratchet"):
+    if ours[0].startswith("range"):
+        patch_range(float(ours[0][len("range") :]))
+    elif ours[0].startswith("ratchet"):
         patch_ratchet(float(ours[0][len("ratchet") :]))
     else:
         patch(float(ours[0]), "--all" in ours)
