@@ -283,20 +283,22 @@ def test_the_quick_suite_runs_transformers_with_adam_only_and_every_stock_schedu
         assert set(STOCK) <= {s for _t, s, *_ in plan(SUITES[suite])}
 
 
-def test_the_quick_suite_measures_a_decade_above_a_right_lr_at_the_grids_top():
-    """GPT-2 and the forecaster are tuned at the top of the suite's grid: every stock schedule and meta also run a
-    decade above it there, so the declared table sees base LRs on both sides of their right LRs; the other tasks
-    keep the suite's three LRs (the suite's time)."""
+@pytest.mark.parametrize("suite_name,above", [("quick", ("gpt2_lm", "forecaster")), ("finetune", ("minilm_sst",))])
+def test_a_suite_measures_a_decade_above_a_right_lr_at_its_grids_top(suite_name, above):
+    """GPT-2 and the forecaster (quick), MiniLM on clean sentences (finetune) are tuned at the top of their suite's
+    grid: every stock schedule and meta also run a decade above it there, so the declared table sees base LRs on
+    both sides of their right LRs; the other tasks keep the suite's grid (the suite's time)."""
     from metalr_hf.bench.runner import STOCK, SUITES, plan
     from metalr_hf.bench.tasks import TASKS
 
-    suite = SUITES["quick"]
+    suite = SUITES[suite_name]
     top = {}
     for t, s, o, lr, _seed in plan(suite):
         if s in ("meta", *STOCK):
             top.setdefault((t, o, s), []).append(lr / TASKS[t].scale(o))
+    assert {t for t, _o, _s in top} >= set(above)
     for (t, o, s), lrs in top.items():
-        assert max(lrs) == pytest.approx(suite.lrs[-1] * (10 if t in ("gpt2_lm", "forecaster") else 1)), (t, o, s)
+        assert max(lrs) == pytest.approx(suite.lrs[-1] * (10 if t in above else 1)), (t, o, s)
 
 
 def test_the_noisy_fine_tuning_set_can_be_memorised():
