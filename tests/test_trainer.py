@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from conftest import logged, perturbed_learner, tiny_bert, tiny_gpt2, toy_classification, toy_lm
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from metalr_hf import MetaLRCallback, MetaLRScheduler, MetaTrainer, MetaTrainingArguments
@@ -30,6 +30,17 @@ def _args(tmp_path, **kw):
     )
     base.update(kw)
     return MetaTrainingArguments(**base)
+
+
+class _KillAt(TrainerCallback):
+    """Stops training after optimizer step ``step``, as a killed job would (its last checkpoint stays)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.step:
+            control.should_training_stop = True
 
 
 def _lrs(trainer):
@@ -88,12 +99,7 @@ def test_resume_from_checkpoint_gives_same_lr_trajectory(tmp_path, reload):
     args = _args(tmp_path / "b", lr_scheduler_kwargs=kwargs, max_steps=20, save_strategy="steps", save_steps=10)
     first = MetaTrainer(model=tiny_bert(), args=args, train_dataset=toy_classification())
 
-    class Kill(MetaLRCallback.__mro__[1]):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 12:
-                control.should_training_stop = True
-
-    first.add_callback(Kill())
+    first.add_callback(_KillAt(12))
     first.train()
     checkpoint = tmp_path / "b" / "out" / "checkpoint-10"
     if reload == "same-construction":
@@ -619,12 +625,7 @@ def test_a_run_resumed_while_the_evaluations_hold_its_lr_continues_the_same_traj
     full.train()
     first = trainer(tmp_path / "b", save_strategy="steps", save_steps=14)
 
-    class Kill(MetaLRCallback.__mro__[1]):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 16:
-                control.should_training_stop = True
-
-    first.add_callback(Kill())
+    first.add_callback(_KillAt(16))
     first.train()
     resumed = trainer(tmp_path / "b", save_strategy="steps", save_steps=14)
     resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-14"))
