@@ -3,9 +3,10 @@ the zoo's 300 steps, not the finetune suite's 40-60): the declared table for the
 (``metalr-finetune-v1``), around WSD, ``eval_patience`` 2, 10 evaluations a run. Is ``"auto"``'s 0 on pretrained
 runs about fine-tuning, or about short runs?
 
-    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:CUT[:OVERFIT]][+vetoS|+ratchetK] ...]
+    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:CUT[:OVERFIT]][+vetoS|+ratchetK][@PRIOR]]
 
-``+vetoS``, ``+ratchetK``: the prototypes of ``smooth.py`` (no cut while the training loss falls faster than S per
+``@PRIOR``: the prior the learner corrects (``wsd`` unless given). ``+vetoS``, ``+ratchetK``: the prototypes of
+``smooth.py`` (no cut while the training loss falls faster than S per
 tenth of the run; a cut not relaxed while it is flat).
 """
 
@@ -25,6 +26,7 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for value in values or ("0", "0.5", "0.9"):
+        value, _, prior = value.partition("@")
         value, _, ratchet = value.partition("+ratchet")
         value, _, veto = value.partition("+veto")
         from smooth import FallVeto, PlateauRatchet  # this folder's prototypes
@@ -35,12 +37,12 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
             sim.MetaController = functools.partial(PlateauRatchet, flat=float(ratchet))
         smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
         overfit = None if overfit == "none" else float(overfit)
-        cfg = EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=float(smoothing),
-                         eval_cut=float(cut), eval_overfit=overfit)  # fmt: skip
+        cfg = EvalConfig(families=FINETUNE, prior=prior or "wsd", eval_patience=2, evals=10,
+                         smoothing=float(smoothing), eval_cut=float(cut), eval_overfit=overfit)  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
         sim.MetaController = original
         print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit} veto={veto or None} "
-              f"ratchet={ratchet or None}", json.dumps(summary), flush=True)  # fmt: skip
+              f"ratchet={ratchet or None} prior={prior or 'wsd'}", json.dumps(summary), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``ratchetK``: (a prototype) a cut not relaxed while the training loss is flat (|slope| < K per tenth of the run);
 - ``rangeM``: (a prototype) the warmup as an LR range test: a fall then a rise of the smoothed loss by more than M
   (log) caps the LR multiplier for the rest of the run at the one behind the lowest loss;
+- ``odeepK``: (a prototype) an evaluation that reads as overfitting caps the LR at 1/K of the prior (a stale one at
+  1/``eval_cut``) until a new best;
+- ``decL``: (a prototype) an evaluation that starts a hold starts a linear decay to 0 from L × the prior there;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -182,6 +185,52 @@ class RangeCeiling(MetaController):
         return ok
 
 
+class OverfitDeep(MetaController):
+    """(A prototype) an evaluation that reads as overfitting (the package's ``eval_overfit``) cuts deeper than a stale
+    one: δ ≤ -log(``deep``) while the last evaluation read so, early stopping through the LR (breast cancer at its
+    right LR: meta's eval loss is the lowest of any schedule by step 30 of 300, then climbs while the training loss
+    falls; ``eval_cut`` 4 slows that climb, it does not stop it)."""
+
+    def __init__(self, *args, deep=100.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deep = deep
+
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        deep = torch.where(self.overfitting, -math.log(self.deep), math.inf).float()
+        return torch.minimum(super().eval_cap, deep)
+
+
+class EvalDecay(MetaController):
+    """(A prototype) an evaluation that starts a hold (``eval_patience`` stale ones, or ``eval_overfit``) also starts
+    the decay: from then on the LR multiplier is at most ``level`` × the prior at that step, falling linearly to 0 at
+    the end of the run, for good (WSD's decay start moved to where the evaluations stop improving: where cosine or
+    linear decay beat WSD at the right LR — BERT, the noisy MiniLM, breast cancer, diabetes — the runs stop improving
+    early)."""
+
+    def __init__(self, *args, level=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        B = self.extractor.batch_size
+        self.level = level
+        self.decay_from = torch.full((B,), math.inf, dtype=torch.float64)
+        self.decay_top = torch.ones(B, dtype=torch.float64)
+
+    def observe_eval(self, value):
+        started = super().observe_eval(value)
+        new = started & torch.isinf(self.decay_from)
+        step = float(self.step_count)
+        self.decay_top = torch.where(new, self.level * self.prior_at(step).double(), self.decay_top)
+        self.decay_from = torch.where(new, torch.full_like(self.decay_from, step), self.decay_from)
+        return started
+
+    def scale(self, step):
+        scale = super().scale(step)
+        T = self.T.double()
+        ramp = self.decay_top * ((T - step) / (T - self.decay_from).clamp_min(1.0)).clamp(0.0, 1.0)
+        return torch.where(torch.isfinite(self.decay_from) & (step >= self.decay_from), torch.minimum(scale, ramp),
+                           scale)  # fmt: skip
+
+
 class _Averaged(MetaController):
     """A prototype average of the learner's decisions in place of the package's ``smoothing`` (kept at 0): δ ←
     ``mix(previous δ, decision)`` where the step's signals were finite, with weight ``keep`` on the past."""
@@ -221,7 +270,7 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("acdefghilmnorstuvy"))) for p in variant.split("+") if p != "none")
+        parts = dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in variant.split("+") if p != "none")
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
                          eval_overfit=parts.get("fit"))  # fmt: skip
@@ -243,6 +292,10 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
             sim.MetaController = functools.partial(PlateauRatchet, flat=parts["rat"])
         if "ran" in parts:
             sim.MetaController = functools.partial(RangeCeiling, margin=parts["ran"])
+        if "ode" in parts:
+            sim.MetaController = functools.partial(OverfitDeep, deep=parts["ode"])
+        if "dec" in parts:
+            sim.MetaController = functools.partial(EvalDecay, level=parts["dec"])
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()

@@ -6,7 +6,8 @@ one-run path patched, on pretrained runs only (``--all``: every run):
     python lab/experiments/delta-smooth/veto_bench.py 0.3 -- --suite finetune --schedulers meta --output-dir DIR
 
 ``ratchetK`` / ``rangeM`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is
-flat) / the ``rangeM`` one (the warmup as an LR range test), on every run.
+flat) / the ``rangeM`` one (the warmup as an LR range test) / the ``decayL`` one (an evaluation that starts a hold
+starts a linear decay to 0), on every run.
 """
 
 from __future__ import annotations
@@ -77,10 +78,34 @@ def patch_range(margin: float) -> None:
     MetaController._update_values = _update_values
 
 
+def patch_decay(level: float) -> None:
+    """``smooth.EvalDecay`` on the one-run path: an evaluation that starts a hold starts a linear decay to 0 from
+    ``level`` × the prior there, for good."""
+    observe, scale_value = MetaController.observe_eval, MetaController.scale_value
+
+    def observe_eval(self, value):
+        started = observe(self, value)
+        if bool(started[0]) and getattr(self, "_decay", None) is None:
+            step = self.step_count
+            self._decay = (step, level * self._prior_value(step))
+        return started
+
+    def _scale_value(self, step):
+        value = scale_value(self, step)
+        decay = getattr(self, "_decay", None)
+        if decay is not None and step >= decay[0]:
+            value = min(value, decay[1] * min(1.0, max(0.0, (self._T - step) / max(self._T - decay[0], 1.0))))
+        return value
+
+    MetaController.observe_eval, MetaController.scale_value = observe_eval, _scale_value
+
+
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     ours = ours.split()
-    if ours[0].startswith("range"):
+    if ours[0].startswith("decay"):
+        patch_decay(float(ours[0][len("decay") :]))
+    elif ours[0].startswith("range"):
         patch_range(float(ours[0][len("range") :]))
     elif ours[0].startswith("ratchet"):
         patch_ratchet(float(ours[0][len("ratchet") :]))
