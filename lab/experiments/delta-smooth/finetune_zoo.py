@@ -3,11 +3,11 @@ the zoo's 300 steps, not the finetune suite's 40-60): the declared table for the
 (``metalr-finetune-v1``), around WSD, ``eval_patience`` 2, 10 evaluations a run. Is ``"auto"``'s 0 on pretrained
 runs about fine-tuning, or about short runs?
 
-    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:CUT[:OVERFIT]][+vetoS|+ratchetK][@PRIOR]]
+    python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:CUT[:OVERFIT]][+PROTOTYPE][@PRIOR] ...]
 
-``@PRIOR``: the prior the learner corrects (``wsd`` unless given). ``+vetoS``, ``+ratchetK``: the prototypes of
-``smooth.py`` (no cut while the training loss falls faster than S per
-tenth of the run; a cut not relaxed while it is flat).
+``@PRIOR``: the prior the learner corrects (``wsd`` unless given). ``+PROTOTYPE``, one of ``smooth.py``'s: ``+vetoS``
+(no cut while the training loss falls faster than S per tenth of the run), ``+ratchetK`` (a cut not relaxed while it
+is flat), ``+gapG`` (no boost while the evaluation's log-loss is G above the training loss's).
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     original = sim.MetaController
     for value in values or ("0", "0.5", "0.9"):
         value, _, prior = value.partition("@")
+        value, _, gap = value.partition("+gap")
         value, _, ratchet = value.partition("+ratchet")
         value, _, veto = value.partition("+veto")
-        from smooth import FallVeto, PlateauRatchet  # this folder's prototypes
+        from smooth import FallVeto, GapHold, PlateauRatchet  # this folder's prototypes
 
         if veto:
             sim.MetaController = functools.partial(FallVeto, fall=float(veto))
+        if gap:
+            sim.MetaController = functools.partial(GapHold, gap=float(gap))
         if ratchet:
             sim.MetaController = functools.partial(PlateauRatchet, flat=float(ratchet))
         smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
@@ -42,7 +45,8 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
         sim.MetaController = original
         print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit} veto={veto or None} "
-              f"ratchet={ratchet or None} prior={prior or 'wsd'}", json.dumps(summary), flush=True)  # fmt: skip
+              f"ratchet={ratchet or None} gap={gap or None} prior={prior or 'wsd'}",
+              json.dumps(summary), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

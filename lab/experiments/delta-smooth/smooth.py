@@ -26,6 +26,8 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``odeepK``: (a prototype) an evaluation that reads as overfitting caps the LR at 1/K of the prior (a stale one at
   1/``eval_cut``) until a new best;
 - ``decL``: (a prototype) an evaluation that starts a hold starts a linear decay to 0 from L × the prior there;
+- ``gapG``: (a prototype) no boost while the last evaluation's log-loss is more than G above the smoothed training
+  log-loss;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -231,6 +233,29 @@ class EvalDecay(MetaController):
                            scale)  # fmt: skip
 
 
+class GapHold(MetaController):
+    """(A prototype) no boost (δ ≤ 0) while the last evaluation's loss is more than ``exp(gap)`` times the smoothed
+    training loss (the generalisation gap, log): a run that already fits its training set far better than its
+    held-out set gains nothing from a larger LR (breast cancer at its right LR: a gap of +0.34 at the second of ten
+    evaluations, at 0.1× it −0.02; the byte LM's stays under +0.07 at every LR)."""
+
+    def __init__(self, *args, gap=0.3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gap = gap
+        self.gap_held = torch.zeros(self.extractor.batch_size, dtype=torch.bool)
+
+    def observe_eval(self, value):
+        s = self.extractor.state
+        value_ = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
+        gap = value_.clamp_min(1e-12).log() - s["guard_ema"]
+        self.gap_held = (s["n_loss"] > 0) & torch.isfinite(value_) & (gap > self.gap)
+        return super().observe_eval(value)
+
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        return torch.minimum(super().eval_cap, torch.where(self.gap_held, 0.0, math.inf).float())
+
+
 class _Averaged(MetaController):
     """A prototype average of the learner's decisions in place of the package's ``smoothing`` (kept at 0): δ ←
     ``mix(previous δ, decision)`` where the step's signals were finite, with weight ``keep`` on the past."""
@@ -296,6 +321,8 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
             sim.MetaController = functools.partial(OverfitDeep, deep=parts["ode"])
         if "dec" in parts:
             sim.MetaController = functools.partial(EvalDecay, level=parts["dec"])
+        if "gap" in parts:
+            sim.MetaController = functools.partial(GapHold, gap=parts["gap"])
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()

@@ -7,7 +7,8 @@ one-run path patched, on pretrained runs only (``--all``: every run):
 
 ``ratchetK`` / ``rangeM`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is
 flat) / the ``rangeM`` one (the warmup as an LR range test) / the ``decayL`` one (an evaluation that starts a hold
-starts a linear decay to 0), on every run.
+starts a linear decay to 0) / the ``gapG`` one (no boost while the evaluation's log-loss is G above the training
+loss's), on every run.
 """
 
 from __future__ import annotations
@@ -100,10 +101,39 @@ def patch_decay(level: float) -> None:
     MetaController.observe_eval, MetaController.scale_value = observe_eval, _scale_value
 
 
+def patch_gap(gap: float) -> None:
+    """``smooth.GapHold`` on the one-run path: no boost while the last evaluation's log-loss is more than ``gap``
+    above the smoothed training log-loss (the bound taken after the step's averaging, not before it)."""
+    import math
+
+    observe, original = MetaController.observe_eval, MetaController._update_values
+
+    def observe_eval(self, value):
+        v = self.extractor.values
+        value_ = float(value)
+        self._gap_held = bool(
+            v["n_loss"] > 0 and math.isfinite(value_) and math.log(max(value_, 1e-12)) - v["guard_ema"] > gap
+        )
+        started = observe(self, value)
+        if self._gap_held:
+            self._control["delta"] = min(self._control["delta"], 0.0)
+        return started
+
+    def _update_values(self, x, has_loss, step):
+        ok = original(self, x, has_loss, step)
+        if getattr(self, "_gap_held", False):
+            self._control["delta"] = min(self._control["delta"], 0.0)
+        return ok
+
+    MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
+
+
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     ours = ours.split()
-    if ours[0].startswith("decay"):
+    if ours[0].startswith("gap"):
+        patch_gap(float(ours[0][len("gap") :]))
+    elif ours[0].startswith("decay"):
         patch_decay(float(ours[0][len("decay") :]))
     elif ours[0].startswith("range"):
         patch_range(float(ours[0][len("range") :]))
