@@ -27,7 +27,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
   1/``eval_cut``) until a new best;
 - ``decL``: (a prototype) an evaluation that starts a hold starts a linear decay to 0 from L × the prior there;
 - ``gapG``: (a prototype) no boost while the last evaluation's log-loss is more than G above the smoothed training
-  log-loss;
+  log-loss (``gapG+guard``: not while the divergence guard or the back-off holds the LR down);
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -239,9 +239,9 @@ class GapHold(MetaController):
     held-out set gains nothing from a larger LR (breast cancer at its right LR: a gap of +0.34 at the second of ten
     evaluations, at 0.1× it −0.02; the byte LM's stays under +0.07 at every LR)."""
 
-    def __init__(self, *args, gap=0.3, **kwargs):
+    def __init__(self, *args, gap=0.3, guarded=False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.gap = gap
+        self.gap, self.guarded = gap, guarded  # guarded: not while the guard or the back-off holds the LR down
         self.gap_held = torch.zeros(self.extractor.batch_size, dtype=torch.bool)
 
     def observe_eval(self, value):
@@ -253,7 +253,10 @@ class GapHold(MetaController):
 
     @property
     def eval_cap(self) -> torch.Tensor:
-        return torch.minimum(super().eval_cap, torch.where(self.gap_held, 0.0, math.inf).float())
+        held = self.gap_held
+        if self.guarded:
+            held = held & (self.backoff >= 1.0) & (self.guard_scale >= 1.0)
+        return torch.minimum(super().eval_cap, torch.where(held, 0.0, math.inf).float())
 
 
 class _Averaged(MetaController):
@@ -295,7 +298,8 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        parts = dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in variant.split("+") if p != "none")
+        named = [p for p in variant.split("+") if p not in ("none", "guard")]
+        parts = dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in named)
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
                          eval_overfit=parts.get("fit"))  # fmt: skip
@@ -322,7 +326,7 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
         if "dec" in parts:
             sim.MetaController = functools.partial(EvalDecay, level=parts["dec"])
         if "gap" in parts:
-            sim.MetaController = functools.partial(GapHold, gap=parts["gap"])
+            sim.MetaController = functools.partial(GapHold, gap=parts["gap"], guarded="guard" in variant)
         if "ris" in parts:
             sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
         t0 = time.time()

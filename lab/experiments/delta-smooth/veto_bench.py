@@ -101,10 +101,16 @@ def patch_decay(level: float) -> None:
     MetaController.observe_eval, MetaController.scale_value = observe_eval, _scale_value
 
 
-def patch_gap(gap: float) -> None:
+def patch_gap(gap: float, guarded: bool = False) -> None:
     """``smooth.GapHold`` on the one-run path: no boost while the last evaluation's log-loss is more than ``gap``
-    above the smoothed training log-loss (the bound taken after the step's averaging, not before it)."""
+    above the smoothed training log-loss (the bound taken after the step's averaging, not before it); ``guarded``
+    (``gapG+guard``): not while the divergence guard or the back-off holds the LR down."""
     import math
+
+    def clip(self):
+        c = self._control
+        if getattr(self, "_gap_held", False) and not (guarded and min(c["backoff"], c["guard_scale"]) < 1.0):
+            c["delta"] = min(c["delta"], 0.0)
 
     observe, original = MetaController.observe_eval, MetaController._update_values
 
@@ -115,14 +121,12 @@ def patch_gap(gap: float) -> None:
             v["n_loss"] > 0 and math.isfinite(value_) and math.log(max(value_, 1e-12)) - v["guard_ema"] > gap
         )
         started = observe(self, value)
-        if self._gap_held:
-            self._control["delta"] = min(self._control["delta"], 0.0)
+        clip(self)
         return started
 
     def _update_values(self, x, has_loss, step):
         ok = original(self, x, has_loss, step)
-        if getattr(self, "_gap_held", False):
-            self._control["delta"] = min(self._control["delta"], 0.0)
+        clip(self)
         return ok
 
     MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
@@ -132,7 +136,8 @@ if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     ours = ours.split()
     if ours[0].startswith("gap"):
-        patch_gap(float(ours[0][len("gap") :]))
+        value, _, guard = ours[0][len("gap") :].partition("+")
+        patch_gap(float(value), guard == "guard")
     elif ours[0].startswith("decay"):
         patch_decay(float(ours[0][len("decay") :]))
     elif ours[0].startswith("range"):
