@@ -5,14 +5,14 @@ runs about fine-tuning, or about short runs?
 
     python lab/experiments/delta-smooth/finetune_zoo.py [LEARNER] [SMOOTHING[:CUT[:OVERFIT]][+PROTOTYPE][@PRIOR] ...]
 
-``@PRIOR``: the prior the learner corrects (``wsd`` unless given). ``+PROTOTYPE``, one of ``smooth.py``'s: ``+vetoS``
-(no cut while the training loss falls faster than S per tenth of the run), ``+ratchetK`` (a cut not relaxed while it
-is flat), ``+gapG`` (no boost while the evaluation's log-loss is G above the training loss's).
+``@PRIOR``: the prior the learner corrects (``wsd`` unless given). ``+PROTOTYPE``: any of ``smooth.py``'s VARIANT
+prototypes, e.g. ``+veto0.3`` (no cut while the training loss falls faster than S per tenth of the run),
+``+ratchet0.05`` (a cut not relaxed while it is flat), ``+gap0.15`` (no boost while the evaluation's log-loss is G
+above the training loss's).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
@@ -27,26 +27,20 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     original = sim.MetaController
     for value in values or ("0", "0.5", "0.9"):
         value, _, prior = value.partition("@")
-        value, _, gap = value.partition("+gap")
-        value, _, ratchet = value.partition("+ratchet")
-        value, _, veto = value.partition("+veto")
-        from smooth import FallVeto, GapHold, PlateauRatchet  # this folder's prototypes
+        value, _, tail = value.partition("+")
+        from smooth import controller_for  # this folder's prototypes
 
-        if veto:
-            sim.MetaController = functools.partial(FallVeto, fall=float(veto))
-        if gap:
-            sim.MetaController = functools.partial(GapHold, gap=float(gap))
-        if ratchet:
-            sim.MetaController = functools.partial(PlateauRatchet, flat=float(ratchet))
+        prototype = controller_for(tail) if tail else None
+        if prototype is not None:
+            sim.MetaController = prototype
         smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
         overfit = None if overfit == "none" else float(overfit)
         cfg = EvalConfig(families=FINETUNE, prior=prior or "wsd", eval_patience=2, evals=10,
                          smoothing=float(smoothing), eval_cut=float(cut), eval_overfit=overfit)  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
         sim.MetaController = original
-        print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit} veto={veto or None} "
-              f"ratchet={ratchet or None} gap={gap or None} prior={prior or 'wsd'}",
-              json.dumps(summary), flush=True)  # fmt: skip
+        print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit} prototype={tail or None} "
+              f"prior={prior or 'wsd'}", json.dumps(summary), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -294,41 +294,51 @@ class RiseAverage(_Averaged):
         return torch.where(decision > previous, self.keep * previous + (1 - self.keep) * decision, decision)
 
 
+# The prototypes by their key in a VARIANT (a part's first three letters): the controller each one builds.
+PROTOTYPES = {
+    "ear": lambda p, v: functools.partial(EarlyHold, early=p["ear"]),
+    "lin": lambda p, v: functools.partial(LinearAverage, keep=p["lin"]),
+    "ove": lambda p, v: functools.partial(OverfitHold, boost_from=p["ove"], tol=p.get("tol", 0.0)),
+    "flo": lambda p, v: functools.partial(EarlyHold, early=p["flo"], floor=True),
+    "ocu": lambda p, v: functools.partial(OverfitCut, boost_from=p["ocu"], tol=p.get("tol", 0.0)),
+    "hol": lambda p, v: functools.partial(StagedHold, boost_from=p["hol"]),
+    "vet": lambda p, v: functools.partial(FallVeto, fall=p["vet"]),
+    "rat": lambda p, v: functools.partial(PlateauRatchet, flat=p["rat"]),
+    "ran": lambda p, v: functools.partial(RangeCeiling, margin=p["ran"]),
+    "ode": lambda p, v: functools.partial(OverfitDeep, deep=p["ode"]),
+    "dec": lambda p, v: functools.partial(EvalDecay, level=p["dec"]),
+    "gap": lambda p, v: functools.partial(GapHold, gap=p["gap"], guarded="guard" in v.split("+")),
+    "ris": lambda p, v: functools.partial(RiseAverage, keep=p["ris"]),
+}
+
+
+def variant_parts(variant: str) -> dict[str, float]:
+    """``{key: value}`` of a VARIANT such as ``ema0.9+cut4+gap0.15+guard`` (a part's first three letters: its
+    number; ``none`` and the flag ``guard`` carry none)."""
+    named = [p for p in variant.split("+") if p not in ("none", "guard")]
+    return dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in named)
+
+
+def controller_for(variant: str):
+    """The controller a VARIANT's prototype builds (the last one named wins), or None for the package's own."""
+    parts, chosen = variant_parts(variant), None
+    for key, make in PROTOTYPES.items():
+        if key in parts:
+            chosen = make(parts, variant)
+    return chosen
+
+
 def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
     learner = MetaLearner.from_pretrained(name)
     original = sim.MetaController
     for variant in variants or ("none", "ema0.5", "ema0.8", "ema0.9", "early0.1"):
-        named = [p for p in variant.split("+") if p not in ("none", "guard")]
-        parts = dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in named)
+        parts = variant_parts(variant)
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
                          eval_overfit=parts.get("fit"))  # fmt: skip
-        if "ear" in parts:
-            sim.MetaController = functools.partial(EarlyHold, early=parts["ear"])
-        if "lin" in parts:
-            sim.MetaController = functools.partial(LinearAverage, keep=parts["lin"])
-        if "ove" in parts:
-            sim.MetaController = functools.partial(OverfitHold, boost_from=parts["ove"], tol=parts.get("tol", 0.0))
-        if "flo" in parts:
-            sim.MetaController = functools.partial(EarlyHold, early=parts["flo"], floor=True)
-        if "ocu" in parts:
-            sim.MetaController = functools.partial(OverfitCut, boost_from=parts["ocu"], tol=parts.get("tol", 0.0))
-        if "hol" in parts:
-            sim.MetaController = functools.partial(StagedHold, boost_from=parts["hol"])
-        if "vet" in parts:
-            sim.MetaController = functools.partial(FallVeto, fall=parts["vet"])
-        if "rat" in parts:
-            sim.MetaController = functools.partial(PlateauRatchet, flat=parts["rat"])
-        if "ran" in parts:
-            sim.MetaController = functools.partial(RangeCeiling, margin=parts["ran"])
-        if "ode" in parts:
-            sim.MetaController = functools.partial(OverfitDeep, deep=parts["ode"])
-        if "dec" in parts:
-            sim.MetaController = functools.partial(EvalDecay, level=parts["dec"])
-        if "gap" in parts:
-            sim.MetaController = functools.partial(GapHold, gap=parts["gap"], guarded="guard" in variant)
-        if "ris" in parts:
-            sim.MetaController = functools.partial(RiseAverage, keep=parts["ris"])
+        prototype = controller_for(variant)
+        if prototype is not None:
+            sim.MetaController = prototype
         t0 = time.time()
         result = evaluate(learner, cfg)
         sim.MetaController = original
