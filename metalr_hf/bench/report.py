@@ -24,7 +24,7 @@ from pathlib import Path
 from ..metatrain.evaluate import loss_ratio
 from ..metatrain.validation import Run, declared_table, format_declared_table
 
-__all__ = ["aggregate", "declared", "seed_means", "write_report"]
+__all__ = ["aggregate", "declared", "declared_runs", "seed_means", "write_report"]
 
 TAU_MAX = 4.0
 
@@ -174,11 +174,14 @@ def seed_means(results: list[dict]) -> list[dict]:
     return rows
 
 
+def declared_runs(results: list[dict]) -> list[Run]:
+    """Bench results as the declared table's runs (a diverged run's loss infinite)."""
+    return [Run(r["task"], r["optimizer"], r["base_lr"], r["seed"], r["scheduler"], _loss(r)) for r in results]
+
+
 def declared(results: list[dict]) -> dict:
     """The declared validation table of bench results (the LR-free optimizers' runs stand apart: no meta)."""
-    return declared_table(
-        [Run(r["task"], r["optimizer"], r["base_lr"], r["seed"], r["scheduler"], _loss(r)) for r in results]
-    )
+    return declared_table(declared_runs(results))
 
 
 def _fmt(x, pct=False) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metalr_hf.bench.report import declared_runs
 from metalr_hf.metatrain.validation import TARGETS, Run, declared_table
 
 PRIOR = {"zoo": "wsd", "bench": "warmup_stable_decay"}
@@ -39,14 +40,8 @@ def zoo(out: str) -> None:
 
 def load(path: str) -> tuple[str, list[Run]]:
     p = Path(path)
-    if p.is_dir():
-        results = json.loads((p / "results.json").read_text())
-        runs = [
-            Run(r["task"], r["optimizer"], r["base_lr"], r["seed"], r["scheduler"],
-                math.inf if r["diverged"] or r["final_eval_loss"] is None else r["final_eval_loss"])
-            for r in results if r["scheduler"] not in ("schedulefree_adamw", "prodigy")
-        ]  # fmt: skip
-        return "bench", runs
+    if p.is_dir():  # the LR-free optimizers' runs stand apart (optimizer "-", no meta), as in the bench's table
+        return "bench", declared_runs(json.loads((p / "results.json").read_text()))
     data = json.loads(p.read_text())
     return data["kind"], [Run(*r) for r in data["runs"]]
 
