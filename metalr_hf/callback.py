@@ -5,6 +5,7 @@ decides. :func:`feed_from_trainer` wires it into a Trainer (``MetaTrainer`` and 
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import torch
@@ -184,7 +185,9 @@ class MetaLRCallback(TrainerCallback):
         if key not in metrics:
             return  # another eval dataset's metrics (``eval_<name>_loss``), or none: nothing to compare
         sign = -1 if args.metric_for_best_model and args.greater_is_better else 1
-        self._scheduler.observe_eval(sign * eval_value(metrics[key]))
+        # ``eval_gap`` compares the eval *loss* with the training loss: never another metric (NaN: no reading)
+        loss = None if key == "eval_loss" else eval_value(metrics.get("eval_loss", math.nan))
+        self._scheduler.observe_eval(sign * eval_value(metrics[key]), loss=loss)
 
     def on_train_end(self, args, state, control, **kwargs):
         self._training = False

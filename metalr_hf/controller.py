@@ -8,7 +8,8 @@
   averaged over steps by ``smoothing`` (0.9 from scratch by default), and at most ``log(max_boost)``: by default 0
   (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
   (`options.knows_pretrained_runs`), and at most ``-log(eval_cut)`` from the ``eval_patience``-th evaluation in a
-  row without a new best, or one that reads as overfitting (``eval_overfit``), until one brings it (`observe_eval`);
+  row without a new best, or one that reads as overfitting (``eval_overfit``), until one brings it, and at most 0
+  for good once a stale one lies far above the training loss (``eval_gap``; `observe_eval`);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -31,6 +32,7 @@ import math
 
 import torch
 
+from .eval_hold import EvalHolds
 from .features import _SCALAR, _TENSOR, FEATURE_NAMES, FeatureExtractor
 from .learner import MetaLearner
 from .options import (
@@ -51,7 +53,7 @@ logger = logging.getLogger(__name__)
 _DEFAULTS = MetaSchedulerOptions()  # the options' one declaration of each default
 
 
-class MetaController:
+class MetaController(EvalHolds):
     """The learning-rate controller of ``B`` runs: features → learner → guarded scale on the prior.
 
     Args:
@@ -69,6 +71,8 @@ class MetaController:
             new best (handed to :meth:`observe_eval`), δ ≤ -log(eval_cut) until one brings a new best; ``None``:
             evaluations are ignored. ``eval_overfit`` (`float` or `None`): an evaluation more than this fraction above
             the best while the training loss (smoothed) fell since that best starts the hold at once; `None`: off.
+            ``eval_gap`` (`float` or `None`): δ ≤ 0 for good from an evaluation without a new best whose log lies
+            more than this above the smoothed training log-loss; `None`: off.
         smoothing (`float` in [0, 1) or `"auto"`): δ ← s·δ + (1 - s)·the decision (`options.resolve_smoothing`).
     """
 
@@ -91,6 +95,7 @@ class MetaController:
         eval_cut: float = _DEFAULTS.eval_cut,
         smoothing=_DEFAULTS.smoothing,
         eval_overfit: float | None = _DEFAULTS.eval_overfit,
+        eval_gap: float | None = _DEFAULTS.eval_gap,
     ):
         check_controller_options(
             prior=prior,
@@ -104,12 +109,14 @@ class MetaController:
             eval_cut=eval_cut,
             smoothing=smoothing,
             eval_overfit=eval_overfit,
+            eval_gap=eval_gap,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.eval_patience, self.eval_cut = eval_patience, float(eval_cut)
         self.eval_hold_from = math.inf if eval_patience is None else eval_patience  # stale evaluations that hold
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.eval_overfit = None if eval_overfit is None else float(eval_overfit)
+        self.eval_gap = math.inf if eval_gap is None else float(eval_gap)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -131,6 +138,7 @@ class MetaController:
         self.eval_stale = torch.zeros(B)  # evaluations in a row without a new best
         self.eval_train_best = torch.full((B,), -math.inf, dtype=torch.float64)  # smoothed log-loss at the best
         self.overfitting = torch.zeros(B, dtype=torch.bool)  # the last evaluation read as overfitting
+        self.eval_locked = torch.zeros(B)  # 1 once a stale evaluation lay ``eval_gap`` above the training loss
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -162,6 +170,7 @@ class MetaController:
     eval_best = _control_property("eval_best", torch.float64)
     eval_stale = _control_property("eval_stale", torch.float32)
     eval_train_best = _control_property("eval_train_best", torch.float64)
+    eval_locked = _control_property("eval_locked", torch.float32)
     del _control_property
 
     @property
@@ -182,44 +191,6 @@ class MetaController:
         scratch = torch.where(warm, caps[0][1], caps[0][0])
         finetune = torch.where(warm, caps[1][1], caps[1][0])
         return torch.minimum(torch.where(pretrained, finetune, scratch).float(), self.eval_cap)
-
-    @property
-    def eval_hold_cap(self) -> float:
-        """The bound on δ while the evaluations hold: ``-log(eval_cut)``."""
-        return -math.log(self.eval_cut)
-
-    @property
-    def eval_cap(self) -> torch.Tensor:
-        """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``."""
-        held = self.eval_stale >= self.eval_hold_from
-        return torch.where(held, self.eval_hold_cap, math.inf).float()
-
-    @torch.no_grad()
-    def observe_eval(self, value) -> torch.Tensor:
-        """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
-        improvement): from the ``eval_patience``-th in a row without a new best — or at once where it is more than
-        ``eval_overfit`` above the best while the smoothed training loss fell since that best (overfitting) —
-        δ ≤ -log(eval_cut) (this step's δ included) until an evaluation brings a new best. Returns the ``[B]``
-        mask of the runs this evaluation started holding."""
-        B = self.extractor.batch_size
-        if self.eval_patience is None:
-            return torch.zeros(B, dtype=torch.bool)
-        value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
-        value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
-        best, held, better = self.eval_best, torch.isfinite(self.eval_cap), value < self.eval_best
-        s = self.extractor.state  # the training loss's level: the guard's smoothed log-loss, once a loss was seen
-        seen, level = s["n_loss"] > 0, s["guard_ema"]
-        stale, tol = self.eval_stale + 1, math.inf if self.eval_overfit is None else self.eval_overfit
-        # overfitting (not read from a non-finite evaluation, nor without a loss now or at the best); for the log
-        rose = (best + tol * best.abs() < value) & (value < math.inf)
-        self.overfitting = rose & seen & (level < self.eval_train_best)
-        stale = torch.where(self.overfitting, torch.clamp(stale, min=float(self.eval_hold_from)), stale)
-        self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
-        self.eval_best = torch.minimum(best, value)
-        self.eval_stale = torch.where(better, torch.zeros(B), stale)
-        cap = self.eval_cap
-        self.delta = torch.minimum(self.delta, cap)
-        return torch.isfinite(cap) & ~held
 
     def smoothing_of_runs(self):
         """The weight of the previous δ in each run's new δ (a float for one run driven in Python floats, else [B])."""
@@ -300,8 +271,8 @@ class MetaController:
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
         cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
-        if c["eval_stale"] >= self.eval_hold_from:  # the scalar form of `eval_cap`
-            cap = min(cap, self.eval_hold_cap)
+        if c["eval_stale"] >= self.eval_hold_from or c["eval_locked"]:  # the scalar form of `eval_cap`
+            cap = min(cap, self.eval_hold_cap if c["eval_stale"] >= self.eval_hold_from else 0.0)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite
@@ -350,6 +321,7 @@ class MetaController:
             "eval_best": self.eval_best.clone(),
             "eval_stale": self.eval_stale.clone(),
             "eval_train_best": self.eval_train_best.clone(),
+            "eval_locked": self.eval_locked.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
         }
@@ -363,7 +335,7 @@ class MetaController:
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
-        for key in ("eval_best", "eval_stale", "eval_train_best"):  # absent from older checkpoints: as initialised
+        for key in ("eval_best", "eval_stale", "eval_train_best", "eval_locked"):  # absent from older checkpoints
             if key in state:
                 setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])

@@ -74,11 +74,11 @@ def check_eval_cut(eval_cut) -> None:
         raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
 
 
-def check_eval_overfit(eval_overfit) -> None:
-    """A ``ValueError`` naming ``eval_overfit`` unless it is None or a finite number ≥ 0."""
+def check_eval_overfit(eval_overfit, name: str = "eval_overfit") -> None:
+    """A ``ValueError`` naming ``name`` (``eval_overfit``, ``eval_gap``) unless it is None or a finite number ≥ 0."""
     number = isinstance(eval_overfit, numbers.Real) and not isinstance(eval_overfit, bool)
     if eval_overfit is not None and not (number and 0 <= eval_overfit < math.inf):
-        raise ValueError(f"eval_overfit must be a finite number >= 0 or None (off), got {eval_overfit!r}")
+        raise ValueError(f"{name} must be a finite number >= 0 or None (off), got {eval_overfit!r}")
 
 
 def check_smoothing(smoothing) -> None:
@@ -102,6 +102,7 @@ def check_controller_options(
     eval_cut,
     smoothing,
     eval_overfit,
+    eval_gap=None,
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
@@ -113,6 +114,7 @@ def check_controller_options(
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
     check_eval_cut(eval_cut)
     check_eval_overfit(eval_overfit)
+    check_eval_overfit(eval_gap, "eval_gap")
     check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
@@ -212,6 +214,10 @@ class MetaSchedulerOptions:
         eval_overfit (`float`, *optional*, defaults to 0.1): an evaluation more than this fraction above the best
             one, while the training loss (smoothed) has gone on falling since that best — the run overfits — starts
             ``eval_patience``'s hold at once. `None`: off.
+        eval_gap (`float`, *optional*, defaults to 0.3): once an evaluation that brings no new best lies more than
+            this above the smoothed training loss (both as logs: the model fits its training data far better than
+            held-out data), the learner may not raise the LR above the prior for the rest of the run. Read from
+            ``eval_loss`` only. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
@@ -274,6 +280,13 @@ class MetaSchedulerOptions:
             "hold at once (`null`: off)"
         },
     )
+    eval_gap: float | None = field(
+        default=0.3,
+        metadata={
+            "help": "an eval loss without a new best this far above the training loss (logs) ends the boost for the "
+            "rest of the run (`null`: off)"
+        },
+    )
     smoothing: Any = field(
         default="auto",
         metadata={
@@ -315,7 +328,7 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         names = ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio", "recovery", "max_boost",
-                 "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "smoothing")  # fmt: skip
+                 "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "eval_gap", "smoothing")  # fmt: skip
         return {k: getattr(self, k) for k in names}
 
     def hub_kwargs(self) -> dict:

@@ -220,14 +220,16 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
             return
         self._add_pending(loss_tensor(loss), grad_norm)
 
-    def observe_eval(self, value) -> None:
-        """Hand over an evaluation of the model (lower is better: ``eval_loss``, or a metric to maximise, negated);
-        ``MetaLRCallback`` does after each evaluation of a Trainer. See the ``eval_patience`` option."""
+    def observe_eval(self, value, loss=None) -> None:
+        """Hand over an evaluation of the model (lower is better: ``eval_loss``, or a metric to maximise, negated;
+        ``loss``: the eval loss where ``value`` is another metric); ``MetaLRCallback`` does after each evaluation of
+        a Trainer. See the ``eval_patience`` and ``eval_gap`` options."""
         value = scheduler_checks.eval_value(value)
-        withdrawn = self.controller is not None and bool(self.controller.observe_eval(value)[0])
+        loss = None if loss is None else scheduler_checks.eval_value(loss)
+        withdrawn = self.controller is not None and bool(self.controller.observe_eval(value, loss)[0])
         if withdrawn and self.last_epoch < self.num_training_steps:  # (not at the run's last step: nothing changes)
             message = scheduler_checks.eval_hold_message(self.last_epoch, value, self.opts, self.controller)
-            self._warn_once("eval_hold", message + " until a new best (logged at INFO from now on)", message)
+            self._warn_once("eval_hold", message + " (logged at INFO from now on)", message)
             self._set_group_lrs(self.get_lr())
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:

@@ -73,7 +73,7 @@ _STATE_KEYS = {
     "held_step", "prior",
 }  # fmt: skip
 # Keys absent from checkpoints written before they existed, with the value such a run ran with.
-PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0, "eval_overfit": None}
+PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0, "eval_overfit": None, "eval_gap": None}
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -101,12 +101,17 @@ def eval_value(value) -> float:
 def eval_hold_message(step: int, value: float, opts, controller) -> str:
     """What the scheduler logs when an evaluation starts ``eval_patience``'s hold (``controller``: one run)."""
     why = f"no new best evaluation in {opts.eval_patience} in a row (the last {value:.4g})"
+    if float(controller.eval_locked[0]) and float(controller.eval_stale[0]) < controller.eval_hold_from:
+        return (
+            f"MetaLRScheduler, step {step}: the evaluation {value:.4g} brought no new best and lies over "
+            f"{opts.eval_gap:g} (log) above the training loss: LR ≤ prior for the rest of the run"
+        )
     if bool(controller.overfitting[0]):
         why = (
             f"the evaluation {value:.4g} lies over {opts.eval_overfit:g} (relative) above the best "
             f"({float(controller.eval_best[0]):.4g}) while the training loss fell since: overfitting"
         )
-    return f"MetaLRScheduler, step {step}: {why}: LR ≤ prior / {opts.eval_cut:g}"
+    return f"MetaLRScheduler, step {step}: {why}: LR ≤ prior / {opts.eval_cut:g} until a new best"
 
 
 def loss_tensor(loss) -> torch.Tensor:
@@ -142,7 +147,7 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
     checks = {"prior": check_prior, "smoothing": check_smoothing, "eval_cut": check_eval_cut,
-              "eval_overfit": check_eval_overfit}  # fmt: skip
+              "eval_overfit": check_eval_overfit, "eval_gap": lambda v: check_eval_overfit(v, "eval_gap")}  # fmt: skip
     for key, check in checks.items():
         try:
             check(state.get(key, PRE_OPTION_STATE.get(key)))

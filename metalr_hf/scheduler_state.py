@@ -9,6 +9,8 @@ current step on (:meth:`SchedulerState._change_horizon`).
 
 from __future__ import annotations
 
+import math
+
 from .features import SCHEMA_VERSION
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
@@ -65,6 +67,7 @@ class SchedulerState:
             "smoothing": self.controller.smoothing,
             "eval_cut": self.opts.eval_cut,
             "eval_overfit": self.opts.eval_overfit,
+            "eval_gap": self.opts.eval_gap,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -108,6 +111,9 @@ class SchedulerState:
             self.opts.eval_cut = self.controller.eval_cut = float(ran["eval_cut"])
         if "eval_overfit" not in self.options:
             self.opts.eval_overfit = self.controller.eval_overfit = ran["eval_overfit"]
+        if "eval_gap" not in self.options:
+            self.opts.eval_gap = ran["eval_gap"]
+            self.controller.eval_gap = math.inf if ran["eval_gap"] is None else float(ran["eval_gap"])
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

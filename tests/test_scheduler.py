@@ -587,7 +587,7 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
     def run(patience, evals, cut=1.0):
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                eval_patience=patience, eval_cut=cut, smoothing=0.0)  # fmt: skip
+                                eval_patience=patience, eval_cut=cut, smoothing=0.0, eval_gap=None)  # fmt: skip
         ratios, states = [], {}
         for t in range(30):
             _steps(model, optimizer, sched, X, y, 1)
@@ -638,6 +638,25 @@ def test_eval_patience_withdraws_the_boost_once_evaluations_stop_improving():
         assert batched.scale(t + 1)[1].item() > 2.0  # a new best at every evaluation: boosted throughout
 
 
+def _ratios_resumed(learner, options, evaluate, at, state, resume_options):
+    """20 steps of ``_problem()`` under ``learner`` with ``options`` (``evaluate(t, sched)`` after each): the LR over
+    the WSD prior at each step. With ``state``, the scheduler is rebuilt at step ``at`` naming ``resume_options``
+    and loaded with ``state(sched)``."""
+    model, optimizer, X, y = _problem()
+    sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, **options)
+    out = []
+    for t in range(20):
+        if t == at and state is not None:
+            written = state(sched)
+            sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
+                                    **resume_options)  # fmt: skip
+            sched.load_state_dict(written)
+        _steps(model, optimizer, sched, X, y, 1)
+        evaluate(t, sched)
+        out.append(sched.get_last_lr()[0] / (1e-2 * float(wsd(sched.last_epoch, 40, 0))))
+    return out
+
+
 def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training_loss_falls():
     """``eval_overfit=x``: an evaluation more than ``x`` above the best one, while the (smoothed) training loss has
     gone on falling since that best, starts ``eval_patience``'s hold at once (LR ≤ prior / ``eval_cut``) until a new
@@ -651,21 +670,12 @@ def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training
     learner = boosting_learner(FEATURE_NAMES)
 
     def ratios(evals, overfit=0.03, state=None, **resume_options):
-        model, optimizer, X, y = _problem()
-        sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False, eval_patience=2,
-                                eval_cut=4.0, smoothing=0.0, eval_overfit=overfit)  # fmt: skip
-        out = []
-        for t in range(20):
-            if t == 7 and state is not None:  # resumed from `state(sched)` here, naming `resume_options`
-                written = state(sched)
-                sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
-                                        **resume_options)  # fmt: skip
-                sched.load_state_dict(written)
-            _steps(model, optimizer, sched, X, y, 1)
+        def evaluate(t, sched):
             if t in evals:
                 sched.observe_eval(evals[t])
-            out.append(sched.get_last_lr()[0] / (1e-2 * float(wsd(sched.last_epoch, 40, 0))))
-        return out
+
+        options = dict(eval_patience=2, eval_cut=4.0, smoothing=0.0, eval_overfit=overfit, eval_gap=None)
+        return _ratios_resumed(learner, options, evaluate, 7, state, resume_options)
 
     boosted = math.exp(learner.max_delta * math.tanh(5.0))
     rising = {4: 1.0, 9: 1.2, 14: 0.9}  # the training loss falls throughout (full-batch regression)
@@ -706,6 +716,75 @@ def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training
     assert batched.eval_cap.tolist() == [pytest.approx(-math.log(4.0)), math.inf]  # the plateau is not held
 
 
+def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_training_loss():
+    """``eval_gap=g``: an evaluation that brings no new best while its log lies more than ``g`` above the smoothed
+    training log-loss ends the learner's boost for the rest of the run (LR ≤ prior), a later new best included; a new
+    best with the same gap, a smaller gap, the option off, or an eval loss that is not a number do not. It reads the
+    eval *loss* (``loss=``) where the evaluation is another metric. The lock travels in the checkpoint (one written
+    before the option resumes with it off); the batched controller (the zoo's) decides as the scalar one."""
+    import copy
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+    boosted = math.exp(learner.max_delta * math.tanh(5.0))
+
+    def ratios(gap=0.3, above=1.0, loss=None, state=None, **resume_options):
+        """Evaluations at 4 (a best, ``exp(above)`` × the training loss), 9 (the same value: stale), 14 (a best)."""
+        first = []
+
+        def evaluate(t, sched):
+            if t == 4:
+                first.append(math.exp(sched.controller.extractor.values["guard_ema"] + above))
+            if t in (4, 9, 14):
+                value = first[0] / 100 if t == 14 else first[0]
+                # ``loss``: a metric evaluated (-1 / value: the same bests), the eval loss handed over beside it
+                sched.observe_eval(
+                    value if loss is None else -1.0 / value, **({} if loss is None else {"loss": loss(value)})
+                )
+
+        options = dict(eval_patience=2, eval_cut=4.0, smoothing=0.0, eval_overfit=None, eval_gap=gap)
+        return _ratios_resumed(learner, options, evaluate, 11, state, resume_options)
+
+    locked = ratios()
+    assert locked[:9] == pytest.approx([boosted] * 9, rel=1e-4)  # the first evaluation is a new best: no lock
+    assert max(locked[9:]) <= 1.0 + 1e-6  # stale and far above: the prior from then on, the new best at 14 too
+    for kept in (ratios(gap=None), ratios(above=-2.0), ratios(loss=lambda v: math.nan)):
+        assert kept == pytest.approx([boosted] * 20, rel=1e-4)  # off; within the gap; no eval loss
+    assert ratios(loss=lambda v: v) == pytest.approx(locked, rel=1e-6)  # a metric evaluated, the eval loss read
+
+    # the checkpoint: keeps the lock; one written before the option resumes with it off
+    assert ratios(state=lambda s: copy.deepcopy(s.state_dict())) == pytest.approx(locked, rel=1e-6)
+
+    def before(s):
+        state = {k: v for k, v in copy.deepcopy(s.state_dict()).items() if k != "eval_gap"}
+        state["controller"].pop("eval_locked")
+        return state
+
+    resumed = ratios(state=before)
+    assert max(resumed[9:11]) <= 1.0 + 1e-6 and resumed[11:] == pytest.approx([boosted] * 9, rel=1e-4)
+    with pytest.raises(ValueError, match="'eval_gap' is damaged"):
+        MetaLRScheduler(_problem()[1], num_training_steps=40).load_state_dict(
+            {**MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict(), "eval_gap": -1.0}
+        )
+
+    # batched: run 0 evaluates far above its training loss, run 1 close to it; both stale at the second
+    options = dict(guard=False, eval_patience=2, eval_cut=4.0, eval_overfit=None, eval_gap=0.3, smoothing=0.0)
+    batched = MetaController(learner, 40, 0, batch_size=2, **options)
+    single = MetaController(learner, 40, 0, **options)
+    level = 0.0
+    for t, v in enumerate(_signal_vectors(12)):
+        rows = v.reshape(1, -1).expand(2, -1).clone()
+        batched.update(Signals.from_vector(rows), step=t)
+        single.update(Signals.from_vector(rows[:1].clone()), step=t)
+        if t in (4, 9):
+            level = float(single.extractor.values["guard_ema"]) if t == 4 else level
+            batched.observe_eval(torch.tensor([math.exp(level + 1.0), math.exp(level)], dtype=torch.float64))
+            single.observe_eval(math.exp(level + 1.0))
+        assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+    assert batched.eval_cap.tolist() == [0.0, math.inf]
+
+
 def test_smoothing_averages_the_learners_decisions_over_steps():
     """``smoothing=s``: δ_t = s·δ_{t-1} + (1-s)·decision_t, so a learner that asks for its largest boost from the
     first step reaches it as 1 - s^t; a withdrawal by the evaluations is at once, and the boost then comes back at
@@ -720,7 +799,7 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
         model, optimizer, X, y = _problem()
         sched = MetaLRScheduler(optimizer, num_training_steps=40, meta_learner=learner, guard=False,
                                 smoothing=smoothing, pretrained=pretrained, eval_cut=eval_cut,
-                                eval_overfit=None)  # fmt: skip
+                                eval_overfit=None, eval_gap=None)  # fmt: skip
         out = []
         for t in range(20):
             _steps(model, optimizer, sched, X, y, 1)
@@ -766,7 +845,8 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
 @pytest.mark.parametrize("option, bad", [("eval_patience", v) for v in (0, -1, 1.5, True, "2")]
                          + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")]
                          + [("smoothing", v) for v in (-0.1, 1.0, 2, float("nan"), True, "0.5")]
-                         + [("eval_overfit", v) for v in (-0.1, math.inf, math.nan, True, "0.03")])  # fmt: skip
+                         + [("eval_overfit", v) for v in (-0.1, math.inf, math.nan, True, "0.03")]
+                         + [("eval_gap", v) for v in (-0.1, math.inf, math.nan, True, "0.3")])  # fmt: skip
 def test_eval_patience_cut_and_smoothing_refuse_what_they_cannot_be(option, bad):
     model, optimizer, _, _ = _problem()
     with pytest.raises(ValueError, match=option):

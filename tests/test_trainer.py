@@ -603,6 +603,29 @@ def test_the_trainer_s_evaluations_withdraw_the_boost_when_they_stop_improving(t
     assert float(trainer.lr_scheduler.controller.eval_stale[0]) == 5  # at 8, 12, 16, 20, 24; not the final evaluate()
 
 
+def test_the_callback_hands_eval_gap_the_eval_loss_never_another_metric(tmp_path):
+    """``eval_gap`` compares the eval *loss* with the training loss: where the Trainer's evaluations are read through
+    ``metric_for_best_model``, the callback hands the scheduler that metric (negated where greater is better) and
+    the ``eval_loss`` beside it (NaN where there is none: no gap read); without one, the eval loss alone."""
+    seen = []
+
+    class Scheduler:
+        def observe_eval(self, value, loss=None):
+            seen.append((value, loss))
+
+    callback = MetaLRCallback()
+    callback._scheduler, callback._training = Scheduler(), True
+    metrics = {"eval_loss": 0.7, "eval_score": 0.9}
+    for kwargs in ({"metric_for_best_model": "score", "greater_is_better": True}, {}):
+        args = TrainingArguments(output_dir=str(tmp_path), report_to=[], **kwargs)
+        callback.on_evaluate(args, None, None, metrics=metrics)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], metric_for_best_model="eval_wer",
+                             greater_is_better=False)  # fmt: skip
+    callback.on_evaluate(args, None, None, metrics={"eval_wer": 0.3})
+    assert seen[:2] == [(-0.9, 0.7), (0.7, None)]
+    assert seen[2][0] == 0.3 and math.isnan(seen[2][1])
+
+
 def test_a_run_resumed_while_the_evaluations_hold_its_lr_continues_the_same_trajectory(tmp_path):
     """Checkpointed at step 14, after two evaluations without a new best (8, 12) withdrew a boosting learner's
     boost: the resumed run keeps the hold (the evaluation state is in the checkpoint) and sets the LRs of the

@@ -1,0 +1,60 @@
+"""The evaluations' say in the rule: what :meth:`MetaController.observe_eval` reads from the evaluations a run hands
+over (the Trainer's ``eval_loss``, or ``metric_for_best_model``) and the bound on the learner's correction δ that
+follows (``eval_patience``, ``eval_cut``, ``eval_overfit``, ``eval_gap``; see `options.MetaSchedulerOptions`). A
+mixin of :class:`~metalr_hf.controller.MetaController`, for ``B`` runs at once or one, as the rest of the rule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["EvalHolds"]
+
+
+class EvalHolds:
+    """``observe_eval`` and the bound it sets (``eval_cap``); the state it keeps (``eval_best``, ``eval_stale``,
+    ``eval_train_best``, ``eval_locked``, ``overfitting``) is the controller's."""
+
+    @property
+    def eval_hold_cap(self) -> float:
+        """The bound on δ while the evaluations hold: ``-log(eval_cut)``."""
+        return -math.log(self.eval_cut)
+
+    @property
+    def eval_cap(self) -> torch.Tensor:
+        """The ``[B]`` bound on δ the evaluations set: ``-log(eval_cut)`` while ``eval_stale >= eval_patience``, 0
+        once ``eval_gap`` locked the boost."""
+        held = self.eval_stale >= self.eval_hold_from
+        return torch.where(held, self.eval_hold_cap, torch.where(self.eval_locked > 0, 0.0, math.inf)).float()
+
+    @torch.no_grad()
+    def observe_eval(self, value, loss=None) -> torch.Tensor:
+        """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
+        improvement): from the ``eval_patience``-th in a row without a new best — or at once where it is more than
+        ``eval_overfit`` above the best while the smoothed training loss fell since that best (overfitting) —
+        δ ≤ -log(eval_cut) (this step's δ included) until an evaluation brings a new best; one without a new best
+        whose ``loss`` (the eval loss, ``value`` unless given; > 0) lies ``eval_gap`` above the smoothed training
+        log-loss, δ ≤ 0 for good. Returns the ``[B]`` mask of the runs this evaluation started holding."""
+        B = self.extractor.batch_size
+        if self.eval_patience is None:
+            return torch.zeros(B, dtype=torch.bool)
+        value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
+        value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
+        best, held, better = self.eval_best, torch.isfinite(self.eval_cap), value < self.eval_best
+        s = self.extractor.state  # the training loss's level: the guard's smoothed log-loss, once a loss was seen
+        seen, level = s["n_loss"] > 0, s["guard_ema"]
+        stale, tol = self.eval_stale + 1, math.inf if self.eval_overfit is None else self.eval_overfit
+        # overfitting (not read from a non-finite evaluation, nor without a loss now or at the best); for the log
+        rose = (best + tol * best.abs() < value) & (value < math.inf)
+        self.overfitting = rose & seen & (level < self.eval_train_best)
+        stale = torch.where(self.overfitting, torch.clamp(stale, min=float(self.eval_hold_from)), stale)
+        loss = value if loss is None else torch.as_tensor(loss, dtype=torch.float64).reshape(-1).expand(B)
+        wide = torch.where((loss > 0) & (loss < math.inf), loss, math.nan).log() - level > self.eval_gap
+        self.eval_locked = torch.where(~better & seen & wide, 1.0, self.eval_locked).float()
+        self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
+        self.eval_best = torch.minimum(best, value)
+        self.eval_stale = torch.where(better, torch.zeros(B), stale)
+        cap = self.eval_cap
+        self.delta = torch.minimum(self.delta, cap)
+        return torch.isfinite(cap) & ~held
