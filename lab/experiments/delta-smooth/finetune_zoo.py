@@ -28,15 +28,17 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
     for value in values or ("0", "0.5", "0.9"):
         value, _, prior = value.partition("@")
         value, _, tail = value.partition("+")
-        from smooth import controller_for  # this folder's prototypes
+        from smooth import controller_for, variant_parts  # this folder's prototypes
 
         prototype = controller_for(tail) if tail else None
+        gap = variant_parts(tail).get("lga") if tail else None  # ``+lgapG``: the package's ``eval_gap``
         if prototype is not None:
             sim.MetaController = prototype
         smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
         overfit = None if overfit == "none" else float(overfit)
         cfg = EvalConfig(families=FINETUNE, prior=prior or "wsd", eval_patience=2, evals=10,
-                         smoothing=float(smoothing), eval_cut=float(cut), eval_overfit=overfit)  # fmt: skip
+                         smoothing=float(smoothing), eval_cut=float(cut), eval_overfit=overfit,
+                         eval_gap=gap)  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
         sim.MetaController = original
         print(f"smoothing={smoothing} eval_cut={cut} eval_overfit={overfit} prototype={tail or None} "

@@ -28,6 +28,11 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``decL``: (a prototype) an evaluation that starts a hold starts a linear decay to 0 from L × the prior there;
 - ``gapG``: (a prototype) no boost while the last evaluation's log-loss is more than G above the smoothed training
   log-loss (``gapG+guard``: not while the divergence guard or the back-off holds the LR down);
+- ``rampG``: (a prototype) the first evaluation whose log-loss is more than G above the smoothed training log-loss
+  starts a linear decay to 0 from the prior there (WSD's decay start moved to where the run starts to overfit);
+- ``lgapG``: the package's ``eval_gap`` G: once an evaluation without a new best lies more than G (log) above the
+  smoothed training loss, no boost for the rest of the run (prototyped here as ``lock1+lgapG``, 2026-12-07);
+- several prototypes compose: ``gap0.15+ramp0.15``, ``veto0.3+gap0.15``;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -210,16 +215,20 @@ class EvalDecay(MetaController):
     linear decay beat WSD at the right LR — BERT, the noisy MiniLM, breast cancer, diabetes — the runs stop improving
     early)."""
 
-    def __init__(self, *args, level=1.0, **kwargs):
+    def __init__(self, *args, level=1.0, on_gap=None, **kwargs):
         super().__init__(*args, **kwargs)
         B = self.extractor.batch_size
-        self.level = level
+        self.level, self.on_gap = level, on_gap  # on_gap (``rampG``): the decay starts where the gap exceeds G
         self.decay_from = torch.full((B,), math.inf, dtype=torch.float64)
         self.decay_top = torch.ones(B, dtype=torch.float64)
 
     def observe_eval(self, value):
+        s = self.extractor.state
+        value_ = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
+        wide = (s["n_loss"] > 0) & torch.isfinite(value_) & (value_.clamp_min(1e-12).log() - s["guard_ema"] > (
+            math.inf if self.on_gap is None else self.on_gap))  # fmt: skip
         started = super().observe_eval(value)
-        new = started & torch.isinf(self.decay_from)
+        new = (wide if self.on_gap is not None else started) & torch.isinf(self.decay_from)
         step = float(self.step_count)
         self.decay_top = torch.where(new, self.level * self.prior_at(step).double(), self.decay_top)
         self.decay_from = torch.where(new, torch.full_like(self.decay_from, step), self.decay_from)
@@ -308,6 +317,7 @@ PROTOTYPES = {
     "ode": lambda p, v: functools.partial(OverfitDeep, deep=p["ode"]),
     "dec": lambda p, v: functools.partial(EvalDecay, level=p["dec"]),
     "gap": lambda p, v: functools.partial(GapHold, gap=p["gap"], guarded="guard" in v.split("+")),
+    "ram": lambda p, v: functools.partial(EvalDecay, on_gap=p["ram"], level=1.0),
     "ris": lambda p, v: functools.partial(RiseAverage, keep=p["ris"]),
 }
 
@@ -316,16 +326,18 @@ def variant_parts(variant: str) -> dict[str, float]:
     """``{key: value}`` of a VARIANT such as ``ema0.9+cut4+gap0.15+guard`` (a part's first three letters: its
     number; ``none`` and the flag ``guard`` carry none)."""
     named = [p for p in variant.split("+") if p not in ("none", "guard")]
-    return dict((p[:3], float(p.lstrip("acdefghilmnoprstuvy"))) for p in named)
+    return dict((p[:3], float(p.lstrip("acdefghiklmnoprstuvy"))) for p in named)
 
 
 def controller_for(variant: str):
-    """The controller a VARIANT's prototype builds (the last one named wins), or None for the package's own."""
-    parts, chosen = variant_parts(variant), None
-    for key, make in PROTOTYPES.items():
-        if key in parts:
-            chosen = make(parts, variant)
-    return chosen
+    """The controller a VARIANT's prototypes build, or None for the package's own: several named (``gap0.15+vet0.3``)
+    compose, each bounding δ after the ones named after it (their methods call ``super()``)."""
+    parts = variant_parts(variant)
+    made = [make(parts, variant) for key, make in PROTOTYPES.items() if key in parts]
+    if len(made) <= 1:
+        return made[0] if made else None
+    kwargs = {k: v for m in made for k, v in m.keywords.items()}
+    return functools.partial(type("Composed", tuple(m.func for m in made), {}), **kwargs)
 
 
 def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int = 300, seeds=(0, 1, 2)) -> None:
@@ -335,7 +347,7 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
         parts = variant_parts(variant)
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
-                         eval_overfit=parts.get("fit"))  # fmt: skip
+                         eval_overfit=parts.get("fit"), eval_gap=parts.get("lga"))  # fmt: skip
         prototype = controller_for(variant)
         if prototype is not None:
             sim.MetaController = prototype

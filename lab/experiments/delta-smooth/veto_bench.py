@@ -8,7 +8,10 @@ one-run path patched, on pretrained runs only (``--all``: every run):
 ``ratchetK`` / ``rangeM`` in place of S: the ``ratchetK`` prototype (a cut not relaxed while the training loss is
 flat) / the ``rangeM`` one (the warmup as an LR range test) / the ``decayL`` one (an evaluation that starts a hold
 starts a linear decay to 0) / the ``gapG`` one (no boost while the evaluation's log-loss is G above the training
-loss's), on every run.
+loss's) / the ``rampG`` one (the first evaluation whose log-loss is G above the training loss's starts a linear
+decay to 0), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``). Several
+compose:
+``veto_bench.py veto0.3 gap0.15+guard -- ...``.
 """
 
 from __future__ import annotations
@@ -79,14 +82,20 @@ def patch_range(margin: float) -> None:
     MetaController._update_values = _update_values
 
 
-def patch_decay(level: float) -> None:
+def patch_decay(level: float, on_gap: float | None = None) -> None:
     """``smooth.EvalDecay`` on the one-run path: an evaluation that starts a hold starts a linear decay to 0 from
-    ``level`` × the prior there, for good."""
+    ``level`` × the prior there, for good; ``on_gap`` (``rampG``): the first evaluation whose log-loss is more than G
+    above the smoothed training log-loss starts it instead."""
+    import math
+
     observe, scale_value = MetaController.observe_eval, MetaController.scale_value
 
     def observe_eval(self, value):
+        v, value_ = self.extractor.values, float(value)
+        wide = v["n_loss"] > 0 and math.isfinite(value_) and math.log(max(value_, 1e-12)) - v["guard_ema"] > (
+            math.inf if on_gap is None else on_gap)  # fmt: skip
         started = observe(self, value)
-        if bool(started[0]) and getattr(self, "_decay", None) is None:
+        if (wide if on_gap is not None else bool(started[0])) and getattr(self, "_decay", None) is None:
             step = self.step_count
             self._decay = (step, level * self._prior_value(step))
         return started
@@ -134,16 +143,18 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
 
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
-    ours = ours.split()
-    if ours[0].startswith("gap"):
-        value, _, guard = ours[0][len("gap") :].partition("+")
-        patch_gap(float(value), guard == "guard")
-    elif ours[0].startswith("decay"):
-        patch_decay(float(ours[0][len("decay") :]))
-    elif ours[0].startswith("range"):
-        patch_range(float(ours[0][len("range") :]))
-    elif ours[0].startswith("ratchet"):
-        patch_ratchet(float(ours[0][len("ratchet") :]))
-    else:
-        patch(float(ours[0]), "--all" in ours)
+    for token in ours.split():  # several prototypes compose: each wraps the methods the ones before it patched
+        if token.startswith("gap"):
+            value, _, guard = token[len("gap") :].partition("+")
+            patch_gap(float(value), guard == "guard")
+        elif token.startswith("ramp"):
+            patch_decay(1.0, on_gap=float(token[len("ramp") :]))
+        elif token.startswith("decay"):
+            patch_decay(float(token[len("decay") :]))
+        elif token.startswith("range"):
+            patch_range(float(token[len("range") :]))
+        elif token.startswith("ratchet"):
+            patch_ratchet(float(token[len("ratchet") :]))
+        elif token != "--all":
+            patch(float(token.removeprefix("veto")), "--all" in ours.split())
     sys.exit(cli_main(["bench", *bench.split()]))
