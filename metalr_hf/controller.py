@@ -116,7 +116,7 @@ class MetaController(EvalHolds):
         self.eval_hold_from = math.inf if eval_patience is None else eval_patience  # stale evaluations that hold
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.eval_overfit = None if eval_overfit is None else float(eval_overfit)
-        self.eval_gap = math.inf if eval_gap is None else float(eval_gap)
+        self.eval_gap = None if eval_gap is None else float(eval_gap)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -271,8 +271,10 @@ class MetaController(EvalHolds):
             delta, state = float(delta[0]), state.cpu()
             state_finite = math.isfinite(float(state.sum()))  # a NaN or inf anywhere shows in the sum
         cap = self.boost.delta_cap(self.extractor._pretrained_value > 0.5, step < self._warmup)
-        if c["eval_stale"] >= self.eval_hold_from or c["eval_locked"]:  # the scalar form of `eval_cap`
-            cap = min(cap, self.eval_hold_cap if c["eval_stale"] >= self.eval_hold_from else 0.0)
+        if c["eval_stale"] >= self.eval_hold_from:  # the scalar form of `eval_cap`
+            cap = min(cap, self.eval_hold_cap)
+        elif c["eval_locked"]:
+            cap = min(cap, 0.0)
         delta = min(delta, cap) if delta == delta else delta
         # A non-finite decision never reaches the LR, whatever its cause: that run falls back to the prior.
         sane = math.isfinite(delta) and state_finite

@@ -28,6 +28,14 @@ class EvalHolds:
         held = self.eval_stale >= self.eval_hold_from
         return torch.where(held, self.eval_hold_cap, torch.where(self.eval_locked > 0, 0.0, math.inf)).float()
 
+    def eval_gap_of(self, loss) -> torch.Tensor:
+        """The ``[B]`` gap an evaluation shows: log(its eval ``loss``) minus the smoothed training log-loss (the
+        guard's); NaN where the loss is not a finite number > 0 or no training loss was seen yet."""
+        s = self.extractor.state
+        loss = torch.as_tensor(loss, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
+        readable = (loss > 0) & (loss < math.inf) & (s["n_loss"] > 0)
+        return torch.where(readable, loss, math.nan).log() - s["guard_ema"]
+
     @torch.no_grad()
     def observe_eval(self, value, loss=None) -> torch.Tensor:
         """An evaluation of every run (``[B]``, or one number; lower is better, a non-finite value counts as no
@@ -49,9 +57,9 @@ class EvalHolds:
         rose = (best + tol * best.abs() < value) & (value < math.inf)
         self.overfitting = rose & seen & (level < self.eval_train_best)
         stale = torch.where(self.overfitting, torch.clamp(stale, min=float(self.eval_hold_from)), stale)
-        loss = value if loss is None else torch.as_tensor(loss, dtype=torch.float64).reshape(-1).expand(B)
-        wide = torch.where((loss > 0) & (loss < math.inf), loss, math.nan).log() - level > self.eval_gap
-        self.eval_locked = torch.where(~better & seen & wide, 1.0, self.eval_locked).float()
+        gap = math.inf if self.eval_gap is None else self.eval_gap
+        wide = self.eval_gap_of(value if loss is None else loss) > gap  # NaN (nothing readable): False
+        self.eval_locked = torch.where(~better & wide, 1.0, self.eval_locked).float()
         self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
         self.eval_best = torch.minimum(best, value)
         self.eval_stale = torch.where(better, torch.zeros(B), stale)

@@ -25,6 +25,7 @@ __all__ = [
     "check_controller_options",
     "check_prior",
     "check_eval_cut",
+    "check_eval_gap",
     "check_eval_overfit",
     "check_smoothing",
     "knows_pretrained_runs",
@@ -74,11 +75,21 @@ def check_eval_cut(eval_cut) -> None:
         raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
 
 
-def check_eval_overfit(eval_overfit, name: str = "eval_overfit") -> None:
-    """A ``ValueError`` naming ``name`` (``eval_overfit``, ``eval_gap``) unless it is None or a finite number ≥ 0."""
-    number = isinstance(eval_overfit, numbers.Real) and not isinstance(eval_overfit, bool)
-    if eval_overfit is not None and not (number and 0 <= eval_overfit < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0 or None (off), got {eval_overfit!r}")
+def _check_off_or_nonnegative(value, name: str) -> None:
+    """A ``ValueError`` naming ``name`` unless ``value`` is None (off) or a finite number ≥ 0."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if value is not None and not (number and 0 <= value < math.inf):
+        raise ValueError(f"{name} must be a finite number >= 0 or None (off), got {value!r}")
+
+
+def check_eval_overfit(eval_overfit) -> None:
+    """A ``ValueError`` naming ``eval_overfit`` unless it is None or a finite number ≥ 0."""
+    _check_off_or_nonnegative(eval_overfit, "eval_overfit")
+
+
+def check_eval_gap(eval_gap) -> None:
+    """A ``ValueError`` naming ``eval_gap`` unless it is None or a finite number ≥ 0."""
+    _check_off_or_nonnegative(eval_gap, "eval_gap")
 
 
 def check_smoothing(smoothing) -> None:
@@ -114,7 +125,7 @@ def check_controller_options(
         raise ValueError(f"eval_patience must be a positive number of evaluations or None, got {eval_patience!r}")
     check_eval_cut(eval_cut)
     check_eval_overfit(eval_overfit)
-    check_eval_overfit(eval_gap, "eval_gap")
+    check_eval_gap(eval_gap)
     check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),

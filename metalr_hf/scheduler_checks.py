@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .options import check_eval_cut, check_eval_overfit, check_prior, check_smoothing
+from .options import check_eval_cut, check_eval_gap, check_eval_overfit, check_prior, check_smoothing
 
 
 def is_count(value) -> bool:
@@ -147,7 +147,7 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
     checks = {"prior": check_prior, "smoothing": check_smoothing, "eval_cut": check_eval_cut,
-              "eval_overfit": check_eval_overfit, "eval_gap": lambda v: check_eval_overfit(v, "eval_gap")}  # fmt: skip
+              "eval_overfit": check_eval_overfit, "eval_gap": check_eval_gap}  # fmt: skip
     for key, check in checks.items():
         try:
             check(state.get(key, PRE_OPTION_STATE.get(key)))

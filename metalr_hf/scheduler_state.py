@@ -9,8 +9,6 @@ current step on (:meth:`SchedulerState._change_horizon`).
 
 from __future__ import annotations
 
-import math
-
 from .features import SCHEMA_VERSION
 from .hub import DEFAULT_FINETUNE_LEARNER as FINETUNE
 from .hub import DEFAULT_LEARNER
@@ -112,8 +110,7 @@ class SchedulerState:
         if "eval_overfit" not in self.options:
             self.opts.eval_overfit = self.controller.eval_overfit = ran["eval_overfit"]
         if "eval_gap" not in self.options:
-            self.opts.eval_gap = ran["eval_gap"]
-            self.controller.eval_gap = math.inf if ran["eval_gap"] is None else float(ran["eval_gap"])
+            self.opts.eval_gap = self.controller.eval_gap = ran["eval_gap"]
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

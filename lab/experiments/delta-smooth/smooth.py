@@ -223,10 +223,7 @@ class EvalDecay(MetaController):
         self.decay_top = torch.ones(B, dtype=torch.float64)
 
     def observe_eval(self, value):
-        s = self.extractor.state
-        value_ = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
-        wide = (s["n_loss"] > 0) & torch.isfinite(value_) & (value_.clamp_min(1e-12).log() - s["guard_ema"] > (
-            math.inf if self.on_gap is None else self.on_gap))  # fmt: skip
+        wide = self.eval_gap_of(value) > (math.inf if self.on_gap is None else self.on_gap)  # the package's gap
         started = super().observe_eval(value)
         new = (wide if self.on_gap is not None else started) & torch.isinf(self.decay_from)
         step = float(self.step_count)
@@ -254,10 +251,7 @@ class GapHold(MetaController):
         self.gap_held = torch.zeros(self.extractor.batch_size, dtype=torch.bool)
 
     def observe_eval(self, value):
-        s = self.extractor.state
-        value_ = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
-        gap = value_.clamp_min(1e-12).log() - s["guard_ema"]
-        self.gap_held = (s["n_loss"] > 0) & torch.isfinite(value_) & (gap > self.gap)
+        self.gap_held = self.eval_gap_of(value) > self.gap  # the package's reading (`eval_hold.py`)
         return super().observe_eval(value)
 
     @property

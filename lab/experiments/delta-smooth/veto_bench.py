@@ -86,15 +86,11 @@ def patch_decay(level: float, on_gap: float | None = None) -> None:
     """``smooth.EvalDecay`` on the one-run path: an evaluation that starts a hold starts a linear decay to 0 from
     ``level`` × the prior there, for good; ``on_gap`` (``rampG``): the first evaluation whose log-loss is more than G
     above the smoothed training log-loss starts it instead."""
-    import math
-
     observe, scale_value = MetaController.observe_eval, MetaController.scale_value
 
-    def observe_eval(self, value):
-        v, value_ = self.extractor.values, float(value)
-        wide = v["n_loss"] > 0 and math.isfinite(value_) and math.log(max(value_, 1e-12)) - v["guard_ema"] > (
-            math.inf if on_gap is None else on_gap)  # fmt: skip
-        started = observe(self, value)
+    def observe_eval(self, value, loss=None):
+        wide = on_gap is not None and bool(self.eval_gap_of(value if loss is None else loss)[0] > on_gap)
+        started = observe(self, value, loss)
         if (wide if on_gap is not None else bool(started[0])) and getattr(self, "_decay", None) is None:
             step = self.step_count
             self._decay = (step, level * self._prior_value(step))
@@ -114,7 +110,6 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
     """``smooth.GapHold`` on the one-run path: no boost while the last evaluation's log-loss is more than ``gap``
     above the smoothed training log-loss (the bound taken after the step's averaging, not before it); ``guarded``
     (``gapG+guard``): not while the divergence guard or the back-off holds the LR down."""
-    import math
 
     def clip(self):
         c = self._control
@@ -123,13 +118,9 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
 
     observe, original = MetaController.observe_eval, MetaController._update_values
 
-    def observe_eval(self, value):
-        v = self.extractor.values
-        value_ = float(value)
-        self._gap_held = bool(
-            v["n_loss"] > 0 and math.isfinite(value_) and math.log(max(value_, 1e-12)) - v["guard_ema"] > gap
-        )
-        started = observe(self, value)
+    def observe_eval(self, value, loss=None):
+        self._gap_held = bool(self.eval_gap_of(value if loss is None else loss)[0] > gap)  # the package's reading
+        started = observe(self, value, loss)
         clip(self)
         return started
 
