@@ -33,6 +33,8 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
 - ``lgapG``: the package's ``eval_gap`` G: once an evaluation without a new best lies more than G (log) above the
   smoothed training loss, no boost for the rest of the run (prototyped here as ``lock1+lgapG``, 2026-12-07);
 - several prototypes compose: ``gap0.15+ramp0.15``, ``veto0.3+gap0.15``;
+- ``skip1``: (a prototype) a step at LR 0 (the warmup's first) is not shown to the extractor or the learner;
+  ``drop1``: it is, but the decision made there is not applied;
 - ``none``: no smoothing (the default before ``"auto"``); ``emaB+earlyF``: both.
 
 Writes ``OUT-VARIANT.md`` (the report) and ``OUT-VARIANT.json`` (the declared table with its intervals), prints
@@ -71,6 +73,40 @@ class EarlyHold(MetaController):
         early = torch.as_tensor(step, dtype=torch.float64) < self.early * self.T
         wrong_way = self.delta < 0 if self.floor else self.delta > 0
         self.delta = torch.where(early & wrong_way, torch.zeros_like(self.delta), self.delta)
+        return ok
+
+
+class ZeroSkip(MetaController):
+    """(A prototype) a step taken at LR 0 — the warmup's first, where the prior is 0 — is not shown to the extractor
+    or the learner: its update is zero by construction, so it reads as an LR far too small (``update_ratio`` at its
+    clip) and the learner's first decision was its largest boost, made blind."""
+
+    def update(self, signals, step=None):
+        step = self.step_count if step is None else step
+        skip = self.prior_at(step) == 0
+        if not bool(skip.any()):
+            return super().update(signals, step)
+        kept = ({k: v.clone() for k, v in self.extractor.state.items()}, self.learner_state.clone(),
+                {k: v.clone() for k, v in self._control.items()})  # fmt: skip
+        ok = super().update(signals, step)
+        state, learner_state, control = kept
+        self.extractor.state = {k: torch.where(skip.reshape(-1, *[1] * (v.dim() - 1)), state[k], v)
+                                for k, v in self.extractor.state.items()}  # fmt: skip
+        self.learner_state = torch.where(skip[:, None], learner_state, self.learner_state)
+        for k, v in control.items():
+            self._control[k] = torch.where(skip.reshape(-1, *[1] * (v.dim() - 1)), v, self._control[k])
+        return ok | skip
+
+
+class ZeroDrop(MetaController):
+    """(A prototype) the learner sees a step taken at LR 0 (the warmup's first) as it did in meta-training, but the
+    decision it makes there is not applied: δ stays as it was (``skip1`` hides the step from it instead)."""
+
+    def update(self, signals, step=None):
+        step = self.step_count if step is None else step
+        zero, before = self.prior_at(step) == 0, self.delta.clone()
+        ok = super().update(signals, step)
+        self.delta = torch.where(zero, before, self.delta)
         return ok
 
 
@@ -313,6 +349,8 @@ PROTOTYPES = {
     "gap": lambda p, v: functools.partial(GapHold, gap=p["gap"], guarded="guard" in v.split("+")),
     "ram": lambda p, v: functools.partial(EvalDecay, on_gap=p["ram"], level=1.0),
     "ris": lambda p, v: functools.partial(RiseAverage, keep=p["ris"]),
+    "ski": lambda p, v: ZeroSkip,
+    "dro": lambda p, v: ZeroDrop,
 }
 
 

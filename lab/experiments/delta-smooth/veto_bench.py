@@ -9,7 +9,8 @@ one-run path patched, on pretrained runs only (``--all``: every run):
 flat) / the ``rangeM`` one (the warmup as an LR range test) / the ``decayL`` one (an evaluation that starts a hold
 starts a linear decay to 0) / the ``gapG`` one (no boost while the evaluation's log-loss is G above the training
 loss's) / the ``rampG`` one (the first evaluation whose log-loss is G above the training loss's starts a linear
-decay to 0), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``). Several
+decay to 0) / ``skip`` / ``drop`` (a step at LR 0, the warmup's first, hidden from the learner / its decision
+not applied), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``). Several
 compose:
 ``veto_bench.py veto0.3 gap0.15+guard -- ...``.
 """
@@ -132,6 +133,26 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
     MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
 
 
+def patch_zero_step(hide: bool) -> None:
+    """``smooth.ZeroSkip`` (``hide``: the step at LR 0 is not shown to the extractor or the learner) / ``ZeroDrop``
+    (it is, but the decision made there is not applied) on the one-run path."""
+    original = MetaController._update_values
+
+    def _update_values(self, x, has_loss, step):
+        at = self.step_count if step is None else step
+        if self._prior_value(at) != 0.0:
+            return original(self, x, has_loss, step)
+        if hide:
+            self.step_count += 1
+            return True
+        before = self._control["delta"]
+        ok = original(self, x, has_loss, step)
+        self._control["delta"] = before
+        return ok
+
+    MetaController._update_values = _update_values
+
+
 if __name__ == "__main__":
     ours, _, bench = " ".join(sys.argv[1:]).partition(" -- ")
     for token in ours.split():  # several prototypes compose: each wraps the methods the ones before it patched
@@ -146,6 +167,8 @@ if __name__ == "__main__":
             patch_range(float(token[len("range") :]))
         elif token.startswith("ratchet"):
             patch_ratchet(float(token[len("ratchet") :]))
+        elif token in ("skip", "drop"):
+            patch_zero_step(hide=token == "skip")
         elif token != "--all":
             patch(float(token.removeprefix("veto")), "--all" in ours.split())
     sys.exit(cli_main(["bench", *bench.split()]))
