@@ -27,10 +27,13 @@ MEASURES = (  # (key, label, lower is better)
     ("le_best_stock", "(c)", False),
     ("rescue_min", "(d) worst", False),
 )
+LABELS = {key: label for key, label, _ in MEASURES}  # a task's right-LR ratio is labelled by its key
+LOWER_IS_BETTER = {key: lower for key, _, lower in MEASURES}  # and lower is better there
 
 
-def table(folder: str) -> tuple[str, dict]:
-    name, _, path = folder.rpartition("=")
+def declared_row(arg: str) -> tuple[str, dict]:
+    """``(name, row)`` of a ``[NAME=]PATH`` argument: the declared summary and each task's right-LR ratio."""
+    name, _, path = arg.rpartition("=")
     if path.endswith(".json"):  # a declared table already made (``smooth.py``'s OUT-VARIANT.json)
         table = json.loads(Path(path).read_text())
     else:
@@ -42,20 +45,19 @@ def table(folder: str) -> tuple[str, dict]:
 
 def main(argv: list[str]) -> None:
     split = argv.index("--") if "--" in argv else len(argv)
-    band = [table(f) for f in argv[:split]]
-    candidates = [table(f) for f in argv[split + 1 :]]
-    keys = [k for k, _, _ in MEASURES] + sorted(k for k in band[0][1] if "/" in k)
-    print("| folder | " + " | ".join(dict((k, lab) for k, lab, _ in MEASURES).get(k, k) for k in keys) + " |")
+    band = [declared_row(a) for a in argv[:split]]
+    candidates = [declared_row(a) for a in argv[split + 1 :]]
+    keys = list(LABELS) + sorted(k for k in band[0][1] if "/" in k)
+    print("| folder | " + " | ".join(LABELS.get(k, k) for k in keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for name, row in band + candidates:
         print(f"| {name} | " + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys) + " |")
+    spans = {k: (min(r[k] for _, r in band), max(r[k] for _, r in band)) for k in keys}
     for name, row in candidates:
         outside = []
-        for key in keys:
-            lower = dict((k, low) for k, _, low in MEASURES).get(key, True)
-            lo, hi = min(r[key] for _, r in band), max(r[key] for _, r in band)
+        for key, (lo, hi) in spans.items():
             if row[key] < lo or row[key] > hi:
-                better = (row[key] < lo) == lower
+                better = (row[key] < lo) == LOWER_IS_BETTER.get(key, True)
                 outside.append(f"{key} {row[key]:.3f} ({'better' if better else 'worse'}; band {lo:.3f}–{hi:.3f})")
         print(f"\n{name}: " + ("; ".join(outside) if outside else "inside the band on every measure"))
 

@@ -86,15 +86,16 @@ class ZeroSkip(MetaController):
         skip = self.prior_at(step) == 0
         if not bool(skip.any()):
             return super().update(signals, step)
-        kept = ({k: v.clone() for k, v in self.extractor.state.items()}, self.learner_state.clone(),
-                {k: v.clone() for k, v in self._control.items()})  # fmt: skip
+        # the update replaces these tensors rather than writing into them: the old ones can be kept as they are
+        state, learner_state, control = self.extractor.state, self.learner_state, dict(self._control)
         ok = super().update(signals, step)
-        state, learner_state, control = kept
-        self.extractor.state = {k: torch.where(skip.reshape(-1, *[1] * (v.dim() - 1)), state[k], v)
-                                for k, v in self.extractor.state.items()}  # fmt: skip
-        self.learner_state = torch.where(skip[:, None], learner_state, self.learner_state)
-        for k, v in control.items():
-            self._control[k] = torch.where(skip.reshape(-1, *[1] * (v.dim() - 1)), v, self._control[k])
+
+        def rows(old, new):  # ``old`` in the skipped runs (rows), ``new`` elsewhere
+            return torch.where(skip.reshape(-1, *[1] * (new.dim() - 1)), old, new)
+
+        self.extractor.state = {k: rows(state[k], v) for k, v in self.extractor.state.items()}
+        self.learner_state = rows(learner_state, self.learner_state)
+        self._control.update({k: rows(v, self._control[k]) for k, v in control.items()})
         return ok | skip
 
 
