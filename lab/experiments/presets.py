@@ -8,6 +8,7 @@ from dataclasses import replace
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.evaluate import EvalConfig
 from metalr_hf.metatrain.families import (
+    FINETUNE,
     META_TRAIN,
     META_TRAIN_FINETUNE,
     META_TRAIN_LM,
@@ -221,3 +222,23 @@ EXPERIMENTS["tuned-smooth"] = replace(
     EXPERIMENTS["tuned-wsd"], name="tuned-smooth", iterations=40, smoothing=0.9,
     eval=EvalConfig(prior="wsd", smoothing=0.9, eval_patience=2),
 )  # fmt: skip
+# `tuned-ft`: issue 29's objective for the fine-tuning learner (every earlier stage of `metalr-finetune-v1` was scored
+# against its own prior): from `metalr-finetune-v1` around WSD, the meta-training fine-tuning families, each task at
+# 0.1×–10× a base LR sampled around their right ones, every run scored against the best stock schedule at its LR,
+# the right LR ×4 and losses ×2. `tuned-ft-skip` (in `ZERO_SKIP`: `run.py` trains it with the warmup's LR-0 step
+# hidden from the learner, `delta-smooth/smooth.py`'s `ZeroSkip`): the finetune suite's clean MiniLM at its right
+# LR is held at 0.2× by a learner that reads 0.3–1 % weight updates as too hot (`lab/results/zero-lr-step/`).
+EXPERIMENTS["tuned-ft"] = Preset(
+    "tuned-ft", iterations=30, pairs=6, tasks=3, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
+    reference="best_stock", lr_factors=(0.1, 0.316, 1.0, 3.16, 10.0), right_lr_weight=4.0,
+    families=META_TRAIN_FINETUNE, lr_ranges={"adam": (3e-4, 3e-3), "sgd": (3e-3, 3e-2)},
+    eval=EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, eval_cut=4.0, eval_overfit=0.1, eval_gap=0.3),
+    init_learner="metalr-finetune-v1",
+)  # fmt: skip
+EXPERIMENTS["tuned-ft-skip"] = replace(EXPERIMENTS["tuned-ft"], name="tuned-ft-skip")
+# `tuned-wsd-skip`: `tuned-wsd` (40 iterations) with the warmup's LR-0 step hidden from the learner in meta-training;
+# `tuned-wsd-read` the same without (the control: is a difference the step or the 40 iterations?).
+EXPERIMENTS["tuned-wsd-skip"] = replace(EXPERIMENTS["tuned-wsd"], name="tuned-wsd-skip", iterations=40)
+EXPERIMENTS["tuned-wsd-read"] = replace(EXPERIMENTS["tuned-wsd"], name="tuned-wsd-read", iterations=40)
+# presets meta-trained (and evaluated) with `ZeroSkip` as the controller
+ZERO_SKIP = {"tuned-ft-skip", "tuned-wsd-skip"}

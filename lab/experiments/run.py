@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from presets import EXPERIMENTS  # noqa: E402
+from presets import EXPERIMENTS, ZERO_SKIP  # noqa: E402
 
 from metalr_hf.metatrain.es import meta_train  # noqa: E402
 from metalr_hf.metatrain.presets import register  # noqa: E402
@@ -26,6 +26,13 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true")
     args = parser.parse_args()
     register(EXPERIMENTS)
+    if args.preset in ZERO_SKIP:  # the warmup's LR-0 step hidden from the learner, in training and evaluation
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "delta-smooth"))
+        from smooth import ZeroSkip
+
+        from metalr_hf.metatrain import simulate
+
+        simulate.MetaController = ZeroSkip
     meta_train(args.preset, args.output_dir, resume=not args.no_resume, evaluate_at_end=not args.no_eval)
 
 
