@@ -473,6 +473,27 @@ def test_staged_preset_starts_from_the_previous_stage(tmp_path, monkeypatch):
     assert "Stage 3, from stage 2 — evolution strategies (preset `smoke-stage3`)" in card
 
 
+def test_a_fine_tuning_learner_stays_one_through_meta_training(tmp_path, monkeypatch):
+    """ES writes a new card; a learner that started as a fine-tuning one, or met pretrained runs in the stage, keeps
+    ``fine_tuning`` in it, without which ``max_boost="auto"`` would hold it at the prior on every pretrained run."""
+    from dataclasses import replace
+
+    from metalr_hf.metatrain import es
+    from metalr_hf.options import knows_pretrained_runs
+
+    base = replace(es.PRESETS["smoke"], iterations=0)
+    stages = {
+        "smoke-scratch": base,
+        "smoke-from-ft": replace(base, init_learner="metalr-finetune-v1"),
+        "smoke-ft-runs": replace(base, families=("finetune_cls",)),
+    }
+    for name, preset in stages.items():
+        monkeypatch.setitem(es.PRESETS, name, replace(preset, name=name))
+        meta_train(name, tmp_path / name, progress=False, evaluate_at_end=False)
+    knows = {name: knows_pretrained_runs(MetaLearner.from_pretrained(tmp_path / name / "learner")) for name in stages}
+    assert knows == {"smoke-scratch": False, "smoke-from-ft": True, "smoke-ft-runs": True}
+
+
 def test_widened_stage_keeps_small_corrections_and_can_pass_the_old_bound():
     """A stage with a wider ``max_delta`` continues the previous learner: small corrections unchanged to first
     order, corrections that sat at the old bound can now exceed it."""

@@ -232,12 +232,9 @@ EXPERIMENTS["tuned-ft"] = Preset(
     "tuned-ft", iterations=30, pairs=6, tasks=3, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
     reference="best_stock", lr_factors=(0.1, 0.316, 1.0, 3.16, 10.0), right_lr_weight=4.0,
     families=META_TRAIN_FINETUNE, lr_ranges={"adam": (3e-4, 3e-3), "sgd": (3e-3, 3e-2)},
-    eval=EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, eval_cut=4.0, eval_overfit=0.1, eval_gap=0.3,
-                    max_boost=None),
+    eval=EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, eval_cut=4.0, eval_overfit=0.1, eval_gap=0.3),
     init_learner="metalr-finetune-v1",
 )  # fmt: skip
-# (`max_boost=None` in its evaluation: the learner ES writes has no `"fine_tuning": true` in its card, without which
-# "auto" would forbid it to raise a pretrained run's LR; with it, "auto" is unbounded too, as `finetune_zoo.py` runs)
 EXPERIMENTS["tuned-ft-skip"] = replace(EXPERIMENTS["tuned-ft"], name="tuned-ft-skip")
 # `tuned-wsd-skip`: `tuned-wsd` (40 iterations) with the warmup's LR-0 step hidden from the learner in meta-training;
 # `tuned-wsd-read` the same without (the control: is a difference the step or the 40 iterations?).

@@ -40,7 +40,7 @@ from ..learner import MetaLearner
 from .distributed import dist_info, init_distributed
 from .evaluate import BASELINES as STOCK
 from .evaluate import evaluate, horizon_check, results_text
-from .families import sample_specs
+from .families import FINETUNE, sample_specs
 from .population import PopulationLearner, flat, head_mask, load_flat, widen, with_features
 from .presets import BASE_FEATURES, PRESETS, Preset, get_preset, same_settings
 from .simulate import PriorPolicy, meta_policy, simulate
@@ -309,6 +309,10 @@ def _meta_train(preset: Preset, out: Path, resume: bool, progress: bool, evaluat
             summary["eval"] = result["summary"]
             card["results_table"] = results_text(preset.eval, result["summary"], check)
             (out / "eval.md").write_text(card["results_table"] + "\n")
+        # A fine-tuning learner stays one (``max_boost="auto"`` lets only such a learner raise a pretrained run's
+        # LR): one that started as one, or that met pretrained runs in this stage.
+        if learner.card_context.get("fine_tuning") is True or set(preset.families) & set(FINETUNE):
+            card["fine_tuning"] = True
         learner.card_context = card
         learner.save_pretrained(out / "learner")  # again, with card.json
         learner.generate_model_card().save(out / "learner" / "README.md")  # the mixin keeps an existing card
