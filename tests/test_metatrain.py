@@ -14,6 +14,7 @@ from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.es import meta_train
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
 from metalr_hf.metatrain.families import (
+    DECLARED_FINETUNE,
     FAMILIES,
     FAMILY_KIND,
     FINETUNE,
@@ -21,6 +22,7 @@ from metalr_hf.metatrain.families import (
     HELD_OUT_FINETUNE,
     META_TRAIN,
     META_TRAIN_FINETUNE,
+    META_TRAIN_FINETUNE_NOISY,
     WEIGHT_DECAY,
     TaskSpec,
     sample_specs,
@@ -134,7 +136,8 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     from metalr_hf.metatrain.models import MODELS
 
     assert not set(FINETUNE) & (set(META_TRAIN) | set(HELD_OUT))
-    assert set(META_TRAIN_FINETUNE) | set(HELD_OUT_FINETUNE) == set(FINETUNE)
+    assert set(META_TRAIN_FINETUNE) | set(HELD_OUT_FINETUNE) == set(DECLARED_FINETUNE)
+    assert set(DECLARED_FINETUNE) | set(META_TRAIN_FINETUNE_NOISY) == set(FINETUNE)
     seeds = range(6)
     specs = [TaskSpec("finetune_cls", s, 32, "adam", 1e-3, 200, 10, 32) for s in seeds]
     pop = make_population(specs)
@@ -154,6 +157,32 @@ def test_finetuning_runs_start_pretrained_and_a_large_lr_hurts_them():
     pretrained = final(1e-3, init_params)
     assert pretrained.median() < final(1e-3, MODELS["mlp"].init).median()  # the pretraining helps
     assert pretrained.median() < final(1e-2, init_params).median()  # a 10× larger LR hurts
+
+
+def test_noisy_finetuning_redraws_training_labels_only_and_starts_from_the_same_pretraining():
+    """``noisy_finetune`` is ``finetune_cls`` with 10-30 % of the training labels redrawn: the same inputs, the same
+    clean validation labels, the same pretrained start; held at a constant LR its runs pass their best validation
+    loss (they fit the noise), and decaying from the start ends below holding the LR."""
+    from metalr_hf.metatrain.task_data import _finetune_data
+
+    for seed in range(4):
+        clean, noisy = _finetune_data("finetune_cls", seed), _finetune_data("noisy_finetune", seed)
+        for a, b in zip(clean[:3], noisy[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+        y, y_noisy, n_val = clean[3], noisy[3], 256
+        np.testing.assert_array_equal(y[:n_val], y_noisy[:n_val])
+        assert 0.0 < (y[n_val:] != y_noisy[n_val:]).mean() <= 0.4  # 32-128 rows, up to 30 % redrawn
+    families = ("finetune_cls", "noisy_finetune")
+    specs = [TaskSpec(f, s, 32, "adam", 3e-3, 300, 15, 32) for s in range(4) for f in families]
+    pop = make_population(specs)
+    params = init_params(pop)
+    for p in params:
+        torch.testing.assert_close(p[0::2], p[1::2])  # the same pretrained weights and new head for a seed
+    runs = {name: simulate(pop, PriorPolicy(name, pop), eval_every=10) for name in ("constant", "cosine")}
+    noisy = slice(1, None, 2)
+    held = runs["constant"]
+    assert (held.val_curve.min(0).values[noisy] < 0.9 * held.final_val_loss[noisy]).all()
+    assert runs["cosine"].final_val_loss[noisy].mean() < held.final_val_loss[noisy].mean()
 
 
 def _cosine_final_losses(family, seeds, lr, horizon, warmup, init):

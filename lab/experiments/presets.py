@@ -8,9 +8,10 @@ from dataclasses import replace
 from metalr_hf.features import FEATURE_NAMES
 from metalr_hf.metatrain.evaluate import EvalConfig
 from metalr_hf.metatrain.families import (
-    FINETUNE,
+    DECLARED_FINETUNE,
     META_TRAIN,
     META_TRAIN_FINETUNE,
+    META_TRAIN_FINETUNE_NOISY,
     META_TRAIN_LM,
     META_TRAIN_OVERFIT,
     META_TRAIN_VIT,
@@ -232,13 +233,21 @@ EXPERIMENTS["tuned-ft"] = Preset(
     "tuned-ft", iterations=30, pairs=6, tasks=3, horizon=(30, 600), lr=0.01, loss_aversion=2.0, prior="wsd",
     reference="best_stock", lr_factors=(0.1, 0.316, 1.0, 3.16, 10.0), right_lr_weight=4.0,
     families=META_TRAIN_FINETUNE, lr_ranges={"adam": (3e-4, 3e-3), "sgd": (3e-3, 3e-2)},
-    eval=EvalConfig(families=FINETUNE, prior="wsd", eval_patience=2, eval_cut=4.0, eval_overfit=0.1, eval_gap=0.3),
+    eval=EvalConfig(families=DECLARED_FINETUNE, prior="wsd", eval_patience=2, eval_cut=4.0, eval_overfit=0.1,
+                    eval_gap=0.3),
     init_learner="metalr-finetune-v1",
 )  # fmt: skip
 EXPERIMENTS["tuned-ft-skip"] = replace(EXPERIMENTS["tuned-ft"], name="tuned-ft-skip")
+# `tuned-ft-noisy`: `tuned-ft` with fine-tuning on noisy labels (`noisy_finetune`, 10-30 % of the training labels
+# redrawn) as two thirds of the MLP runs: `tuned-ft` boosted the finetune suite's noisy MiniLM into fitting its noise
+# (1.084 -> 1.310 at the right LR), and no family it trained on overfits that way. `-skip`: with `ZeroSkip`.
+EXPERIMENTS["tuned-ft-noisy"] = replace(
+    EXPERIMENTS["tuned-ft"], name="tuned-ft-noisy", families=META_TRAIN_FINETUNE + META_TRAIN_FINETUNE_NOISY * 2
+)
+EXPERIMENTS["tuned-ft-noisy-skip"] = replace(EXPERIMENTS["tuned-ft-noisy"], name="tuned-ft-noisy-skip")
 # `tuned-wsd-skip`: `tuned-wsd` (40 iterations) with the warmup's LR-0 step hidden from the learner in meta-training;
 # `tuned-wsd-read` the same without (the control: is a difference the step or the 40 iterations?).
 EXPERIMENTS["tuned-wsd-skip"] = replace(EXPERIMENTS["tuned-wsd"], name="tuned-wsd-skip", iterations=40)
 EXPERIMENTS["tuned-wsd-read"] = replace(EXPERIMENTS["tuned-wsd"], name="tuned-wsd-read", iterations=40)
 # presets meta-trained (and evaluated) with `ZeroSkip` as the controller
-ZERO_SKIP = {"tuned-ft-skip", "tuned-wsd-skip"}
+ZERO_SKIP = {"tuned-ft-skip", "tuned-wsd-skip", "tuned-ft-noisy-skip"}

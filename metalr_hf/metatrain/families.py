@@ -39,6 +39,8 @@ grammar_finetune   tf     train (*)  fine-tuning a pretrained tiny transformer: 
 text_finetune      tf     held-out   the same on English: pretrained on the first two thirds of the text of
                                      ``bytes_lm``, then continued LM on the last third, or a new head telling plain,
                                      reversed and letter-shifted windows apart
+noisy_finetune     mlp    train (*)  ``finetune_cls`` with 10-30 % of the training labels redrawn at random (the
+                                     validation labels clean): a long run or a high LR fits the noise
 grammar_lm         tf     train (†)  next-token prediction from scratch on text of a random probabilistic grammar
 patterns_vit       vit    train (†)  the images of ``patterns_cnn``, classified by a tiny vision transformer
 small_cls          mlp    train (†)  ``teacher_cls`` on 120-390 examples with up to 30 % of the labels redrawn at
@@ -48,10 +50,12 @@ small_reg          mlp    train (†)  ``teacher_reg`` on as few examples, noise
 
 (*) The fine-tuning families (``FINETUNE``) are not in ``META_TRAIN`` / ``HELD_OUT``, whose runs start from a random
 initialisation (the default presets and the held-out table use those); ``META_TRAIN_FINETUNE`` and
-``HELD_OUT_FINETUNE`` name them. They test a learner that boosts every small LR (as one repairing LRs 100× too
-small must): in ``finetune_cls`` a 10× larger LR than the right one overfits the few examples and loses the
-pretrained features (Adam, cosine: 1e-3 beats 1e-2); ``digits_finetune`` is easier and tolerates larger LRs. The
-pretraining is part of the initialisation (:func:`pretrained_init`), the same for every schedule of a run.
+``HELD_OUT_FINETUNE`` name them (``DECLARED_FINETUNE``, the declared table's fine-tuning families, both);
+``noisy_finetune`` (``META_TRAIN_FINETUNE_NOISY``) is in neither, so that presets naming those reproduce. They
+test a learner that boosts every small LR (as one repairing LRs 100× too small must): in ``finetune_cls`` a 10×
+larger LR than the right one overfits the few examples and loses the pretrained features (Adam, cosine: 1e-3 beats
+1e-2); ``digits_finetune`` is easier and tolerates larger LRs. The pretraining is part of the initialisation
+(:func:`pretrained_init`), the same for every schedule of a run.
 
 (†) Meta-training families outside ``META_TRAIN`` (``META_TRAIN_LM``, ``META_TRAIN_VIT``, ``META_TRAIN_OVERFIT``):
 the shipped presets sample ``META_TRAIN`` and so still reproduce their learners; presets that want them name them.
@@ -66,12 +70,14 @@ import numpy as np
 
 __all__ = [
     "FAMILIES",
+    "DECLARED_FINETUNE",
     "FAMILY_KIND",
     "FINETUNE",
     "HELD_OUT",
     "HELD_OUT_FINETUNE",
     "META_TRAIN",
     "META_TRAIN_FINETUNE",
+    "META_TRAIN_FINETUNE_NOISY",
     "META_TRAIN_LM",
     "META_TRAIN_OVERFIT",
     "META_TRAIN_VIT",
@@ -102,6 +108,7 @@ FAMILY_KIND = {
     "m4_rnn": "rnn",
     "finetune_cls": "mlp",
     "digits_finetune": "mlp",
+    "noisy_finetune": "mlp",
     "grammar_finetune": "tf",
     "text_finetune": "tf",
     "patterns_vit": "vit",
@@ -113,7 +120,9 @@ META_TRAIN = ("teacher_cls", "blobs_cls", "teacher_reg", "friedman_reg", "patter
 HELD_OUT = ("digits", "breast_cancer", "wine", "diabetes", "digits_cnn", "bytes_lm", "m4_rnn")
 META_TRAIN_FINETUNE, HELD_OUT_FINETUNE = ("finetune_cls", "grammar_finetune"), ("digits_finetune", "text_finetune")
 TF_FINETUNE = ("grammar_finetune", "text_finetune")  # pretrained tiny transformers
-FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE
+META_TRAIN_FINETUNE_NOISY = ("noisy_finetune",)  # fine-tuning on noisy labels, which a boosted run overfits
+DECLARED_FINETUNE = META_TRAIN_FINETUNE + HELD_OUT_FINETUNE  # the declared table's fine-tuning families
+FINETUNE = DECLARED_FINETUNE + META_TRAIN_FINETUNE_NOISY  # every family that starts from pretrained weights
 # Language modelling from scratch on text of a random probabilistic grammar (a meta-training family outside
 # META_TRAIN, so that the shipped presets, which sample META_TRAIN, reproduce their learners).
 META_TRAIN_LM = ("grammar_lm",)

@@ -119,7 +119,7 @@ def _finetune_data(family: str, seed: int):
     the next ``FT_SIZES``-many train."""
     rng = np.random.default_rng(seed)
     n_ft = int(rng.choice(FT_SIZES))
-    if family == "finetune_cls":
+    if family in ("finetune_cls", "noisy_finetune"):
         d, c = int(rng.integers(8, D_MAX + 1)), int(rng.integers(2, 11))
         w1 = rng.standard_normal((d, 32)) / math.sqrt(d)
         w_src = rng.standard_normal((32, C_MAX))
@@ -127,6 +127,9 @@ def _finetune_data(family: str, seed: int):
         x_src, x_tgt = rng.standard_normal((N_SOURCE, d)), rng.standard_normal((N_VAL + n_ft, d))
         z_src = np.tanh(2 * x_src @ w1) @ w_src
         y_tgt = (np.tanh(2 * x_tgt @ w1) @ w_tgt).argmax(1)
+        if family == "noisy_finetune":  # 10-30 % of the training labels redrawn; the validation rows stay clean
+            flip = (np.arange(len(y_tgt)) >= N_VAL) & (rng.random(len(y_tgt)) < rng.uniform(0.1, 0.3))
+            y_tgt = np.where(flip, rng.integers(0, c, len(y_tgt)), y_tgt)
     elif family == "digits_finetune":
         from sklearn.datasets import load_digits
 

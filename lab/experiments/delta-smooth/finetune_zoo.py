@@ -19,7 +19,7 @@ import sys
 from metalr_hf import MetaLearner
 from metalr_hf.metatrain import simulate as sim
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
-from metalr_hf.metatrain.families import FINETUNE
+from metalr_hf.metatrain.families import DECLARED_FINETUNE
 
 
 def main(name: str = "metalr-finetune-v1", *values: str) -> None:
@@ -36,7 +36,7 @@ def main(name: str = "metalr-finetune-v1", *values: str) -> None:
             sim.MetaController = prototype
         smoothing, cut, overfit = (value.split(":") + ["1", "none"][value.count(":") :])[:3]
         overfit = None if overfit == "none" else float(overfit)
-        cfg = EvalConfig(families=FINETUNE, prior=prior or "wsd", eval_patience=2, evals=10,
+        cfg = EvalConfig(families=DECLARED_FINETUNE, prior=prior or "wsd", eval_patience=2, evals=10,
                          smoothing=float(smoothing), eval_cut=float(cut), eval_overfit=overfit,
                          eval_gap=gap)  # fmt: skip
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]

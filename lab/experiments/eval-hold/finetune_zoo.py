@@ -12,13 +12,13 @@ import sys
 
 from metalr_hf import MetaLearner
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
-from metalr_hf.metatrain.families import FINETUNE
+from metalr_hf.metatrain.families import DECLARED_FINETUNE
 
 
 def main(name: str = "metalr-finetune-v1") -> None:
     learner = MetaLearner.from_pretrained(name)
     for patience in (None, 2):
-        cfg = EvalConfig(families=FINETUNE, prior="wsd", eval_patience=patience, evals=10)
+        cfg = EvalConfig(families=DECLARED_FINETUNE, prior="wsd", eval_patience=patience, evals=10)
         summary = evaluate(learner, cfg)["summary"]["declared"]["summary"]
         print(f"eval_patience={patience}", json.dumps(summary), flush=True)
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from metalr_hf.features import FEATURE_NAMES, FeatureExtractor
-from metalr_hf.metatrain.families import FINETUNE, HELD_OUT, META_TRAIN, TaskSpec
+from metalr_hf.metatrain.families import DECLARED_FINETUNE, FINETUNE, HELD_OUT, META_TRAIN, TaskSpec
 from metalr_hf.metatrain.simulate import PriorPolicy, simulate
 from metalr_hf.metatrain.zoo import make_populations
 
@@ -83,7 +83,7 @@ class Recorder(PriorPolicy):
 
 
 def collect(path: str, families: str, seeds=(0, 1)) -> None:
-    fams, lrs = (META_TRAIN + HELD_OUT, LRS) if families == "scratch" else (FINETUNE, FT_LRS)
+    fams, lrs = (META_TRAIN + HELD_OUT, LRS) if families == "scratch" else (DECLARED_FINETUNE, FT_LRS)
     specs = [TaskSpec(f, 1000 + seed, 32, opt, lr, HORIZON, HORIZON // 20, 64)
              for f in fams for opt in ("adam", "sgd") for seed in seeds for lr in lrs[opt]]  # fmt: skip
     rows: dict[str, list] = {arm: [None] * len(specs) for arm in ARMS}

@@ -1,5 +1,6 @@
-"""The fine-tuning families (``families.FINETUNE``) on longer runs: ``metalr-finetune-v1`` around cosine and around WSD
-(what ``prior="auto"`` gives a fine-tuning run), the baselines simulated once for both. Run from the repository root:
+"""The fine-tuning families (``families.DECLARED_FINETUNE``) on longer runs: ``metalr-finetune-v1`` around cosine and
+around WSD (what ``prior="auto"`` gives a fine-tuning run), the baselines simulated once for both. Run from the
+repository root:
 
     python lab/results/finetune/long.py [HORIZON] [SEEDS]   (default 1000 steps, seeds 0,1; ~7 minutes on 2 cores)
 
@@ -12,13 +13,13 @@ from pathlib import Path
 
 from metalr_hf.learner import MetaLearner
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate, format_eval_table
-from metalr_hf.metatrain.families import FINETUNE
+from metalr_hf.metatrain.families import DECLARED_FINETUNE
 
 horizon = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 seeds = tuple(int(s) for s in sys.argv[2].split(",")) if len(sys.argv) > 2 else (0, 1)
 learner = MetaLearner.from_pretrained("metalr-finetune-v1")
 for prior in ("cosine", "wsd"):
-    result = evaluate(learner, EvalConfig(families=FINETUNE, prior=prior, horizon=horizon, seeds=seeds))
+    result = evaluate(learner, EvalConfig(families=DECLARED_FINETUNE, prior=prior, horizon=horizon, seeds=seeds))
     result["config"]["learner"] = "metalr-finetune-v1"
     out = Path(f"lab/results/finetune/result-ft4-long-{prior}-{horizon}.json")
     out.write_text(json.dumps({"config": result["config"], "summary": result["summary"]}, indent=1, default=str))
