@@ -334,6 +334,48 @@ class RiseAverage(_Averaged):
         return torch.where(decision > previous, self.keep * previous + (1 - self.keep) * decision, decision)
 
 
+class ImprovingVeto(MetaController):
+    """(A prototype) no cut (δ ≥ 0, or the evaluations' hold) while the run generalises: from an evaluation whose
+    log-loss lies more than ``margin`` below the best before it (the first: below the first training log-loss) to
+    the next evaluation that does not. A run at a too-large LR stops improving on held-out data; one that keeps
+    improving is not too hot (the clean MiniLM at its right LR, held at 0.17× by the fine-tuning learner).
+    ``deepest`` (``iflF``): cuts down to exp(-F) still allowed there, none deeper; ``second`` (``isc1``): the first
+    evaluation never vetoes (a new head improves on its first loss at a too-large LR too); ``ratio`` (``igrR``): and
+    only where the eval log-loss fell since that best by at least R times the smoothed training log-loss (a run that
+    fits its training set much faster than it generalises — noisy labels, lost pretrained features — is not
+    vetoed)."""
+
+    def __init__(self, *args, margin=0.05, deepest=0.0, second=False, ratio=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.margin, self.deepest, self.second, self.ratio = margin, deepest, second, ratio
+        B = self.extractor.batch_size
+        self.first_level = torch.full((B,), math.nan, dtype=torch.float64)
+        self.improving = torch.zeros(B, dtype=torch.bool)
+
+    def update(self, signals, step=None):
+        ok = super().update(signals, step)
+        s = self.extractor.state
+        self.first_level = torch.where(self.first_level.isnan() & (s["n_loss"] > 0), s["guard_ema"], self.first_level)
+        self._veto()
+        return ok
+
+    def observe_eval(self, value, loss=None):
+        value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(self.extractor.batch_size)
+        first = torch.full_like(self.first_level, math.nan) if self.second else self.first_level
+        ref = torch.where(torch.isfinite(self.eval_best), self.eval_best.log(), first)
+        self.improving = (value > 0) & (value.log() < ref - self.margin)  # NaN (nothing to compare): False
+        if self.ratio is not None:  # the training log-loss's fall since the best (its level there, kept by the hold)
+            fell = self.eval_train_best - self.extractor.state["guard_ema"]
+            self.improving &= (ref - value.log()) >= self.ratio * fell
+        started = super().observe_eval(value, loss)
+        self._veto()
+        return started
+
+    def _veto(self):
+        floor = torch.clamp(self.eval_cap, max=-self.deepest)
+        self.delta = torch.where(self.improving, torch.maximum(self.delta, floor), self.delta)
+
+
 # The prototypes by their key in a VARIANT (a part's first three letters): the controller each one builds.
 PROTOTYPES = {
     "ear": lambda p, v: functools.partial(EarlyHold, early=p["ear"]),
@@ -350,6 +392,9 @@ PROTOTYPES = {
     "gap": lambda p, v: functools.partial(GapHold, gap=p["gap"], guarded="guard" in v.split("+")),
     "ram": lambda p, v: functools.partial(EvalDecay, on_gap=p["ram"], level=1.0),
     "ris": lambda p, v: functools.partial(RiseAverage, keep=p["ris"]),
+    "imp": lambda p, v: functools.partial(
+        ImprovingVeto, margin=p["imp"], deepest=p.get("ifl", 0.0), second=bool(p.get("isc", 0)), ratio=p.get("igr")
+    ),
     "ski": lambda p, v: ZeroSkip,
     "dro": lambda p, v: ZeroDrop,
 }

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from metalr_hf.cli import main as cli_main
 from metalr_hf.controller import MetaController
 from metalr_hf.features import FEATURE_NAMES
@@ -133,6 +135,43 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
     MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
 
 
+def patch_improving(margin: float, second: bool = False, ratio: float | None = None) -> None:
+    """``smooth.ImprovingVeto`` on the one-run path: no cut while the last evaluation improved on the best before it
+    (the first: on the first training log-loss; with ``second``, ``impM+isc1``, never) by more than ``margin``
+    (log)."""
+    import math
+
+    observe, original = MetaController.observe_eval, MetaController._update_values
+
+    def veto(self):
+        if getattr(self, "_improving", False):
+            held = self._control["eval_stale"] >= self.eval_hold_from
+            self._control["delta"] = max(self._control["delta"], min(0.0, self.eval_hold_cap if held else 0.0))
+
+    def observe_eval(self, value, loss=None):
+        v = float(torch.as_tensor(value, dtype=torch.float64).reshape(-1)[0])
+        best = float(self.eval_best.reshape(-1)[0])
+        first = math.nan if second else getattr(self, "_first_level", math.nan)
+        ref = math.log(best) if math.isfinite(best) else first
+        self._improving = v > 0 and math.isfinite(v) and math.log(v) < ref - margin
+        if ratio is not None and self._improving:  # and the eval log-loss fell at least R times the training one
+            fell = float(self.eval_train_best.reshape(-1)[0]) - float(self.extractor.values["guard_ema"])
+            self._improving = ref - math.log(v) >= ratio * fell
+        started = observe(self, value, loss)
+        veto(self)
+        return started
+
+    def _update_values(self, x, has_loss, step):
+        ok = original(self, x, has_loss, step)
+        v = self.extractor.values
+        if not hasattr(self, "_first_level") and v["n_loss"] > 0:
+            self._first_level = float(v["guard_ema"])
+        veto(self)
+        return ok
+
+    MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
+
+
 def patch_zero_step(hide: bool) -> None:
     """``smooth.ZeroSkip`` (``hide``: the step at LR 0 is not shown to the extractor or the learner) / ``ZeroDrop``
     (it is, but the decision made there is not applied) on the one-run path."""
@@ -167,6 +206,10 @@ if __name__ == "__main__":
             patch_range(float(token[len("range") :]))
         elif token.startswith("ratchet"):
             patch_ratchet(float(token[len("ratchet") :]))
+        elif token.startswith("imp"):
+            value, *flags = token[len("imp") :].split("+")
+            ratio = next((float(f[len("igr") :]) for f in flags if f.startswith("igr")), None)
+            patch_improving(float(value), "isc1" in flags, ratio)
         elif token in ("skip", "drop"):
             patch_zero_step(hide=token == "skip")
         elif token != "--all":
