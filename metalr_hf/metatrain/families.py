@@ -69,8 +69,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = [
-    "FAMILIES",
     "DECLARED_FINETUNE",
+    "FAMILIES",
     "FAMILY_KIND",
     "FINETUNE",
     "HELD_OUT",
