@@ -255,7 +255,7 @@ def test_held_out_families_never_reach_meta_training():
     spec.loader.exec_module(module)
     every = {**PRESETS, **module.EXPERIMENTS}
     allowed = set(META_TRAIN) | set(META_TRAIN_FINETUNE) | set(families.META_TRAIN_LM) | set(families.META_TRAIN_VIT)
-    allowed |= set(families.META_TRAIN_OVERFIT)
+    allowed |= set(families.META_TRAIN_OVERFIT) | set(META_TRAIN_FINETUNE_NOISY)
     held_out = set(HELD_OUT) | set(HELD_OUT_FINETUNE)
     assert held_out == set(FAMILIES) - allowed and not held_out & allowed
     checked = 0
