@@ -135,10 +135,10 @@ def patch_gap(gap: float, guarded: bool = False) -> None:
     MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
 
 
-def patch_improving(margin: float, second: bool = False, ratio: float | None = None) -> None:
+def patch_improving(margin: float, second: bool = False, ratio: float | None = None, deepest: float = 0.0) -> None:
     """``smooth.ImprovingVeto`` on the one-run path: no cut while the last evaluation improved on the best before it
     (the first: on the first training log-loss; with ``second``, ``impM+isc1``, never) by more than ``margin``
-    (log)."""
+    (log); ``+igrR``: and by R times the training log-loss's fall; ``+iflF``: cuts to exp(-F) still allowed."""
     import math
 
     observe, original = MetaController.observe_eval, MetaController._update_values
@@ -146,7 +146,8 @@ def patch_improving(margin: float, second: bool = False, ratio: float | None = N
     def veto(self):
         if getattr(self, "_improving", False):
             held = self._control["eval_stale"] >= self.eval_hold_from
-            self._control["delta"] = max(self._control["delta"], min(0.0, self.eval_hold_cap if held else 0.0))
+            floor = min(-deepest, self.eval_hold_cap if held else -deepest)
+            self._control["delta"] = max(self._control["delta"], floor)
 
     def observe_eval(self, value, loss=None):
         v = float(torch.as_tensor(value, dtype=torch.float64).reshape(-1)[0])
@@ -209,7 +210,8 @@ if __name__ == "__main__":
         elif token.startswith("imp"):
             value, *flags = token[len("imp") :].split("+")
             ratio = next((float(f[len("igr") :]) for f in flags if f.startswith("igr")), None)
-            patch_improving(float(value), "isc1" in flags, ratio)
+            deepest = next((float(f[len("ifl") :]) for f in flags if f.startswith("ifl")), 0.0)
+            patch_improving(float(value), "isc1" in flags, ratio, deepest)
         elif token in ("skip", "drop"):
             patch_zero_step(hide=token == "skip")
         elif token != "--all":
