@@ -11,16 +11,10 @@ import sys
 from smooth import controller_for, variant_parts
 
 from metalr_hf import MetaLearner
-from metalr_hf.metatrain import evaluate as ev
 from metalr_hf.metatrain import simulate as sim
 from metalr_hf.metatrain.evaluate import EvalConfig, evaluate
 from metalr_hf.metatrain.families import DECLARED_FINETUNE
 from metalr_hf.metatrain.validation import Run, declared_table
-
-# the evaluation's summary keeps the declared table's tasks; this keeps its cells too
-ev._declared = lambda runs: declared_table(
-    [Run(r["family"], r["optimizer"], r["base_lr"], r["seed"], r["schedule"], r["final_val_loss"]) for r in runs]
-)
 
 
 def main(name: str, *variants: str) -> None:
@@ -30,7 +24,9 @@ def main(name: str, *variants: str) -> None:
         sim.MetaController = proto or original
         cfg = EvalConfig(families=DECLARED_FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=0.0,
                          eval_cut=4.0, eval_overfit=0.1, eval_gap=variant_parts(variant).get("lga"))  # fmt: skip
-        cells[variant] = evaluate(learner, cfg)["summary"]["declared"]["cells"]
+        runs = evaluate(learner, cfg)["runs"]  # the summary keeps the declared table's tasks, not its cells
+        keys = ("family", "optimizer", "base_lr", "seed", "schedule", "final_val_loss")
+        cells[variant] = declared_table([Run(*(r[k] for k in keys)) for r in runs])["cells"]
         sim.MetaController = original
     print("task optimizer base_lr near " + " ".join(f"{v[:22]:>22}" for v in variants))
     for row in zip(*cells.values(), strict=True):
