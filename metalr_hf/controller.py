@@ -9,7 +9,8 @@
   (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
   (`options.knows_pretrained_runs`), and at most ``-log(eval_cut)`` from the ``eval_patience``-th evaluation in a
   row without a new best, or one that reads as overfitting (``eval_overfit``), until one brings it, and at most 0
-  for good once a stale one lies far above the training loss (``eval_gap``; `observe_eval`);
+  for good once a stale one lies far above the training loss (``eval_gap``; `observe_eval`); and at least log ½
+  (within those caps) while the last evaluation improved on the best before it (``eval_trust``);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -72,7 +73,9 @@ class MetaController(EvalHolds):
             evaluations are ignored. ``eval_overfit`` (`float` or `None`): an evaluation more than this fraction above
             the best while the training loss (smoothed) fell since that best starts the hold at once; `None`: off.
             ``eval_gap`` (`float` or `None`): δ ≤ 0 for good from an evaluation without a new best whose log lies
-            more than this above the smoothed training log-loss; `None`: off.
+            more than this above the smoothed training log-loss; `None`: off. ``eval_trust`` (`float`, `"auto"` or
+            `None`): δ ≥ log ½ (within the caps) while the last evaluation > 0 improved on the best before it by
+            more than this (logs); `"auto"`: 0.3 on the runs marked pretrained, off on the others.
         smoothing (`float` in [0, 1) or `"auto"`): δ ← s·δ + (1 - s)·the decision (`options.resolve_smoothing`).
     """
 
@@ -96,6 +99,7 @@ class MetaController(EvalHolds):
         smoothing=_DEFAULTS.smoothing,
         eval_overfit: float | None = _DEFAULTS.eval_overfit,
         eval_gap: float | None = _DEFAULTS.eval_gap,
+        eval_trust=_DEFAULTS.eval_trust,
     ):
         check_controller_options(
             prior=prior,
@@ -110,6 +114,7 @@ class MetaController(EvalHolds):
             smoothing=smoothing,
             eval_overfit=eval_overfit,
             eval_gap=eval_gap,
+            eval_trust=eval_trust,
         )
         self.boost = BoostPolicy(max_boost, knows_pretrained_runs(learner), warmup_boost)
         self.eval_patience, self.eval_cut = eval_patience, float(eval_cut)
@@ -117,6 +122,7 @@ class MetaController(EvalHolds):
         self.smoothing = smoothing if smoothing == "auto" else float(smoothing)
         self.eval_overfit = None if eval_overfit is None else float(eval_overfit)
         self.eval_gap = None if eval_gap is None else float(eval_gap)
+        self.eval_trust = eval_trust if eval_trust in (None, "auto") else float(eval_trust)
         self.learner = learner
         self.extractor = FeatureExtractor(num_training_steps, batch_size=batch_size, pretrained=pretrained)
         B = self.extractor.batch_size
@@ -139,6 +145,7 @@ class MetaController(EvalHolds):
         self.eval_train_best = torch.full((B,), -math.inf, dtype=torch.float64)  # smoothed log-loss at the best
         self.overfitting = torch.zeros(B, dtype=torch.bool)  # the last evaluation read as overfitting
         self.eval_locked = torch.zeros(B)  # 1 once a stale evaluation lay ``eval_gap`` above the training loss
+        self.eval_trusted = torch.zeros(B)  # 1 while the last evaluation improved by more than ``eval_trust``
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -171,6 +178,7 @@ class MetaController(EvalHolds):
     eval_stale = _control_property("eval_stale", torch.float32)
     eval_train_best = _control_property("eval_train_best", torch.float64)
     eval_locked = _control_property("eval_locked", torch.float32)
+    eval_trusted = _control_property("eval_trusted", torch.float32)
     del _control_property
 
     @property
@@ -324,6 +332,7 @@ class MetaController(EvalHolds):
             "eval_stale": self.eval_stale.clone(),
             "eval_train_best": self.eval_train_best.clone(),
             "eval_locked": self.eval_locked.clone(),
+            "eval_trusted": self.eval_trusted.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
         }
@@ -337,7 +346,7 @@ class MetaController(EvalHolds):
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
-        for key in ("eval_best", "eval_stale", "eval_train_best", "eval_locked"):  # absent from older checkpoints
+        for key in ("eval_best", "eval_stale", "eval_train_best", "eval_locked", "eval_trusted"):  # absent from older
             if key in state:
                 setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])
@@ -351,6 +360,7 @@ def _rule(c: dict, delta, cap, sane, ok, seen, guard_ema, opts: MetaController, 
     - δ: the learner's decision (capped at ``cap``), averaged with the previous δ by ``opts.smoothing`` and capped
       again (for a resumed run that named tighter caps), where the step's signals were finite (``ok``) and the
       decision is sane; 0 (the prior) where it is not; unchanged on a non-finite step, which the learner never sees;
+      at least ``log_trust_floor`` (at most ``cap``) while ``eval_trusted``;
     - the non-finite back-off: halved at a non-finite step (down to 2⁻¹⁰), else recovering by ``recover``, up to 1;
     - the divergence guard (``opts.guard``): ``best`` is the lowest smoothed log-loss seen; while the smoothed
       log-loss sits more than ``log(guard_ratio)`` above it the guard shrinks ×0.7 a step (down to 2⁻¹⁰), else it
@@ -359,8 +369,10 @@ def _rule(c: dict, delta, cap, sane, ok, seen, guard_ema, opts: MetaController, 
     The scales and δ are kept in float32 (``o.f32``), as the batched controller holds them."""
     where, f32, clamp, recover, keep = o.where, o.f32, o.clamp, opts.recover, opts.smoothing_of_runs()
     delta = o.minimum(keep * c["delta"] + (1.0 - keep) * delta, cap)
+    delta = where(ok, where(sane, f32(delta), 0.0), c["delta"])
+    floor = f32(clamp(cap, None, opts.log_trust_floor))
     new = {
-        "delta": where(ok, where(sane, f32(delta), 0.0), c["delta"]),
+        "delta": where(c["eval_trusted"] > 0, o.maximum(delta, floor), delta),
         "backoff": where(
             ok, f32(clamp(c["backoff"] * recover, None, 1.0)), f32(clamp(c["backoff"] * 0.5, 2**-10, None))
         ),

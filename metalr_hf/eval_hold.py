@@ -1,7 +1,8 @@
 """The evaluations' say in the rule: what :meth:`MetaController.observe_eval` reads from the evaluations a run hands
 over (the Trainer's ``eval_loss``, or ``metric_for_best_model``) and the bound on the learner's correction δ that
-follows (``eval_patience``, ``eval_cut``, ``eval_overfit``, ``eval_gap``; see `options.MetaSchedulerOptions`). A
-mixin of :class:`~metalr_hf.controller.MetaController`, for ``B`` runs at once or one, as the rest of the rule."""
+follows (``eval_patience``, ``eval_cut``, ``eval_overfit``, ``eval_gap``; see `options.MetaSchedulerOptions`), and the
+floor it sets while the run keeps improving on held-out data (``eval_trust``). A mixin of
+:class:`~metalr_hf.controller.MetaController`, for ``B`` runs at once or one, as the rest of the rule."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ import math
 
 import torch
 
+from .options import TRUST_FLOOR, resolve_eval_trust
+
 __all__ = ["EvalHolds"]
 
 
 class EvalHolds:
-    """``observe_eval`` and the bound it sets (``eval_cap``); the state it keeps (``eval_best``, ``eval_stale``,
-    ``eval_train_best``, ``eval_locked``, ``overfitting``) is the controller's."""
+    """``observe_eval``, the bound it sets (``eval_cap``) and the floor (``eval_trusted``); the state it keeps
+    (``eval_best``, ``eval_stale``, ``eval_train_best``, ``eval_locked``, ``eval_trusted``, ``overfitting``) is the
+    controller's."""
+
+    log_trust_floor = math.log(TRUST_FLOOR)  # δ ≥ this while ``eval_trusted`` (at most the cap: holds still act)
+
+    def eval_trust_margins(self) -> torch.Tensor:
+        """The ``[B]`` margin of ``eval_trust`` for each run (``"auto"``: by whether it is marked pretrained; inf:
+        off)."""
+        scratch, finetune = (resolve_eval_trust(self.eval_trust, flag) for flag in (False, True))
+        margins = [math.inf if m is None else float(m) for m in (scratch, finetune)]
+        return torch.where(self.extractor.pretrained > 0.5, margins[1], margins[0]).double()
 
     @property
     def eval_hold_cap(self) -> float:
@@ -43,13 +56,17 @@ class EvalHolds:
         ``eval_overfit`` above the best while the smoothed training loss fell since that best (overfitting) —
         δ ≤ -log(eval_cut) (this step's δ included) until an evaluation brings a new best; one without a new best
         whose ``loss`` (the eval loss, ``value`` unless given; > 0) lies ``eval_gap`` above the smoothed training
-        log-loss, δ ≤ 0 for good. Returns the ``[B]`` mask of the runs this evaluation started holding."""
+        log-loss, δ ≤ 0 for good. While an evaluation > 0 lies more than ``eval_trust`` (log) below the best before
+        it, δ ≥ log(TRUST_FLOOR) (at most the cap) until the next evaluation (:func:`controller._rule`). Returns
+        the ``[B]`` mask of the runs this evaluation started holding."""
         B = self.extractor.batch_size
         if self.eval_patience is None:
             return torch.zeros(B, dtype=torch.bool)
         value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
         value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
         best, held, better = self.eval_best, torch.isfinite(self.eval_cap), value < self.eval_best
+        # improving on the best before it (the first evaluation has none) by more than the margin, as logs
+        trusted = torch.isfinite(best) & (value > 0) & (value.log() < best.log() - self.eval_trust_margins())
         s = self.extractor.state  # the training loss's level: the guard's smoothed log-loss, once a loss was seen
         seen, level = s["n_loss"] > 0, s["guard_ema"]
         stale, tol = self.eval_stale + 1, math.inf if self.eval_overfit is None else self.eval_overfit
@@ -63,6 +80,8 @@ class EvalHolds:
         self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
         self.eval_best = torch.minimum(best, value)
         self.eval_stale = torch.where(better, torch.zeros(B), stale)
+        self.eval_trusted = trusted.float()
         cap = self.eval_cap
-        self.delta = torch.minimum(self.delta, cap)
+        floor = torch.clamp(cap, max=self.log_trust_floor)
+        self.delta = torch.where(trusted, torch.maximum(self.delta, floor), torch.minimum(self.delta, cap))
         return torch.isfinite(cap) & ~held

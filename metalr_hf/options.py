@@ -18,6 +18,7 @@ from .schedules import DECAY_FRACTION, PRIORS
 __all__ = [
     "AUTO_PRIORS",
     "AUTO_SMOOTHING",
+    "AUTO_EVAL_TRUST",
     "DEFAULT_PRIOR",
     "HUB_OPTIONS",
     "BoostPolicy",
@@ -27,9 +28,11 @@ __all__ = [
     "check_eval_cut",
     "check_eval_gap",
     "check_eval_overfit",
+    "check_eval_trust",
     "check_smoothing",
     "knows_pretrained_runs",
     "resolve_prior",
+    "resolve_eval_trust",
     "resolve_smoothing",
 ]
 
@@ -46,6 +49,13 @@ AUTO_PRIORS = {False: "cosine", True: "wsd"}
 # regret; on the finetune suite's 40-60-step runs it cost the fine-tuning learner its rescue
 # (lab/results/delta-smooth/).
 AUTO_SMOOTHING = {False: 0.9, True: 0.0}
+# ``eval_trust="auto"``: the margin by whether the run fine-tunes pretrained weights (None: off). On both
+# fine-tuning suites a run that kept improving on held-out data was cut to a sixth of the prior by the fine-tuning
+# learner (the clean MiniLM at its right LR: 120× the best stock loss); a floor at half the prior there won every
+# cell. From scratch it traded right-LR losses for rescues (lab/results/improving-veto/).
+AUTO_EVAL_TRUST = {False: None, True: 0.3}
+# While ``eval_trust`` holds, δ ≥ log(TRUST_FLOOR): the LR at least this share of the prior (eval holds still act).
+TRUST_FLOOR = 0.5
 
 
 def resolve_smoothing(smoothing, pretrained):
@@ -56,6 +66,12 @@ def resolve_smoothing(smoothing, pretrained):
     if isinstance(pretrained, bool):
         return AUTO_SMOOTHING[pretrained]
     return AUTO_SMOOTHING[False] + (AUTO_SMOOTHING[True] - AUTO_SMOOTHING[False]) * pretrained.float()
+
+
+def resolve_eval_trust(eval_trust, pretrained: bool):
+    """The margin of ``eval_trust`` for a run: the option, or for ``"auto"`` :data:`AUTO_EVAL_TRUST` by
+    ``pretrained`` (None: off)."""
+    return AUTO_EVAL_TRUST[bool(pretrained)] if eval_trust == "auto" else eval_trust
 
 
 def resolve_prior(prior: str, pretrained: bool) -> str:
@@ -92,6 +108,14 @@ def check_eval_gap(eval_gap) -> None:
     _check_off_or_nonnegative(eval_gap, "eval_gap")
 
 
+def check_eval_trust(eval_trust) -> None:
+    """A ``ValueError`` naming ``eval_trust`` unless it is ``"auto"``, None or a finite number ≥ 0."""
+    number = isinstance(eval_trust, numbers.Real) and not isinstance(eval_trust, bool)
+    if not (isinstance(eval_trust, str) and eval_trust == "auto") and eval_trust is not None:
+        if not (number and 0 <= eval_trust < math.inf):
+            raise ValueError(f'eval_trust must be "auto", a finite number >= 0 or None (off), got {eval_trust!r}')
+
+
 def check_smoothing(smoothing) -> None:
     """A ``ValueError`` naming ``smoothing`` unless it is ``"auto"`` or a number in [0, 1)."""
     if smoothing != "auto" and (
@@ -114,6 +138,7 @@ def check_controller_options(
     smoothing,
     eval_overfit,
     eval_gap=None,
+    eval_trust=None,
 ) -> None:
     """The checks of the controller's options (``ValueError`` naming the option); ``MetaController`` runs them too."""
     check_prior(prior)
@@ -126,6 +151,7 @@ def check_controller_options(
     check_eval_cut(eval_cut)
     check_eval_overfit(eval_overfit)
     check_eval_gap(eval_gap)
+    check_eval_trust(eval_trust)
     check_smoothing(smoothing)
     for name, value, low, high in (
         ("min_lr_ratio", min_lr_ratio, 0.0, 1.0),
@@ -229,6 +255,11 @@ class MetaSchedulerOptions:
             this above the smoothed training loss (both as logs: the model fits its training data far better than
             held-out data), the learner may not raise the LR above the prior for the rest of the run. Read from
             ``eval_loss`` only. `None`: off.
+        eval_trust (`float`, `"auto"` or `None`, defaults to `"auto"`): while the last evaluation improved on the best
+            before it by more than this (as logs of a value > 0, such as ``eval_loss``; the first evaluation never
+            counts), the run generalises and is not too hot: the learner may not cut the LR below half the prior
+            (the evaluations' holds still may). `"auto"`: 0.3 on a run that fine-tunes pretrained weights, off from
+            scratch. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;
@@ -298,6 +329,13 @@ class MetaSchedulerOptions:
             "rest of the run (`null`: off)"
         },
     )
+    eval_trust: Any = field(
+        default="auto",
+        metadata={
+            "help": "while the last eval loss improved on the best by more than this (logs), the LR is not cut "
+            "below half the prior (`auto`: 0.3 on a pretrained run, off from scratch; `null`: off)"
+        },
+    )
     smoothing: Any = field(
         default="auto",
         metadata={
@@ -339,7 +377,8 @@ class MetaSchedulerOptions:
 
     def controller_kwargs(self) -> dict:
         names = ("prior", "min_lr_ratio", "decay_fraction", "guard", "guard_ratio", "recovery", "max_boost",
-                 "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "eval_gap", "smoothing")  # fmt: skip
+                 "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "eval_gap", "eval_trust",
+                 "smoothing")  # fmt: skip
         return {k: getattr(self, k) for k in names}
 
     def hub_kwargs(self) -> dict:

@@ -7,7 +7,14 @@ import math
 
 import torch
 
-from .options import check_eval_cut, check_eval_gap, check_eval_overfit, check_prior, check_smoothing
+from .options import (
+    check_eval_cut,
+    check_eval_gap,
+    check_eval_overfit,
+    check_eval_trust,
+    check_prior,
+    check_smoothing,
+)
 
 
 def is_count(value) -> bool:
@@ -73,7 +80,7 @@ _STATE_KEYS = {
     "held_step", "prior",
 }  # fmt: skip
 # Keys absent from checkpoints written before they existed, with the value such a run ran with.
-PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0, "eval_overfit": None, "eval_gap": None}
+PRE_OPTION_STATE = {"smoothing": 0.0, "eval_cut": 1.0, "eval_overfit": None, "eval_gap": None, "eval_trust": None}
 _CONTROLLER_KEYS = {"extractor", "learner_state", "delta", "backoff", "guard_scale", "best", "features", "step_count"}
 
 
@@ -147,7 +154,8 @@ def check_scheduler_state(state: dict, num_groups: int) -> None:
         have = sorted(controller) if isinstance(controller, dict) else type(controller).__name__
         raise ValueError(f"The scheduler state's 'controller' lacks {sorted(_CONTROLLER_KEYS)} (it holds {have})")
     checks = {"prior": check_prior, "smoothing": check_smoothing, "eval_cut": check_eval_cut,
-              "eval_overfit": check_eval_overfit, "eval_gap": check_eval_gap}  # fmt: skip
+              "eval_overfit": check_eval_overfit, "eval_gap": check_eval_gap,
+              "eval_trust": check_eval_trust}  # fmt: skip
     for key, check in checks.items():
         try:
             check(state.get(key, PRE_OPTION_STATE.get(key)))

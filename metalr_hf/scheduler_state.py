@@ -66,6 +66,7 @@ class SchedulerState:
             "eval_cut": self.opts.eval_cut,
             "eval_overfit": self.opts.eval_overfit,
             "eval_gap": self.opts.eval_gap,
+            "eval_trust": self.opts.eval_trust,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -111,6 +112,8 @@ class SchedulerState:
             self.opts.eval_overfit = self.controller.eval_overfit = ran["eval_overfit"]
         if "eval_gap" not in self.options:
             self.opts.eval_gap = self.controller.eval_gap = ran["eval_gap"]
+        if "eval_trust" not in self.options:
+            self.opts.eval_trust = self.controller.eval_trust = ran["eval_trust"]
         # decided by the interrupted run: the Trainer callback must not read it again from weights that have been
         # trained since (a run from scratch would now look pretrained)
         self.pretrained_given = True

@@ -657,6 +657,19 @@ def _ratios_resumed(learner, options, evaluate, at, state, resume_options):
     return out
 
 
+def _written_before(option: str, control: str):
+    """A scheduler's checkpoint as one written before ``option`` existed: without it, nor the controller's
+    ``control`` state."""
+    import copy
+
+    def state(sched):
+        state = {k: v for k, v in copy.deepcopy(sched.state_dict()).items() if k != option}
+        state["controller"].pop(control)
+        return state
+
+    return state
+
+
 def test_eval_overfit_holds_at_once_where_the_eval_loss_rises_while_the_training_loss_falls():
     """``eval_overfit=x``: an evaluation more than ``x`` above the best one, while the (smoothed) training loss has
     gone on falling since that best, starts ``eval_patience``'s hold at once (LR ≤ prior / ``eval_cut``) until a new
@@ -756,12 +769,7 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
     # the checkpoint: keeps the lock; one written before the option resumes with it off
     assert ratios(state=lambda s: copy.deepcopy(s.state_dict())) == pytest.approx(locked, rel=1e-6)
 
-    def before(s):
-        state = {k: v for k, v in copy.deepcopy(s.state_dict()).items() if k != "eval_gap"}
-        state["controller"].pop("eval_locked")
-        return state
-
-    resumed = ratios(state=before)
+    resumed = ratios(state=_written_before("eval_gap", "eval_locked"))
     assert max(resumed[9:11]) <= 1.0 + 1e-6 and resumed[11:] == pytest.approx([boosted] * 9, rel=1e-4)
     with pytest.raises(ValueError, match="'eval_gap' is damaged"):
         MetaLRScheduler(_problem()[1], num_training_steps=40).load_state_dict(
@@ -783,6 +791,73 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
             single.observe_eval(math.exp(level + 1.0))
         assert batched.scale(t + 1)[0].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
     assert batched.eval_cap.tolist() == [0.0, math.inf]
+
+
+def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior_at_least():
+    """``eval_trust=m``: while the last evaluation improved on the best before it by more than ``m`` (logs; the first
+    evaluation has none), the learner may not cut the LR below half the prior, from the next step to the next
+    evaluation; an improvement within ``m``, a metric (a negative value), the option off, or a run from scratch under
+    ``"auto"`` (the default: 0.3 on a pretrained run) do not. The state travels in the checkpoint (one written
+    before the option resumes with it off); the batched controller (the zoo's) decides as the scalar one."""
+    import copy
+
+    from metalr_hf.features import FEATURE_NAMES
+
+    learner = boosting_learner(FEATURE_NAMES)
+    with torch.no_grad():
+        learner.head.bias.fill_(-5.0)  # it asks for its deepest cut, whatever it reads
+    cut = math.exp(-learner.max_delta * math.tanh(5.0))
+    assert cut < 0.5
+
+    def ratios(evals=None, sign=1.0, state=None, pretrained=True, **options):
+        evals = {4: 1.0, 9: 0.5, 14: 0.45} if evals is None else evals  # 9: log 2 below the best; 14: 0.1 below
+
+        def evaluate(t, sched):
+            if t in evals:
+                sched.observe_eval(sign * evals[t])
+
+        options = dict(eval_patience=2, eval_cut=4.0, eval_overfit=None, eval_gap=None, pretrained=pretrained,
+                       **options)  # fmt: skip
+        return _ratios_resumed(learner, options, evaluate, 12, state, {"pretrained": pretrained})
+
+    trusted = ratios()
+    assert trusted[:10] == pytest.approx([cut] * 10, rel=1e-4)  # the first evaluation is not an improvement
+    assert trusted[10:15] == pytest.approx([0.5] * 5, rel=1e-4)  # from the step after the evaluation at 9
+    assert trusted[15:] == pytest.approx([cut] * 5, rel=1e-4)  # 14 improved by less than the margin
+    assert ratios(evals={4: 1.0, 9: 0.5}, eval_trust=0.8) == pytest.approx([cut] * 20, rel=1e-4)
+    for kept in (ratios(eval_trust=None), ratios(sign=-1.0), ratios(pretrained=False, smoothing=0.0)):
+        assert kept == pytest.approx([cut] * 20, rel=1e-4)  # off; a metric; from scratch under "auto"
+    scratch = ratios(pretrained=False, smoothing=0.0, eval_trust=0.3)  # named: from scratch too
+    assert scratch == pytest.approx(trusted, rel=1e-6)
+
+    # the checkpoint (written at step 12, while trusted): keeps it; one written before the option resumes it off
+    assert ratios(state=lambda s: copy.deepcopy(s.state_dict())) == pytest.approx(trusted, rel=1e-6)
+
+    resumed = ratios(state=_written_before("eval_trust", "eval_trusted"))
+    assert resumed[:12] == pytest.approx(trusted[:12], rel=1e-6)
+    assert resumed[12:] == pytest.approx([cut] * 8, rel=1e-4)
+    for bad in (-0.1, float("nan"), "on", True):
+        with pytest.raises(ValueError, match="'eval_trust' is damaged"):
+            MetaLRScheduler(_problem()[1], num_training_steps=40).load_state_dict(
+                {**MetaLRScheduler(_problem()[1], num_training_steps=40).state_dict(), "eval_trust": bad}
+            )
+
+    # batched: a pretrained run and one from scratch under "auto", the same evaluations
+    options = dict(guard=False, eval_patience=2, eval_cut=4.0, eval_overfit=None, eval_gap=None, smoothing=0.0)
+    batched = MetaController(learner, 40, 0, batch_size=2, pretrained=torch.tensor([True, False]), **options)
+    singles = [MetaController(learner, 40, 0, pretrained=flag, **options) for flag in (True, False)]
+    for t, v in enumerate(_signal_vectors(16)):
+        batched.update(Signals.from_vector(v.reshape(1, -1).expand(2, -1).clone()), step=t)
+        for single in singles:
+            single.update(Signals.from_vector(v.reshape(1, -1)), step=t)
+        if t in (4, 9):
+            batched.observe_eval(torch.tensor([1.0 if t == 4 else 0.5] * 2, dtype=torch.float64))
+            for single in singles:
+                single.observe_eval(1.0 if t == 4 else 0.5)
+        for i, single in enumerate(singles):
+            assert batched.scale(t + 1)[i].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
+    assert batched.eval_trusted.tolist() == [1.0, 0.0]
+    assert batched.scale(16)[0].item() == pytest.approx(0.5 * float(wsd(16, 40, 0)), rel=1e-5)
 
 
 def test_smoothing_averages_the_learners_decisions_over_steps():
@@ -846,7 +921,8 @@ def test_smoothing_averages_the_learners_decisions_over_steps():
                          + [("eval_cut", v) for v in (0.5, 0, float("inf"), float("nan"), True, "2")]
                          + [("smoothing", v) for v in (-0.1, 1.0, 2, float("nan"), True, "0.5")]
                          + [("eval_overfit", v) for v in (-0.1, math.inf, math.nan, True, "0.03")]
-                         + [("eval_gap", v) for v in (-0.1, math.inf, math.nan, True, "0.3")])  # fmt: skip
+                         + [("eval_gap", v) for v in (-0.1, math.inf, math.nan, True, "0.3")]
+                         + [("eval_trust", v) for v in (-0.1, math.inf, math.nan, True, "0.3", "on")])  # fmt: skip
 def test_eval_patience_cut_and_smoothing_refuse_what_they_cannot_be(option, bad):
     model, optimizer, _, _ = _problem()
     with pytest.raises(ValueError, match=option):

@@ -74,12 +74,13 @@ class EvalConfig:
     # The scheduler's ``warmup_boost``: whether the learner may raise the LR above the prior during the warmup.
     warmup_boost: bool = True
     # The scheduler's ``eval_patience`` (None here: off, as every learner was evaluated before it existed),
-    # ``eval_cut``, ``eval_overfit`` and ``eval_gap``, and the evaluations per run it reads, as a Trainer evaluating
-    # every ``horizon // evals`` steps.
+    # ``eval_cut``, ``eval_overfit``, ``eval_gap`` and ``eval_trust``, and the evaluations per run it reads, as a
+    # Trainer evaluating every ``horizon // evals`` steps.
     eval_patience: int | None = None
     eval_cut: float = 1.0
     eval_overfit: float | None = None
     eval_gap: float | None = None
+    eval_trust: object = None
     evals: int = 10
     # The scheduler's ``smoothing`` of the learner's correction over steps (0 here: off, as every learner was
     # evaluated before it existed; the product's default is "auto").
@@ -92,7 +93,7 @@ class EvalConfig:
 
 # The fields of ``EvalConfig`` that are the meta scheduler's options (the baselines do not depend on them).
 _META_OPTIONS = ("max_boost", "prior", "warmup_boost", "eval_patience", "eval_cut", "eval_overfit", "eval_gap",
-                 "smoothing")  # fmt: skip
+                 "eval_trust", "smoothing")  # fmt: skip
 
 
 def _policy(name: str, learner, pop: Population, told: float, cfg: EvalConfig | None = None):

@@ -23,7 +23,8 @@ def main(name: str, *variants: str) -> None:
         proto = controller_for(variant)
         sim.MetaController = proto or original
         cfg = EvalConfig(families=DECLARED_FINETUNE, prior="wsd", eval_patience=2, evals=10, smoothing=0.0,
-                         eval_cut=4.0, eval_overfit=0.1, eval_gap=variant_parts(variant).get("lga"))  # fmt: skip
+                         eval_cut=4.0, eval_overfit=0.1, eval_gap=variant_parts(variant).get("lga"),
+                         eval_trust=variant_parts(variant).get("ltr"))  # fmt: skip
         runs = evaluate(learner, cfg)["runs"]  # the summary keeps the declared table's tasks, not its cells
         keys = ("family", "optimizer", "base_lr", "seed", "schedule", "final_val_loss")
         cells[variant] = declared_table([Run(*(r[k] for k in keys)) for r in runs])["cells"]

@@ -32,6 +32,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
   starts a linear decay to 0 from the prior there (WSD's decay start moved to where the run starts to overfit);
 - ``lgapG``: the package's ``eval_gap`` G: once an evaluation without a new best lies more than G (log) above the
   smoothed training loss, no boost for the rest of the run (prototyped here as ``lock1+lgapG``, 2026-12-07);
+- ``ltrustM``: the package's ``eval_trust`` M (``impM+isc1+ifl0.69`` built in, 2026-12-07);
 - several prototypes compose: ``gap0.15+ramp0.15``, ``veto0.3+gap0.15``;
 - ``skip1``: (a prototype) a step at LR 0 (the warmup's first) is not shown to the extractor or the learner;
   ``drop1``: it is, but the decision made there is not applied;
@@ -425,7 +426,8 @@ def main(out: str, name: str = "metalr-default-v3", *variants: str, horizon: int
         parts = variant_parts(variant)
         cfg = EvalConfig(prior="wsd", evals=10, eval_patience=2, smoothing=parts.get("ema", 0.0), horizon=horizon,
                          seeds=tuple(seeds), eval_cut=parts.get("cut", 1.0),
-                         eval_overfit=parts.get("fit"), eval_gap=parts.get("lga"))  # fmt: skip
+                         eval_overfit=parts.get("fit"), eval_gap=parts.get("lga"),
+                         eval_trust=parts.get("ltr"))  # fmt: skip
         prototype = controller_for(variant)
         if prototype is not None:
             sim.MetaController = prototype

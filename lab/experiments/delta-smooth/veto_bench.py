@@ -10,8 +10,8 @@ flat) / the ``rangeM`` one (the warmup as an LR range test) / the ``decayL`` one
 starts a linear decay to 0) / the ``gapG`` one (no boost while the evaluation's log-loss is G above the training
 loss's) / the ``rampG`` one (the first evaluation whose log-loss is G above the training loss's starts a linear
 decay to 0) / ``skip`` / ``drop`` (a step at LR 0, the warmup's first, hidden from the learner / its decision
-not applied), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``). Several
-compose:
+not applied), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``);
+``tfloorF``: the package's ``eval_trust`` with its floor at F × the prior instead of ½. Several compose:
 ``veto_bench.py veto0.3 gap0.15+guard -- ...``.
 """
 
@@ -212,6 +212,12 @@ if __name__ == "__main__":
             ratio = next((float(f[len("igr") :]) for f in flags if f.startswith("igr")), None)
             deepest = next((float(f[len("ifl") :]) for f in flags if f.startswith("ifl")), 0.0)
             patch_improving(float(value), "isc1" in flags, ratio, deepest)
+        elif token.startswith("tfloor"):  # the package's eval_trust floor, F × the prior
+            import math
+
+            from metalr_hf.eval_hold import EvalHolds
+
+            EvalHolds.log_trust_floor = math.log(float(token[len("tfloor") :]))
         elif token in ("skip", "drop"):
             patch_zero_step(hide=token == "skip")
         elif token != "--all":
