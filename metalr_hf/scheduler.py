@@ -115,9 +115,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
         # run without metalr-hf would draw, and meta and a baseline of the same seed stay paired.
         # Unset `meta_learner`: the bundled pair, DEFAULT_LEARNER for runs from scratch and DEFAULT_FINETUNE_LEARNER
         # for runs that fine-tune pretrained weights (`pretrained`, given or read from the weights by the callback).
-        self.default_pair = opts.meta_learner is None or (
-            isinstance(opts.meta_learner, str) and opts.meta_learner == "default"
-        )
+        self.default_pair = opts.meta_learner is None or opts.meta_learner == "default"  # (a learner is not)
         self.learner = self._load(opts.meta_learner if not (self.default_pair and opts.pretrained) else FINETUNE)
         self.num_warmup_steps = int(num_warmup_steps)
         # the controller's options, recorded in the state: those given, as before the options were a dataclass
@@ -223,7 +221,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
     def observe_eval(self, value, loss=None) -> None:
         """Hand over an evaluation of the model (lower is better: ``eval_loss``, or a metric to maximise, negated;
         ``loss``: the eval loss where ``value`` is another metric); ``MetaLRCallback`` does after each evaluation of
-        a Trainer. See the ``eval_patience`` and ``eval_gap`` options."""
+        a Trainer. See the ``eval_patience``, ``eval_gap`` and ``eval_trust`` options."""
         value = scheduler_checks.eval_value(value)
         loss = None if loss is None else scheduler_checks.eval_value(loss)
         withdrawn = self.controller is not None and bool(self.controller.observe_eval(value, loss)[0])
@@ -231,6 +229,8 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
             message = scheduler_checks.eval_hold_message(self.last_epoch, value, self.opts, self.controller)
             self._warn_once("eval_hold", message + " (logged at INFO from now on)", message)
             self._set_group_lrs(self.get_lr())
+        elif self.controller is not None and self.controller.eval_trusted[0] > 0:
+            logger.info(scheduler_checks.eval_trust_message(self.last_epoch, value, self.controller))
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)

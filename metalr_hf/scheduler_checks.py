@@ -8,6 +8,7 @@ import math
 import torch
 
 from .options import (
+    TRUST_FLOOR,
     check_eval_cut,
     check_eval_gap,
     check_eval_overfit,
@@ -119,6 +120,15 @@ def eval_hold_message(step: int, value: float, opts, controller) -> str:
             f"({float(controller.eval_best[0]):.4g}) while the training loss fell since: overfitting"
         )
     return f"MetaLRScheduler, step {step}: {why}: LR ≤ prior / {opts.eval_cut:g} until a new best"
+
+
+def eval_trust_message(step: int, value: float, controller) -> str:
+    """What the scheduler logs (INFO) when an evaluation engages ``eval_trust`` (``controller``: one run)."""
+    margin = float(controller.eval_trust_margins()[0])
+    return (
+        f"MetaLRScheduler, step {step}: the evaluation {value:.4g} improved on the best before it by more than "
+        f"{margin:g} (log): LR ≥ prior × {TRUST_FLOOR:g} until the next evaluation (eval_trust)"
+    )
 
 
 def loss_tensor(loss) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """MetaLRScheduler in a plain PyTorch loop, get_scheduler, and the batched controller used by meta-training."""
 
 import io
+import logging
 import math
 
 import pytest
@@ -793,7 +794,7 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
     assert batched.eval_cap.tolist() == [0.0, math.inf]
 
 
-def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior_at_least():
+def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior_at_least(caplog):
     """``eval_trust=m``: while the last evaluation improved on the best before it by more than ``m`` (logs; the first
     evaluation has none), the learner may not cut the LR below half the prior, from the next step to the next
     evaluation; an improvement within ``m``, a metric (a negative value), the option off, or a run from scratch under
@@ -802,12 +803,13 @@ def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior
     import copy
 
     from metalr_hf.features import FEATURE_NAMES
+    from metalr_hf.options import TRUST_FLOOR
 
     learner = boosting_learner(FEATURE_NAMES)
     with torch.no_grad():
         learner.head.bias.fill_(-5.0)  # it asks for its deepest cut, whatever it reads
     cut = math.exp(-learner.max_delta * math.tanh(5.0))
-    assert cut < 0.5
+    assert cut < TRUST_FLOOR
 
     def ratios(evals=None, sign=1.0, state=None, pretrained=True, **options):
         evals = {4: 1.0, 9: 0.5, 14: 0.45} if evals is None else evals  # 9: log 2 below the best; 14: 0.1 below
@@ -820,9 +822,13 @@ def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior
                        **options)  # fmt: skip
         return _ratios_resumed(learner, options, evaluate, 12, state, {"pretrained": pretrained})
 
-    trusted = ratios()
+    with caplog.at_level(logging.INFO, logger="metalr_hf"):
+        trusted = ratios()
+    said = [r.getMessage() for r in caplog.records if "eval_trust" in r.getMessage()]
+    assert said == ["MetaLRScheduler, step 10: the evaluation 0.5 improved on the best before it by more than 0.3 "
+                    "(log): LR ≥ prior × 0.5 until the next evaluation (eval_trust)"]  # fmt: skip
     assert trusted[:10] == pytest.approx([cut] * 10, rel=1e-4)  # the first evaluation is not an improvement
-    assert trusted[10:15] == pytest.approx([0.5] * 5, rel=1e-4)  # from the step after the evaluation at 9
+    assert trusted[10:15] == pytest.approx([TRUST_FLOOR] * 5, rel=1e-4)  # from the step after the evaluation at 9
     assert trusted[15:] == pytest.approx([cut] * 5, rel=1e-4)  # 14 improved by less than the margin
     assert ratios(evals={4: 1.0, 9: 0.5}, eval_trust=0.8) == pytest.approx([cut] * 20, rel=1e-4)
     for kept in (ratios(eval_trust=None), ratios(sign=-1.0), ratios(pretrained=False, smoothing=0.0)):
@@ -857,7 +863,7 @@ def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior
         for i, single in enumerate(singles):
             assert batched.scale(t + 1)[i].item() == pytest.approx(single.scale_value(t + 1), rel=1e-5)
     assert batched.eval_trusted.tolist() == [1.0, 0.0]
-    assert batched.scale(16)[0].item() == pytest.approx(0.5 * float(wsd(16, 40, 0)), rel=1e-5)
+    assert batched.scale(16)[0].item() == pytest.approx(TRUST_FLOOR * float(wsd(16, 40, 0)), rel=1e-5)
 
 
 def test_smoothing_averages_the_learners_decisions_over_steps():
