@@ -51,11 +51,11 @@ AUTO_PRIORS = {False: "cosine", True: "wsd"}
 AUTO_SMOOTHING = {False: 0.9, True: 0.0}
 # ``eval_trust="auto"``: the margin by whether the run fine-tunes pretrained weights (None: off). On both
 # fine-tuning suites a run that kept improving on held-out data was cut to a sixth of the prior by the fine-tuning
-# learner (the clean MiniLM at its right LR: 120× the best stock loss); a floor at half the prior there won every
-# cell. From scratch it traded right-LR losses for rescues (lab/results/improving-veto/).
+# learner (the clean MiniLM at its right LR: 120× the best stock loss); a floor at 0.7× the prior there left no cell
+# worse (0.5 and 0.85 won less). From scratch it cost a little (lab/results/eval-trust/).
 AUTO_EVAL_TRUST = {False: None, True: 0.3}
 # While ``eval_trust`` holds, δ ≥ log(TRUST_FLOOR): the LR at least this share of the prior (eval holds still act).
-TRUST_FLOOR = 0.5
+TRUST_FLOOR = 0.7
 
 
 def resolve_smoothing(smoothing, pretrained):
@@ -257,7 +257,7 @@ class MetaSchedulerOptions:
             ``eval_loss`` only. `None`: off.
         eval_trust (`float`, `"auto"` or `None`, defaults to `"auto"`): while the last evaluation improved on the best
             before it by more than this (as logs of a value > 0, such as ``eval_loss``; the first evaluation never
-            counts), the run generalises and is not too hot: the learner may not cut the LR below half the prior
+            counts), the run generalises and is not too hot: the learner may not cut the LR below 0.7× the prior
             (the evaluations' holds still may). `"auto"`: 0.3 on a run that fine-tunes pretrained weights, off from
             scratch. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
@@ -333,7 +333,7 @@ class MetaSchedulerOptions:
         default="auto",
         metadata={
             "help": "while the last eval loss improved on the best by more than this (logs), the LR is not cut "
-            "below half the prior (`auto`: 0.3 on a pretrained run, off from scratch; `null`: off)"
+            "below 0.7× the prior (`auto`: 0.3 on a pretrained run, off from scratch; `null`: off)"
         },
     )
     smoothing: Any = field(

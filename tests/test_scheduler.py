@@ -794,9 +794,9 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
     assert batched.eval_cap.tolist() == [0.0, math.inf]
 
 
-def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior_at_least(caplog):
+def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_held_out_data(caplog):
     """``eval_trust=m``: while the last evaluation improved on the best before it by more than ``m`` (logs; the first
-    evaluation has none), the learner may not cut the LR below half the prior, from the next step to the next
+    evaluation has none), the learner may not cut the LR below TRUST_FLOOR × the prior, from the next step to the next
     evaluation; an improvement within ``m``, a metric (a negative value), the option off, or a run from scratch under
     ``"auto"`` (the default: 0.3 on a pretrained run) do not. The state travels in the checkpoint (one written
     before the option resumes with it off); the batched controller (the zoo's) decides as the scalar one."""
@@ -826,7 +826,7 @@ def test_eval_trust_keeps_a_run_that_improves_on_held_out_data_at_half_the_prior
         trusted = ratios()
     said = [r.getMessage() for r in caplog.records if "eval_trust" in r.getMessage()]
     assert said == ["MetaLRScheduler, step 10: the evaluation 0.5 improved on the best before it by more than 0.3 "
-                    "(log): LR ≥ prior × 0.5 until the next evaluation (eval_trust)"]  # fmt: skip
+                    "(log): LR ≥ prior × 0.7 until the next evaluation (eval_trust)"]  # fmt: skip
     assert trusted[:10] == pytest.approx([cut] * 10, rel=1e-4)  # the first evaluation is not an improvement
     assert trusted[10:15] == pytest.approx([TRUST_FLOOR] * 5, rel=1e-4)  # from the step after the evaluation at 9
     assert trusted[15:] == pytest.approx([cut] * 5, rel=1e-4)  # 14 improved by less than the margin
