@@ -127,7 +127,7 @@ def eval_trust_message(step: int, value: float, controller) -> str:
     margin = float(controller.eval_trust_margins()[0])
     return (
         f"MetaLRScheduler, step {step}: the evaluation {value:.4g} improved on the best before it by more than "
-        f"{margin:g} (log): LR ≥ prior × {TRUST_FLOOR:g} until the next evaluation (eval_trust)"
+        f"{margin:g} (log): no cut below {TRUST_FLOOR:g}× the prior until the next evaluation (eval_trust)"
     )
 
 

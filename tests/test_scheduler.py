@@ -826,7 +826,7 @@ def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_h
         trusted = ratios()
     said = [r.getMessage() for r in caplog.records if "eval_trust" in r.getMessage()]
     assert said == ["MetaLRScheduler, step 10: the evaluation 0.5 improved on the best before it by more than 0.3 "
-                    "(log): LR ≥ prior × 0.7 until the next evaluation (eval_trust)"]  # fmt: skip
+                    "(log): no cut below 0.7× the prior until the next evaluation (eval_trust)"]  # fmt: skip
     assert trusted[:10] == pytest.approx([cut] * 10, rel=1e-4)  # the first evaluation is not an improvement
     assert trusted[10:15] == pytest.approx([TRUST_FLOOR] * 5, rel=1e-4)  # from the step after the evaluation at 9
     assert trusted[15:] == pytest.approx([cut] * 5, rel=1e-4)  # 14 improved by less than the margin
