@@ -740,3 +740,40 @@ def test_meta_training_runs_the_presets_smoothing_not_the_products_default(monke
     assert not torch.allclose(fitness[0.0][1:], fitness[0.9][1:])  # the rule trained under is not a no-op
     with pytest.raises(ValueError, match="smoothing"):
         replace(base, smoothing=1.0)
+
+
+def test_meta_training_hands_evaluations_to_the_rule_where_a_preset_asks(monkeypatch):
+    """``Preset.evals``: the controller reads the validation loss every ``horizon // evals`` steps, as a Trainer
+    evaluating would hand it, under the preset's ``eval_rule``; the runs of a population then share one horizon.
+    0 (every committed learner): none, and each task keeps its own horizon."""
+    from dataclasses import replace
+
+    from metalr_hf.controller import MetaController
+    from metalr_hf.metatrain import es
+    from metalr_hf.metatrain.population import flat
+    from metalr_hf.metatrain.presets import PRESETS
+
+    seen, calls, original, observe = [], [], es.meta_policy, MetaController.observe_eval
+
+    def recording(learners, pop, **kwargs):
+        policy = original(learners, pop, **kwargs)
+        seen.append((sorted(set(pop.horizon.tolist())), policy.eval_patience, policy.eval_trust))
+        return policy
+
+    def counting(self, value, loss=None):
+        calls.append(self.step_count)
+        return observe(self, value, loss)
+
+    monkeypatch.setattr(es, "meta_policy", recording)
+    monkeypatch.setattr(MetaController, "observe_eval", counting)
+    base = replace(PRESETS["smoke"], tasks=3, horizon=(30, 50))
+    rule = (("eval_patience", 2), ("eval_trust", 0.3))
+    for preset in (base, replace(base, evals=5, eval_rule=rule)):
+        rng, gen = np.random.default_rng(3), torch.Generator().manual_seed(3)
+        es.es_iteration(perturbed_learner(seed=3, scale=0.2), flat(perturbed_learner(seed=3)), preset, rng, gen)
+    (horizons, patience, _), (shared, held_by, trust) = seen
+    assert len(horizons) > 1 and len(shared) == 1  # drawn per task; one per population with evaluations
+    assert (patience, held_by, trust) == (None, 2, 0.3)
+    assert calls == [shared[0] // 5 * k for k in range(1, 6)]  # after steps T/5, 2T/5, …: as a Trainer evaluates
+    with pytest.raises(ValueError, match="eval_rule"):
+        replace(base, evals=5, eval_rule=(("max_boost", 2.0),))

@@ -245,6 +245,15 @@ EXPERIMENTS["tuned-ft-noisy"] = replace(
     EXPERIMENTS["tuned-ft"], name="tuned-ft-noisy", families=META_TRAIN_FINETUNE + META_TRAIN_FINETUNE_NOISY * 2
 )
 EXPERIMENTS["tuned-ft-noisy-skip"] = replace(EXPERIMENTS["tuned-ft-noisy"], name="tuned-ft-noisy-skip")
+# `tuned-ft-trust`: `tuned-ft` with the product's rule on evaluations in the loop (10 a run: `eval_patience` 2,
+# `eval_cut` 4, `eval_overfit` 0.1, `eval_gap` 0.3, `eval_trust` 0.3): the learner cut the finetune suite's clean
+# MiniLM from its first steps, and `eval_trust` only bounds that cut from the second evaluation on; trained with the
+# rule, can it learn not to cut a run that keeps improving, without losing the noisy MiniLM?
+EXPERIMENTS["tuned-ft-trust"] = replace(
+    EXPERIMENTS["tuned-ft"], name="tuned-ft-trust", evals=10,
+    eval_rule=(("eval_patience", 2), ("eval_cut", 4.0), ("eval_overfit", 0.1), ("eval_gap", 0.3), ("eval_trust", 0.3)),
+    eval=replace(EXPERIMENTS["tuned-ft"].eval, eval_trust=0.3),
+)  # fmt: skip
 # `tuned-wsd-skip`: `tuned-wsd` (40 iterations) with the warmup's LR-0 step hidden from the learner in meta-training;
 # `tuned-wsd-read` the same without (the control: is a difference the step or the 40 iterations?).
 EXPERIMENTS["tuned-wsd-skip"] = replace(EXPERIMENTS["tuned-wsd"], name="tuned-wsd-skip", iterations=40)

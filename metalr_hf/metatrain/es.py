@@ -95,6 +95,9 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
         K, rng, families=preset.families, horizon=preset.horizon, batch_size=preset.batch_size,
         optimizers=preset.optimizers, lr_ranges=preset.lr_ranges,
     )  # fmt: skip
+    if preset.evals:  # one horizon per population, so that its runs evaluate at the same steps
+        T = specs[0].horizon
+        specs = [replace(s, horizon=T, warmup=max(1, T // 20) if s.warmup else 0) for s in specs]
     if preset.reference == "best_stock":  # each task at every LR factor: same data, start and order
         specs = [replace(s, base_lr=s.base_lr * f) for s in specs for f in preset.lr_factors]
         K = len(specs)
@@ -105,13 +108,15 @@ def es_iteration(learner, theta, preset: Preset, rng: np.random.Generator, eps_g
     # max_boost=None, warmup_boost=True, eval_patience=None, smoothing 0: the rule every committed learner was
     # meta-trained under (a learner that reads `pretrained` gets no cap under "auto" either; one that does not,
     # trained on fine-tuning runs as `scratch-ft`, reproduces); a preset may average the decisions (`smoothing`)
+    # and hand the rule evaluations (`evals`, `eval_rule`)
     learners = PopulationLearner(learner, thetas[mine], K)
     policy = meta_policy(
-        learners, pop, guard=True, max_boost=None, warmup_boost=True, eval_patience=None, prior=preset.prior,
-        smoothing=preset.smoothing,
+        learners, pop, guard=True, max_boost=None, warmup_boost=True, prior=preset.prior, smoothing=preset.smoothing,
+        **{"eval_patience": None, **dict(preset.eval_rule)},
     )  # fmt: skip
     data_seed = int(rng.integers(0, 2**31 - 1))
-    res = simulate(pop, policy, seed=data_seed)
+    every = int(pop.horizon.max()) // preset.evals if preset.evals else 0
+    res = simulate(pop, policy, seed=data_seed, observe_every=every)
     val = res.final_val_loss.view(len(mine), K)
     auc = res.mean_train_loss.view(len(mine), K)
     val0, auc0 = val[0], auc[0]
@@ -149,6 +154,8 @@ def _stage_text(preset: Preset) -> str:
         )
     if preset.smoothing:
         extra += f"; the learner's decisions averaged over steps (`smoothing` {preset.smoothing:g})"
+    if preset.evals:
+        extra += f"; {preset.evals} evaluations a run read by the rule ({dict(preset.eval_rule)})"
     if preset.lr_ranges:
         extra += f"; base LRs log-uniform over {preset.lr_ranges}"
     if preset.max_delta != Preset.max_delta:

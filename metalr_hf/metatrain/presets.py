@@ -22,6 +22,10 @@ __all__ = ["BASE_FEATURES", "PRESETS", "Preset", "get_preset", "register", "same
 BASE_FEATURES = FEATURE_NAMES[: FEATURE_NAMES.index("pretrained")]
 
 
+# The options of the rule a preset's ``eval_rule`` may set during meta-training (the ones that read evaluations).
+EVAL_RULE = ("eval_patience", "eval_cut", "eval_overfit", "eval_gap", "eval_trust")
+
+
 @dataclass
 class Preset:
     name: str
@@ -61,6 +65,12 @@ class Preset:
     # The controller's ``smoothing`` during meta-training: 0 (off), the rule every committed learner was trained
     # under; not the scheduler's ``"auto"``, so that a preset reproduces its learner whatever the product's default.
     smoothing: float = 0.0
+    # The evaluations the controller reads during meta-training, as a Trainer evaluating every ``horizon // evals``
+    # steps (0: none, the rule every committed learner was trained under), and the options of the rule that read
+    # them, as ``(name, value)`` pairs (``eval_patience``, ``eval_cut``, ``eval_overfit``, ``eval_gap``,
+    # ``eval_trust``). With evaluations the runs of a population share one horizon, so that they evaluate together.
+    evals: int = 0
+    eval_rule: tuple = ()
     # Start from the learner of another preset (run first, in `<output_dir>/stage-<name>`), not from scratch.
     init_from: str | None = None
     # Or start from a learner already made: a name or folder for `MetaLearner.from_pretrained` (a shipped one).
@@ -83,6 +93,9 @@ class Preset:
             raise ValueError(f"Preset {self.name!r}: lr_factors go with reference='best_stock' (and it needs them)")
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"Preset {self.name!r}: smoothing must be in [0, 1), got {self.smoothing!r}")
+        unknown = sorted({name for name, _ in self.eval_rule} - set(EVAL_RULE))
+        if unknown or isinstance(self.evals, bool) or not isinstance(self.evals, int) or self.evals < 0:
+            raise ValueError(f"Preset {self.name!r}: evals must be a count >= 0 and eval_rule name {EVAL_RULE}")
         if any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors) or self.right_lr_weight < 1:
             raise ValueError(f"Preset {self.name!r}: lr_factors must be positive, right_lr_weight at least 1")
 
