@@ -91,11 +91,15 @@ def check_eval_cut(eval_cut) -> None:
         raise ValueError(f"eval_cut must be a finite number >= 1, got {eval_cut!r}")
 
 
-def _check_off_or_nonnegative(value, name: str) -> None:
-    """A ``ValueError`` naming ``name`` unless ``value`` is None (off) or a finite number ≥ 0."""
+def _check_off_or_nonnegative(value, name: str, auto: bool = False) -> None:
+    """A ``ValueError`` naming ``name`` unless ``value`` is None (off), a finite number ≥ 0, or with ``auto``
+    ``"auto"``."""
+    if auto and isinstance(value, str) and value == "auto":
+        return
     number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if value is not None and not (number and 0 <= value < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0 or None (off), got {value!r}")
+        allowed = '"auto", a finite number >= 0' if auto else "a finite number >= 0"
+        raise ValueError(f"{name} must be {allowed} or None (off), got {value!r}")
 
 
 def check_eval_overfit(eval_overfit) -> None:
@@ -110,10 +114,7 @@ def check_eval_gap(eval_gap) -> None:
 
 def check_eval_trust(eval_trust) -> None:
     """A ``ValueError`` naming ``eval_trust`` unless it is ``"auto"``, None or a finite number ≥ 0."""
-    number = isinstance(eval_trust, numbers.Real) and not isinstance(eval_trust, bool)
-    if not (isinstance(eval_trust, str) and eval_trust == "auto") and eval_trust is not None:
-        if not (number and 0 <= eval_trust < math.inf):
-            raise ValueError(f'eval_trust must be "auto", a finite number >= 0 or None (off), got {eval_trust!r}')
+    _check_off_or_nonnegative(eval_trust, "eval_trust", auto=True)
 
 
 def check_smoothing(smoothing) -> None:
