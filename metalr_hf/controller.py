@@ -145,7 +145,8 @@ class MetaController(EvalHolds):
         self.eval_train_best = torch.full((B,), -math.inf, dtype=torch.float64)  # smoothed log-loss at the best
         self.overfitting = torch.zeros(B, dtype=torch.bool)  # the last evaluation read as overfitting
         self.eval_locked = torch.zeros(B)  # 1 once a stale evaluation lay ``eval_gap`` above the training loss
-        self.eval_trusted = torch.zeros(B)  # 1 while the last evaluation improved by more than ``eval_trust``
+        self.eval_loss_best = torch.full((B,), float("inf"), dtype=torch.float64)  # the best eval loss seen
+        self.eval_trusted = torch.zeros(B)  # 1 while the last eval loss improved by more than ``eval_trust``
         self.features = torch.zeros(B, len(FEATURE_NAMES))
         self._priors: dict = {}
         self.step_count = 0  # optimizer steps whose signals were consumed
@@ -178,6 +179,7 @@ class MetaController(EvalHolds):
     eval_stale = _control_property("eval_stale", torch.float32)
     eval_train_best = _control_property("eval_train_best", torch.float64)
     eval_locked = _control_property("eval_locked", torch.float32)
+    eval_loss_best = _control_property("eval_loss_best", torch.float64)
     eval_trusted = _control_property("eval_trusted", torch.float32)
     del _control_property
 
@@ -332,6 +334,7 @@ class MetaController(EvalHolds):
             "eval_stale": self.eval_stale.clone(),
             "eval_train_best": self.eval_train_best.clone(),
             "eval_locked": self.eval_locked.clone(),
+            "eval_loss_best": self.eval_loss_best.clone(),
             "eval_trusted": self.eval_trusted.clone(),
             "features": self.features.clone(),
             "step_count": self.step_count,
@@ -346,8 +349,8 @@ class MetaController(EvalHolds):
         self.extractor.load_state_dict(state["extractor"])
         for key in ("learner_state", "delta", "backoff", "guard_scale", "best", "features"):
             setattr(self, key, state[key].clone())
-        for key in ("eval_best", "eval_stale", "eval_train_best", "eval_locked", "eval_trusted"):  # absent from older
-            if key in state:
+        for key in ("eval_best", "eval_stale", "eval_train_best", "eval_locked", "eval_loss_best", "eval_trusted"):
+            if key in state:  # absent from older checkpoints
                 setattr(self, key, state[key].clone())
         self.step_count = int(state["step_count"])
 

@@ -17,7 +17,8 @@ __all__ = ["EvalHolds"]
 
 class EvalHolds:
     """``observe_eval``, the bound it sets (``eval_cap``) and the floor (``eval_trusted``); the state it keeps
-    (``eval_best``, ``eval_stale``, ``eval_train_best``, ``eval_locked``, ``eval_trusted``, ``overfitting``) is the
+    (``eval_best``, ``eval_stale``, ``eval_train_best``, ``eval_locked``, ``eval_loss_best``, ``eval_trusted``,
+    ``overfitting``) is the
     controller's."""
 
     log_trust_floor = math.log(TRUST_FLOOR)  # δ ≥ this while ``eval_trusted`` (at most the cap: holds still act)
@@ -56,8 +57,9 @@ class EvalHolds:
         ``eval_overfit`` above the best while the smoothed training loss fell since that best (overfitting) —
         δ ≤ -log(eval_cut) (this step's δ included) until an evaluation brings a new best; one without a new best
         whose ``loss`` (the eval loss, ``value`` unless given; > 0) lies ``eval_gap`` above the smoothed training
-        log-loss, δ ≤ 0 for good. While an evaluation > 0 lies more than ``eval_trust`` (log) below the best before
-        it, δ ≥ log(TRUST_FLOOR) (at most the cap) until the next evaluation (:func:`controller._rule`). Returns
+        log-loss, δ ≤ 0 for good. While an eval loss (``loss``, or ``value`` where not given) lies more than
+        ``eval_trust`` (log) below the best before it, δ ≥ log(TRUST_FLOOR) (at most the cap) until the next
+        evaluation (:func:`controller._rule`): with a metric to maximise too. Returns
         the ``[B]`` mask of the runs this evaluation started holding."""
         B = self.extractor.batch_size
         if self.eval_patience is None:
@@ -65,8 +67,11 @@ class EvalHolds:
         value = torch.as_tensor(value, dtype=torch.float64).reshape(-1).expand(B)
         value = torch.where(torch.isfinite(value), value, torch.full_like(value, float("inf")))
         best, held, better = self.eval_best, torch.isfinite(self.eval_cap), value < self.eval_best
-        # improving on the best before it (the first evaluation has none) by more than the margin, as logs
-        trusted = torch.isfinite(best) & (value > 0) & (value.log() < best.log() - self.eval_trust_margins())
+        # the eval loss (``value`` unless given: a metric to maximise comes negated, with its loss beside it)
+        # improving on its best before (the first evaluation has none) by more than the margin, as logs
+        reading = value if loss is None else torch.as_tensor(loss, dtype=torch.float64).reshape(-1).expand(B)
+        readable, loss_best = (reading > 0) & (reading < math.inf), self.eval_loss_best
+        trusted = readable & torch.isfinite(loss_best) & (reading.log() < loss_best.log() - self.eval_trust_margins())
         s = self.extractor.state  # the training loss's level: the guard's smoothed log-loss, once a loss was seen
         seen, level = s["n_loss"] > 0, s["guard_ema"]
         stale, tol = self.eval_stale + 1, math.inf if self.eval_overfit is None else self.eval_overfit
@@ -75,10 +80,11 @@ class EvalHolds:
         self.overfitting = rose & seen & (level < self.eval_train_best)
         stale = torch.where(self.overfitting, torch.clamp(stale, min=float(self.eval_hold_from)), stale)
         gap = math.inf if self.eval_gap is None else self.eval_gap
-        wide = self.eval_gap_of(value if loss is None else loss) > gap  # NaN (nothing readable): False
+        wide = self.eval_gap_of(reading) > gap  # NaN (nothing readable): False
         self.eval_locked = torch.where(~better & wide, 1.0, self.eval_locked).float()
         self.eval_train_best = torch.where(better, torch.where(seen, level, -math.inf), self.eval_train_best)
         self.eval_best = torch.minimum(best, value)
+        self.eval_loss_best = torch.where(readable, torch.minimum(loss_best, reading), loss_best)
         self.eval_stale = torch.where(better, torch.zeros(B), stale)
         self.eval_trusted = trusted.float()
         cap = self.eval_cap

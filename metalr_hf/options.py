@@ -256,11 +256,11 @@ class MetaSchedulerOptions:
             this above the smoothed training loss (both as logs: the model fits its training data far better than
             held-out data), the learner may not raise the LR above the prior for the rest of the run. Read from
             ``eval_loss`` only. `None`: off.
-        eval_trust (`float`, `"auto"` or `None`, defaults to `"auto"`): while the last evaluation improved on the best
-            before it by more than this (as logs of a value > 0, such as ``eval_loss``; the first evaluation never
-            counts), the run generalises and is not too hot: the learner may not cut the LR below 0.7× the prior
-            (the evaluations' holds still may). `"auto"`: 0.3 on a run that fine-tunes pretrained weights, off from
-            scratch. `None`: off.
+        eval_trust (`float`, `"auto"` or `None`, defaults to `"auto"`): while the last eval loss improved on the best
+            before it by more than this (as logs; ``eval_loss`` also where ``metric_for_best_model`` names another
+            metric; the first evaluation never counts), the run generalises and is not too hot: the learner may not
+            cut the LR below 0.7× the prior (the evaluations' holds still may). `"auto"`: 0.3 on a run that
+            fine-tunes pretrained weights, off from scratch. `None`: off.
         smoothing (`float` or `"auto"`, defaults to `"auto"`): the learner's correction is averaged over steps,
             ``δ ← smoothing · δ + (1 - smoothing) · its decision`` (0: each decision as it comes), so that its
             step-to-step jitter, and its first decisions read from a step or two, do not reach the LR whole;

@@ -230,7 +230,7 @@ class MetaLRScheduler(SchedulerState, LRScheduler):
             self._warn_once("eval_hold", message + " (logged at INFO from now on)", message)
             self._set_group_lrs(self.get_lr())
         elif self.controller is not None and self.controller.eval_trusted[0] > 0:
-            logger.info(scheduler_checks.eval_trust_message(self.last_epoch, value, self.controller))
+            logger.info(scheduler_checks.eval_trust_message(self.last_epoch, value, loss, self.controller))
 
     def _add_pending(self, loss: torch.Tensor, grad_norm) -> None:
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss.to(self._pending_loss)

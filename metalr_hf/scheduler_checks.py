@@ -122,11 +122,12 @@ def eval_hold_message(step: int, value: float, opts, controller) -> str:
     return f"MetaLRScheduler, step {step}: {why}: LR ≤ prior / {opts.eval_cut:g} until a new best"
 
 
-def eval_trust_message(step: int, value: float, controller) -> str:
-    """What the scheduler logs (INFO) when an evaluation engages ``eval_trust`` (``controller``: one run)."""
-    margin = float(controller.eval_trust_margins()[0])
+def eval_trust_message(step: int, value: float, loss, controller) -> str:
+    """What the scheduler logs (INFO) when an evaluation engages ``eval_trust``: its ``loss`` (``value`` where
+    none was given; ``controller``: one run)."""
+    margin, loss = float(controller.eval_trust_margins()[0]), value if loss is None else loss
     return (
-        f"MetaLRScheduler, step {step}: the evaluation {value:.4g} improved on the best before it by more than "
+        f"MetaLRScheduler, step {step}: the eval loss {loss:.4g} improved on the best before it by more than "
         f"{margin:g} (log): no cut below {TRUST_FLOOR:g}× the prior until the next evaluation (eval_trust)"
     )
 

@@ -797,9 +797,10 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
 def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_held_out_data(caplog):
     """``eval_trust=m``: while the last evaluation improved on the best before it by more than ``m`` (logs; the first
     evaluation has none), the learner may not cut the LR below TRUST_FLOOR × the prior, from the next step to the next
-    evaluation; an improvement within ``m``, a metric (a negative value), the option off, or a run from scratch under
-    ``"auto"`` (the default: 0.3 on a pretrained run) do not. The state travels in the checkpoint (one written
-    before the option resumes with it off); the batched controller (the zoo's) decides as the scalar one."""
+    evaluation; a metric to maximise (negated) engages it through the eval loss handed beside it. An improvement within
+    ``m``, a metric without its loss, the option off, or a run from scratch under ``"auto"`` (the default: 0.3 on a
+    pretrained run) do not. The state travels in the checkpoint (one written before the option resumes with it off);
+    the batched controller (the zoo's) decides as the scalar one."""
     import copy
 
     from metalr_hf.features import FEATURE_NAMES
@@ -811,11 +812,13 @@ def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_h
     cut = math.exp(-learner.max_delta * math.tanh(5.0))
     assert cut < TRUST_FLOOR
 
-    def ratios(evals=None, sign=1.0, state=None, pretrained=True, **options):
+    def ratios(evals=None, sign=1.0, state=None, pretrained=True, metric=False, **options):
         evals = {4: 1.0, 9: 0.5, 14: 0.45} if evals is None else evals  # 9: log 2 below the best; 14: 0.1 below
 
         def evaluate(t, sched):
-            if t in evals:
+            if t in evals and metric:  # a metric to maximise, improving, negated; the eval loss beside it
+                sched.observe_eval(-1.0 / evals[t], loss=evals[t])
+            elif t in evals:
                 sched.observe_eval(sign * evals[t])
 
         options = dict(eval_patience=2, eval_cut=4.0, eval_overfit=None, eval_gap=None, pretrained=pretrained,
@@ -825,14 +828,15 @@ def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_h
     with caplog.at_level(logging.INFO, logger="metalr_hf"):
         trusted = ratios()
     said = [r.getMessage() for r in caplog.records if "eval_trust" in r.getMessage()]
-    assert said == ["MetaLRScheduler, step 10: the evaluation 0.5 improved on the best before it by more than 0.3 "
+    assert said == ["MetaLRScheduler, step 10: the eval loss 0.5 improved on the best before it by more than 0.3 "
                     "(log): no cut below 0.7× the prior until the next evaluation (eval_trust)"]  # fmt: skip
     assert trusted[:10] == pytest.approx([cut] * 10, rel=1e-4)  # the first evaluation is not an improvement
     assert trusted[10:15] == pytest.approx([TRUST_FLOOR] * 5, rel=1e-4)  # from the step after the evaluation at 9
     assert trusted[15:] == pytest.approx([cut] * 5, rel=1e-4)  # 14 improved by less than the margin
     assert ratios(evals={4: 1.0, 9: 0.5}, eval_trust=0.8) == pytest.approx([cut] * 20, rel=1e-4)
     for kept in (ratios(eval_trust=None), ratios(sign=-1.0), ratios(pretrained=False, smoothing=0.0)):
-        assert kept == pytest.approx([cut] * 20, rel=1e-4)  # off; a metric; from scratch under "auto"
+        assert kept == pytest.approx([cut] * 20, rel=1e-4)  # off; a metric without its loss; from scratch ("auto")
+    assert ratios(metric=True) == pytest.approx(trusted, rel=1e-6)  # a metric to maximise: its eval loss trusted
     scratch = ratios(pretrained=False, smoothing=0.0, eval_trust=0.3)  # named: from scratch too
     assert scratch == pytest.approx(trusted, rel=1e-6)
 

@@ -604,7 +604,7 @@ def test_the_trainer_s_evaluations_withdraw_the_boost_when_they_stop_improving(t
 
 
 def test_the_callback_hands_eval_gap_the_eval_loss_never_another_metric(tmp_path):
-    """``eval_gap`` compares the eval *loss* with the training loss: where the Trainer's evaluations are read through
+    """``eval_gap`` (and ``eval_trust``) read the eval *loss*: where the Trainer's evaluations are read through
     ``metric_for_best_model``, the callback hands the scheduler that metric (negated where greater is better) and
     the ``eval_loss`` beside it (NaN where there is none: no gap read); without one, the eval loss alone."""
     seen = []
