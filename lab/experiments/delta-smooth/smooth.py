@@ -20,6 +20,7 @@ largest boost (×3 to ×7 the prior at step 1). VARIANT:
   ``eval_cut`` at once;
 - ``floorF``: (a prototype) no cut (δ ≥ 0) for the first fraction F of the run;
 - ``vetoS``: (a prototype) no cut while the training loss falls faster than S per tenth of the run;
+  ``pvetoS``: the same only before the second evaluation and while the last one is trusted (``eval_trust``);
 - ``ratchetK``: (a prototype) a cut not relaxed while the training loss is flat (|slope| < K per tenth of the run);
 - ``rangeM``: (a prototype) the warmup as an LR range test: a fall then a rise of the smoothed loss by more than M
   (log) caps the LR multiplier for the rest of the run at the one behind the lowest loss;
@@ -377,6 +378,29 @@ class ImprovingVeto(MetaController):
         self.delta = torch.where(self.improving, torch.maximum(self.delta, floor), self.delta)
 
 
+class ProvisionalVeto(FallVeto):
+    """(A prototype) ``vetoS`` only until the evaluations can speak: no cut while the training loss falls faster
+    than ``fall`` per tenth of the run, before the second evaluation (the first has nothing to compare with) and
+    after it while the last one was trusted (``eval_trust``); a run whose evaluations stop improving is cut as the
+    learner wants (the fall veto kept the cut from a run 10× too hot whose training loss fell as fast)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.n_evals = torch.zeros(self.extractor.batch_size)
+
+    def observe_eval(self, value, loss=None):
+        self.n_evals = self.n_evals + 1
+        return super().observe_eval(value, loss)
+
+    def update(self, signals, step=None):
+        ok = super(FallVeto, self).update(signals, step)  # past FallVeto's own: composes with the others
+        falling = self.features[:, FEATURE_NAMES.index("loss_slope_slow")] < -self.fall
+        falling &= (self.n_evals < 2) | (self.eval_trusted > 0)
+        floor = torch.clamp(self.eval_cap, max=0.0)
+        self.delta = torch.where(falling, torch.maximum(self.delta, floor), self.delta)
+        return ok
+
+
 # The prototypes by their key in a VARIANT (a part's first three letters): the controller each one builds.
 PROTOTYPES = {
     "ear": lambda p, v: functools.partial(EarlyHold, early=p["ear"]),
@@ -386,6 +410,7 @@ PROTOTYPES = {
     "ocu": lambda p, v: functools.partial(OverfitCut, boost_from=p["ocu"], tol=p.get("tol", 0.0)),
     "hol": lambda p, v: functools.partial(StagedHold, boost_from=p["hol"]),
     "vet": lambda p, v: functools.partial(FallVeto, fall=p["vet"]),
+    "pve": lambda p, v: functools.partial(ProvisionalVeto, fall=p["pve"]),
     "rat": lambda p, v: functools.partial(PlateauRatchet, flat=p["rat"]),
     "ran": lambda p, v: functools.partial(RangeCeiling, margin=p["ran"]),
     "ode": lambda p, v: functools.partial(OverfitDeep, deep=p["ode"]),
@@ -396,8 +421,8 @@ PROTOTYPES = {
     "imp": lambda p, v: functools.partial(
         ImprovingVeto, margin=p["imp"], deepest=p.get("ifl", 0.0), second=bool(p.get("isc", 0)), ratio=p.get("igr")
     ),
-    "ski": lambda p, v: ZeroSkip,
-    "dro": lambda p, v: ZeroDrop,
+    "ski": lambda p, v: functools.partial(ZeroSkip),
+    "dro": lambda p, v: functools.partial(ZeroDrop),
 }
 
 

@@ -11,6 +11,7 @@ starts a linear decay to 0) / the ``gapG`` one (no boost while the evaluation's 
 loss's) / the ``rampG`` one (the first evaluation whose log-loss is G above the training loss's starts a linear
 decay to 0) / ``skip`` / ``drop`` (a step at LR 0, the warmup's first, hidden from the learner / its decision
 not applied), on every run (the ``lgapG`` prototype is the package's ``eval_gap`` now: ``--meta-kwargs``);
+``pvetoS``: ``vetoS`` only before the second evaluation and while the last one was trusted;
 ``tfloorF``: the package's ``eval_trust`` with its floor at F × the prior instead of ½. Several compose:
 ``veto_bench.py veto0.3 gap0.15+guard -- ...``.
 """
@@ -40,6 +41,27 @@ def patch(fall: float, every_run: bool = False) -> None:
         return ok
 
     MetaController._update_values = _update_values
+
+
+def patch_provisional(fall: float, every_run: bool = False) -> None:
+    """``smooth.ProvisionalVeto`` on the one-run path: ``vetoS`` only before the second evaluation and while the
+    last one was trusted (``eval_trust``)."""
+    observe, original = MetaController.observe_eval, MetaController._update_values
+
+    def observe_eval(self, value, loss=None):
+        self._n_evals = getattr(self, "_n_evals", 0) + 1
+        return observe(self, value, loss)
+
+    def _update_values(self, x, has_loss, step):
+        ok = original(self, x, has_loss, step)
+        c = self._control
+        speaks = getattr(self, "_n_evals", 0) >= 2 and not c["eval_trusted"] > 0
+        if (every_run or self.extractor._pretrained_value > 0.5) and c["features"][SLOPE] < -fall and not speaks:
+            held = c["eval_stale"] >= self.eval_hold_from
+            c["delta"] = max(c["delta"], min(0.0, self.eval_hold_cap if held else 0.0))
+        return ok
+
+    MetaController.observe_eval, MetaController._update_values = observe_eval, _update_values
 
 
 def patch_ratchet(flat: float) -> None:
@@ -218,6 +240,8 @@ if __name__ == "__main__":
             from metalr_hf.eval_hold import EvalHolds
 
             EvalHolds.log_trust_floor = math.log(float(token[len("tfloor") :]))
+        elif token.startswith("pveto"):
+            patch_provisional(float(token[len("pveto") :]), "--all" in ours.split())
         elif token in ("skip", "drop"):
             patch_zero_step(hide=token == "skip")
         elif token != "--all":
