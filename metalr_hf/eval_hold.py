@@ -18,8 +18,7 @@ __all__ = ["EvalHolds"]
 class EvalHolds:
     """``observe_eval``, the bound it sets (``eval_cap``) and the floor (``eval_trusted``); the state it keeps
     (``eval_best``, ``eval_stale``, ``eval_train_best``, ``eval_locked``, ``eval_loss_best``, ``eval_trusted``,
-    ``overfitting``) is the
-    controller's."""
+    ``overfitting``) is the controller's."""
 
     log_trust_floor = math.log(TRUST_FLOOR)  # δ ≥ this while ``eval_trusted`` (at most the cap: holds still act)
 
@@ -59,8 +58,8 @@ class EvalHolds:
         whose ``loss`` (the eval loss, ``value`` unless given; > 0) lies ``eval_gap`` above the smoothed training
         log-loss, δ ≤ 0 for good. While an eval loss (``loss``, or ``value`` where not given) lies more than
         ``eval_trust`` (log) below the best before it, δ ≥ log(TRUST_FLOOR) (at most the cap) until the next
-        evaluation (:func:`controller._rule`): with a metric to maximise too. Returns
-        the ``[B]`` mask of the runs this evaluation started holding."""
+        evaluation (:func:`controller._rule`), with a metric to maximise too. Returns the ``[B]`` mask of the runs
+        this evaluation started holding."""
         B = self.extractor.batch_size
         if self.eval_patience is None:
             return torch.zeros(B, dtype=torch.bool)
