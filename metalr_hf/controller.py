@@ -9,8 +9,8 @@
   (it may only lower the LR) on a run marked ``pretrained`` when the learner was not meta-trained for such runs
   (`options.knows_pretrained_runs`), and at most ``-log(eval_cut)`` from the ``eval_patience``-th evaluation in a
   row without a new best, or one that reads as overfitting (``eval_overfit``), until one brings it, and at most 0
-  for good once a stale one lies far above the training loss (``eval_gap``; `observe_eval`); and at least log 0.7
-  (within those caps) while the last evaluation improved on the best before it (``eval_trust``);
+  for good once a stale one lies far above the training loss (``eval_gap``; `observe_eval`); and at least
+  log(TRUST_FLOOR) (within those caps) while the last eval loss improved on the best before it (``eval_trust``);
 - ``b_t`` is the non-finite back-off: halved at each step whose loss or gradient is not finite (the learner
   never sees such a step), then recovering by ``×2`` over ``recovery`` good steps, up to 1;
 - ``γ_t`` is the divergence guard: while the smoothed log-loss (an EMA of the median of the last three, so that no
@@ -74,8 +74,9 @@ class MetaController(EvalHolds):
             the best while the training loss (smoothed) fell since that best starts the hold at once; `None`: off.
             ``eval_gap`` (`float` or `None`): δ ≤ 0 for good from an evaluation without a new best whose log lies
             more than this above the smoothed training log-loss; `None`: off. ``eval_trust`` (`float`, `"auto"` or
-            `None`): δ ≥ log 0.7 (within the caps) while the last evaluation > 0 improved on the best before it by
-            more than this (logs); `"auto"`: 0.3 on the runs marked pretrained, off on the others.
+            `None`): δ ≥ log(TRUST_FLOOR) (within the caps) while the last eval loss (``observe_eval``'s ``loss``,
+            or its value) improved on the best before it by more than this (logs); `"auto"`: 0.3 on the runs marked
+            pretrained, off on the others.
         smoothing (`float` in [0, 1) or `"auto"`): δ ← s·δ + (1 - s)·the decision (`options.resolve_smoothing`).
     """
 

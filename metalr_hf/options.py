@@ -334,7 +334,7 @@ class MetaSchedulerOptions:
         default="auto",
         metadata={
             "help": "while the last eval loss improved on the best by more than this (logs), the LR is not cut "
-            "below 0.7× the prior (`auto`: 0.3 on a pretrained run, off from scratch; `null`: off)"
+            f"below {TRUST_FLOOR:g}× the prior (`auto`: 0.3 on a pretrained run, off from scratch; `null`: off)"
         },
     )
     smoothing: Any = field(

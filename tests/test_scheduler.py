@@ -795,7 +795,7 @@ def test_eval_gap_ends_the_boost_once_a_stale_evaluation_lies_far_above_the_trai
 
 
 def test_eval_trust_keeps_the_learner_from_cutting_deep_a_run_that_improves_on_held_out_data(caplog):
-    """``eval_trust=m``: while the last evaluation improved on the best before it by more than ``m`` (logs; the first
+    """``eval_trust=m``: while the last eval loss improved on the best before it by more than ``m`` (logs; the first
     evaluation has none), the learner may not cut the LR below TRUST_FLOOR × the prior, from the next step to the next
     evaluation; a metric to maximise (negated) engages it through the eval loss handed beside it. An improvement within
     ``m``, a metric without its loss, the option off, or a run from scratch under ``"auto"`` (the default: 0.3 on a
